@@ -1,0 +1,38 @@
+/* blkship: the operator's command.  Today it looks at and drives a live
+ * write log; status and control verbs for the agents come next. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/blkship.h"
+
+static void usage(FILE *f)
+{
+    fputs("Usage: blkship COMMAND ...\n"
+          "\n"
+          "Commands:\n"
+          "  wlog info|peek|getw|clrw|read SOCKET ...   look at and drive a write log\n"
+          "\n"
+          "Run 'blkship wlog --help' for the write-log verbs.\n",
+          f);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        puts("blkship " BLKSHIP_VERSION);
+        return 0;
+    }
+    if (strcmp(argv[1], "wlog") == 0)
+        return cmd_wlog(argc - 1, argv + 1);
+    fprintf(stderr, "blkship: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,8 @@
+/* The blkship operator tool: one entry per verb group. */
+#ifndef BLKSHIP_CLI_BLKSHIP_H
+#define BLKSHIP_CLI_BLKSHIP_H
+
+/* `blkship wlog ...`: returns the process exit status. */
+int cmd_wlog(int argc, char **argv);
+
+#endif

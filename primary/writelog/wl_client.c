@@ -1,0 +1,275 @@
+/* Blocking write-log client (see wl_client.h). */
+#include "primary/writelog/wl_client.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Sectors per ring request: small enough that many are in flight at once. */
+#define READ_CHUNK_SECTORS 512u
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+
+    while (len) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int read_all(struct wl_client *c, void *buf, size_t len)
+{
+    char *p = buf;
+
+    while (len) {
+        struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+        int r = poll(&pfd, 1, c->timeout_ms);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (r == 0)
+            return -ETIMEDOUT;
+        ssize_t n = read(c->fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (n == 0)
+            return -ECONNRESET;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int send_cmd(struct wl_client *c, const char *cmd)
+{
+    struct wl_ctlmsg m;
+
+    memset(&m, 0, sizeof(m));
+    memcpy(m.cmd, cmd, WL_CMD_LEN);
+    return write_all(c->fd, &m, sizeof(m));
+}
+
+/* Reads a reply whose first four bytes are `tag` and whose total length is
+ * len.  An "errr" or "busy" message instead becomes its errno. */
+static int read_reply(struct wl_client *c, const char *tag, void *buf, size_t len)
+{
+    char head[WL_CMD_LEN];
+    int r;
+
+    r = read_all(c, head, sizeof(head));
+    if (r < 0)
+        return r;
+    if (memcmp(head, WL_MSG_ERRR, WL_CMD_LEN) == 0 || memcmp(head, WL_MSG_BUSY, WL_CMD_LEN) == 0) {
+        struct wl_ctlmsg_err e;
+        memcpy(e.cmd, head, WL_CMD_LEN);
+        r = read_all(c, (char *)&e + WL_CMD_LEN, sizeof(e) - WL_CMD_LEN);
+        if (r < 0)
+            return r;
+        return e.err > 0 ? -e.err : -EPROTO;
+    }
+    if (tag && memcmp(head, tag, WL_CMD_LEN) != 0)
+        return -EPROTO;
+    memcpy(buf, head, WL_CMD_LEN);
+    return read_all(c, (char *)buf + WL_CMD_LEN, len - WL_CMD_LEN);
+}
+
+int wl_client_open(struct wl_client *c, const char *sock_path)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    struct wl_shmp_reply shmp;
+    int fd = -1, r;
+
+    memset(c, 0, sizeof(*c));
+    c->fd = -1;
+    c->timeout_ms = 30000;
+    if (strlen(sock_path) >= sizeof(sa.sun_path))
+        return -ENAMETOOLONG;
+    strcpy(sa.sun_path, sock_path);
+    c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c->fd < 0)
+        return -errno;
+    if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        r = -errno;
+        goto fail;
+    }
+    r = send_cmd(c, WL_CMD_SHMP);
+    if (r < 0)
+        goto fail;
+    r = read_reply(c, NULL, &shmp, sizeof(shmp));
+    if (r < 0)
+        goto fail;
+    if (shmp.shm_size != WL_SHM_SIZE || memchr(shmp.shm_name, 0, sizeof(shmp.shm_name)) == NULL) {
+        r = -EPROTO;
+        goto fail;
+    }
+    memcpy(c->shm_name, shmp.shm_name, sizeof(c->shm_name));
+    fd = shm_open(c->shm_name, O_RDWR | O_CLOEXEC, 0);
+    if (fd < 0) {
+        r = -errno;
+        goto fail;
+    }
+    c->shm = mmap(NULL, WL_SHM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (c->shm == MAP_FAILED) {
+        c->shm = NULL;
+        r = -errno;
+        goto fail;
+    }
+    /* The server resets the shared ring for each new client before it
+     * answers its first command: only our private indices start here. */
+    FRONT_RING_INIT(&c->front, wl_shm_ring(c->shm), WL_RING_SIZE);
+    r = wl_client_info(c);
+    if (r < 0)
+        goto fail;
+    return 0;
+fail:
+    wl_client_close(c);
+    return r;
+}
+
+void wl_client_close(struct wl_client *c)
+{
+    if (c->shm) {
+        munmap(c->shm, WL_SHM_SIZE);
+        c->shm = NULL;
+    }
+    if (c->fd >= 0) {
+        close(c->fd);
+        c->fd = -1;
+    }
+}
+
+int wl_client_info(struct wl_client *c)
+{
+    struct wl_info_reply info;
+    int r;
+
+    r = send_cmd(c, WL_CMD_INFO);
+    if (r < 0)
+        return r;
+    r = read_reply(c, WL_CMD_INFO, &info, sizeof(info));
+    if (r < 0)
+        return r;
+    if (info.version < 1 || info.sector_size != WL_SECTOR_SIZE || info.grain_sectors == 0 ||
+        info.ring_max_sectors == 0)
+        return -EPROTO;
+    c->info = info;
+    return 0;
+}
+
+int wl_client_simple(struct wl_client *c, const char *cmd)
+{
+    char done[WL_RSPLEN_DONE];
+    int r;
+
+    r = send_cmd(c, cmd);
+    if (r < 0)
+        return r;
+    return read_reply(c, "done", done, sizeof(done));
+}
+
+int wl_client_export(struct wl_client *c, const char *cmd, struct wl_export_reply *out)
+{
+    int r;
+
+    r = send_cmd(c, cmd);
+    if (r < 0)
+        return r;
+    r = read_reply(c, cmd, out, sizeof(*out));
+    if (r < 0)
+        return r;
+    if (out->extents > WL_EXPORT_MAX)
+        return -EPROTO;
+    return 0;
+}
+
+const struct wl_disk_range *wl_client_extents(const struct wl_client *c)
+{
+    return wl_shm_export(c->shm);
+}
+
+/* Queues the requests of one round: as many chunks as fit the ring and the
+ * data area.  Returns the number queued. */
+static unsigned queue_round(struct wl_client *c, uint64_t sector, uint64_t count)
+{
+    uint32_t per = READ_CHUNK_SECTORS < c->info.ring_max_sectors ? READ_CHUNK_SECTORS
+                                                                 : c->info.ring_max_sectors;
+    uint64_t data_sectors = WL_DATA_SIZE / WL_SECTOR_SIZE;
+    unsigned n = 0;
+    uint64_t done = 0;
+
+    while (done < count && n < WL_RING_ENTRIES && (done + per) <= data_sectors) {
+        uint32_t len = count - done < per ? (uint32_t)(count - done) : per;
+        log_request_t *req = RING_GET_REQUEST(&c->front, c->front.req_prod_pvt);
+        req->sector = sector + done;
+        req->count = len;
+        req->offset = (uint32_t)(done * WL_SECTOR_SIZE);
+        c->front.req_prod_pvt++;
+        done += len;
+        n++;
+    }
+    RING_PUSH_REQUESTS(&c->front);
+    return n;
+}
+
+int wl_client_read(struct wl_client *c, uint64_t sector, uint64_t count, void *buf)
+{
+    while (count) {
+        struct wl_ctlmsg note;
+        unsigned n = queue_round(c, sector, count);
+        uint64_t round_sectors = 0;
+        int r;
+
+        r = send_cmd(c, WL_CMD_KICK);
+        if (r < 0)
+            return r;
+        r = read_reply(c, WL_CMD_KICK, &note, sizeof(note));
+        if (r < 0)
+            return r;
+        {
+            struct wl_ctlmsg_err e;
+            memcpy(&e, &note, sizeof(e));
+            if (e.err)
+                return e.err > 0 ? -e.err : -EPROTO;
+        }
+        RING_IDX rp = c->front.sring->rsp_prod;
+        xen_rmb();
+        if (rp - c->front.rsp_cons != n)
+            return -EPROTO;
+        for (; c->front.rsp_cons != rp; c->front.rsp_cons++) {
+            log_response_t rsp = *RING_GET_RESPONSE(&c->front, c->front.rsp_cons);
+            if (rsp.count == 0)
+                return rsp.offset ? -(int)rsp.offset : -EPROTO;
+            if (rsp.sector < sector || rsp.sector - sector >= count ||
+                rsp.offset != (rsp.sector - sector) * WL_SECTOR_SIZE)
+                return -EPROTO;
+            memcpy((char *)buf + (size_t)(rsp.sector - sector) * WL_SECTOR_SIZE,
+                   wl_shm_data(c->shm) + rsp.offset, (size_t)rsp.count * WL_SECTOR_SIZE);
+            round_sectors += rsp.count;
+        }
+        sector += round_sectors;
+        count -= round_sectors;
+        buf = (char *)buf + round_sectors * WL_SECTOR_SIZE;
+    }
+    return 0;
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs every package blkship needs to build, test and benchmark, from Debian.
+# Idempotent: when everything is present it installs nothing and touches no network.
+set -euo pipefail
+
+packages=(
+  # build
+  build-essential cmake pkg-config
+  libuv1-dev libssl-dev libxen-dev nbdkit-plugin-dev libcmocka-dev
+  # run and test
+  nbdkit qemu-utils fio libnbd-bin openssl util-linux iproute2 xxd procps
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO=sudo
+else
+  SUDO=
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
