@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds blkship, and runs the whole test suite:
+# every test in a normal build, then the unit tests again in a build with
+# AddressSanitizer and UndefinedBehaviorSanitizer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+
+jobs=$(nproc)
+cmake -S . -B build -DBLKSHIP_WERROR=ON >/dev/null
+cmake --build build -j"$jobs"
+(cd build && ctest --output-on-failure -j"$jobs")
+
+cmake -S . -B build-asan -DBLKSHIP_SANITIZE=ON -DBLKSHIP_WERROR=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build build-asan -j"$jobs"
+# The filter is loaded by an uninstrumented nbdkit, so the sanitizer build
+# runs the tests of our own programs only.
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --output-on-failure -j"$jobs" -R '^unit-')
