@@ -25,8 +25,14 @@ uint32_t wl_log_auto_grain(uint64_t disk_sectors)
 {
     uint32_t grain = WL_LOG_DEFAULT_GRAIN;
 
-    while ((disk_sectors / grain) / 8 > WL_LOG_MAX_AUTO_BITMAP && grain < (1u << 30))
+    /* Leaf bytes, rounded up to whole 64-bit words as the bitmap stores them. */
+    for (;;) {
+        uint64_t grains = disk_sectors / grain + (disk_sectors % grain != 0);
+        uint64_t bytes = (grains / 64 + (grains % 64 != 0)) * 8;
+        if (bytes <= WL_LOG_MAX_AUTO_BITMAP || grain >= (1u << 30))
+            break;
         grain <<= 1;
+    }
     return grain;
 }
 

@@ -1,0 +1,372 @@
+/* TLS over a non-blocking socket, driven by uv_poll (see conn.h). */
+#include "common/conn.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <openssl/err.h>
+
+#include "common/log.h"
+#include "common/tls.h"
+
+#define MOD "tls"
+
+enum conn_state {
+    CS_HANDSHAKE,   /* handshake requested or running */
+    CS_OPEN,        /* data may flow */
+    CS_FAILED,      /* an error was reported; waiting for close */
+};
+
+struct write_op {
+    const char *buf;
+    size_t len;
+    size_t done;
+    bs_conn_cb *cb;
+    void *arg;
+};
+
+struct bs_conn {
+    uv_poll_t poll;
+    int fd;
+    SSL *ssl;
+    enum conn_state state;
+    int error;
+    char peer[96];
+    int events;               /* what the poll handle is watching */
+
+    bs_conn_cb *hs_cb;
+    void *hs_arg;
+
+    char *rbuf;
+    size_t rlen, rdone;
+    bs_conn_cb *rcb;
+    void *rarg;
+
+    struct write_op wq[BS_CONN_MAX_WRITES];
+    unsigned wq_head, wq_count;
+    size_t wq_bytes;
+    /* Set while a read or write waits for the opposite readiness (TLS may
+     * need to write to read, or read to write). */
+    bool read_wants_write, write_wants_read;
+    bool in_callback;
+    bool closed;
+};
+
+static void on_poll(uv_poll_t *h, int status, int events);
+
+int bs_conn_new(uv_loop_t *loop, SSL_CTX *ctx, int fd, bool server, const char *peer,
+                struct bs_conn **out)
+{
+    struct bs_conn *c = calloc(1, sizeof(*c));
+    int r;
+
+    if (!c) {
+        close(fd);
+        return -ENOMEM;
+    }
+    c->fd = fd;
+    snprintf(c->peer, sizeof(c->peer), "%s", peer);
+    c->ssl = SSL_new(ctx);
+    if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1) {
+        SSL_free(c->ssl);
+        close(fd);
+        free(c);
+        return -ENOMEM;
+    }
+    if (server)
+        SSL_set_accept_state(c->ssl);
+    else
+        SSL_set_connect_state(c->ssl);
+    r = uv_poll_init(loop, &c->poll, fd);
+    if (r < 0) {
+        SSL_free(c->ssl);
+        close(fd);
+        free(c);
+        return r;
+    }
+    c->poll.data = c;
+    c->state = CS_HANDSHAKE;
+    *out = c;
+    return 0;
+}
+
+const char *bs_conn_peer(const struct bs_conn *c)
+{
+    return c->peer;
+}
+
+int bs_conn_error(const struct bs_conn *c)
+{
+    return c->error;
+}
+
+size_t bs_conn_write_pending(const struct bs_conn *c)
+{
+    return c->wq_bytes;
+}
+
+static void update_poll(struct bs_conn *c)
+{
+    int ev = 0;
+
+    if (c->closed || c->state == CS_FAILED) {
+        if (c->events) {
+            uv_poll_stop(&c->poll);
+            c->events = 0;
+        }
+        return;
+    }
+    if (c->state == CS_HANDSHAKE) {
+        ev = c->hs_cb ? (SSL_want_write(c->ssl) ? UV_WRITABLE : UV_READABLE) : 0;
+    } else {
+        if ((c->rcb && !c->read_wants_write) || (c->wq_count && c->write_wants_read))
+            ev |= UV_READABLE;
+        if ((c->wq_count && !c->write_wants_read) || (c->rcb && c->read_wants_write))
+            ev |= UV_WRITABLE;
+    }
+    if (ev != c->events) {
+        if (ev)
+            uv_poll_start(&c->poll, ev, on_poll);
+        else
+            uv_poll_stop(&c->poll);
+        c->events = ev;
+    }
+}
+
+/* Turns an SSL failure into a status, logging TLS-level reasons. */
+static int ssl_failure(struct bs_conn *c, int ret, const char *during)
+{
+    int err = SSL_get_error(c->ssl, ret);
+    char why[512] = "";
+
+    switch (err) {
+    case SSL_ERROR_ZERO_RETURN:
+        return -ECONNRESET;
+    case SSL_ERROR_SYSCALL:
+        if (ERR_peek_error() == 0)
+            return errno ? -errno : -ECONNRESET;
+        break;
+    default:
+        break;
+    }
+    bs_tls_errors(why, sizeof(why));
+    if (c->state == CS_HANDSHAKE) {
+        long v = SSL_get_verify_result(c->ssl);
+        if (v != X509_V_OK)
+            snprintf(why + strlen(why), sizeof(why) - strlen(why), "%s%s",
+                     why[0] ? ": " : "", X509_verify_cert_error_string(v));
+    }
+    if (!why[0] && err == SSL_ERROR_SYSCALL)
+        return -ECONNRESET;
+    BS_ERR(MOD, "%s with %s failed: %s", during, c->peer, why[0] ? why : "TLS error");
+    return -EPROTO;
+}
+
+static void fail(struct bs_conn *c, int status)
+{
+    bs_conn_cb *cb;
+    void *arg;
+
+    if (c->state == CS_FAILED)
+        return;
+    c->state = CS_FAILED;
+    c->error = status;
+    update_poll(c);
+    /* Report once, to whoever is waiting: handshake, read, else a write. */
+    if (c->hs_cb) {
+        cb = c->hs_cb;
+        arg = c->hs_arg;
+        c->hs_cb = NULL;
+    } else if (c->rcb) {
+        cb = c->rcb;
+        arg = c->rarg;
+        c->rcb = NULL;
+    } else if (c->wq_count && c->wq[c->wq_head].cb) {
+        cb = c->wq[c->wq_head].cb;
+        arg = c->wq[c->wq_head].arg;
+    } else {
+        return;
+    }
+    cb(c, status, arg);
+}
+
+static void do_handshake(struct bs_conn *c)
+{
+    int r = SSL_do_handshake(c->ssl);
+
+    if (r == 1) {
+        bs_conn_cb *cb = c->hs_cb;
+        c->hs_cb = NULL;
+        c->state = CS_OPEN;
+        update_poll(c);
+        cb(c, 0, c->hs_arg);
+        return;
+    }
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        update_poll(c);
+        return;
+    }
+    fail(c, ssl_failure(c, r, "TLS handshake"));
+}
+
+void bs_conn_handshake(struct bs_conn *c, bs_conn_cb *cb, void *arg)
+{
+    c->hs_cb = cb;
+    c->hs_arg = arg;
+    do_handshake(c);
+}
+
+/* Makes progress on the outstanding read.  Returns false if the connection
+ * failed (or was closed by a callback). */
+static bool do_read(struct bs_conn *c)
+{
+    while (c->rcb && c->state == CS_OPEN) {
+        size_t got = 0;
+        int r = SSL_read_ex(c->ssl, c->rbuf + c->rdone, c->rlen - c->rdone, &got);
+        if (r == 1) {
+            c->rdone += got;
+            if (c->rdone == c->rlen) {
+                bs_conn_cb *cb = c->rcb;
+                c->rcb = NULL;
+                c->read_wants_write = false;
+                cb(c, 0, c->rarg);
+                if (c->closed)
+                    return false;
+            }
+            continue;
+        }
+        int e = SSL_get_error(c->ssl, 0);
+        if (e == SSL_ERROR_WANT_READ) {
+            c->read_wants_write = false;
+            break;
+        }
+        if (e == SSL_ERROR_WANT_WRITE) {
+            c->read_wants_write = true;
+            break;
+        }
+        fail(c, ssl_failure(c, 0, "TLS read"));
+        return false;
+    }
+    return c->state == CS_OPEN && !c->closed;
+}
+
+static bool do_write(struct bs_conn *c)
+{
+    while (c->wq_count && c->state == CS_OPEN) {
+        struct write_op *w = &c->wq[c->wq_head];
+        size_t put = 0;
+        int r = w->len ? SSL_write_ex(c->ssl, w->buf + w->done, w->len - w->done, &put) : 1;
+        if (r == 1) {
+            w->done += put;
+            c->wq_bytes -= put;
+            if (w->done == w->len) {
+                bs_conn_cb *cb = w->cb;
+                void *arg = w->arg;
+                c->wq_head = (c->wq_head + 1) % BS_CONN_MAX_WRITES;
+                c->wq_count--;
+                c->write_wants_read = false;
+                if (cb) {
+                    cb(c, 0, arg);
+                    if (c->closed)
+                        return false;
+                }
+            }
+            continue;
+        }
+        int e = SSL_get_error(c->ssl, 0);
+        if (e == SSL_ERROR_WANT_WRITE) {
+            c->write_wants_read = false;
+            break;
+        }
+        if (e == SSL_ERROR_WANT_READ) {
+            c->write_wants_read = true;
+            break;
+        }
+        fail(c, ssl_failure(c, 0, "TLS write"));
+        return false;
+    }
+    return c->state == CS_OPEN && !c->closed;
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    struct bs_conn *c = h->data;
+
+    if (c->closed)
+        return;
+    if (status < 0) {
+        fail(c, status);
+        return;
+    }
+    (void)events;
+    if (c->state == CS_HANDSHAKE) {
+        do_handshake(c);
+        return;
+    }
+    /* Either direction may unblock the other, so try both. */
+    if (!do_read(c) || !do_write(c))
+        return;
+    update_poll(c);
+}
+
+int bs_conn_read(struct bs_conn *c, void *buf, size_t len, bs_conn_cb *cb, void *arg)
+{
+    if (c->state == CS_FAILED)
+        return c->error ? c->error : -EPIPE;
+    if (c->rcb || c->state != CS_OPEN)
+        return -EBUSY;
+    c->rbuf = buf;
+    c->rlen = len;
+    c->rdone = 0;
+    c->rcb = cb;
+    c->rarg = arg;
+    /* Data may already sit decrypted in OpenSSL's buffer, where poll cannot
+     * see it: try now. */
+    if (do_read(c))
+        update_poll(c);
+    return 0;
+}
+
+int bs_conn_write(struct bs_conn *c, const void *buf, size_t len, bs_conn_cb *cb, void *arg)
+{
+    if (c->state == CS_FAILED)
+        return c->error ? c->error : -EPIPE;
+    if (c->state != CS_OPEN)
+        return -EBUSY;
+    if (c->wq_count == BS_CONN_MAX_WRITES)
+        return -ENOBUFS;
+    c->wq[(c->wq_head + c->wq_count) % BS_CONN_MAX_WRITES] =
+        (struct write_op){ .buf = buf, .len = len, .cb = cb, .arg = arg };
+    c->wq_count++;
+    c->wq_bytes += len;
+    /* Write at once when nothing is ahead of us: no extra loop turn. */
+    if (c->wq_count == 1) {
+        if (do_write(c))
+            update_poll(c);
+    } else {
+        update_poll(c);
+    }
+    return 0;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    struct bs_conn *c = h->data;
+
+    SSL_free(c->ssl);
+    close(c->fd);
+    free(c);
+}
+
+void bs_conn_close(struct bs_conn *c)
+{
+    if (!c || c->closed)
+        return;
+    c->closed = true;
+    if (c->state == CS_OPEN)
+        SSL_shutdown(c->ssl); /* best effort close_notify; never waits */
+    uv_close((uv_handle_t *)&c->poll, on_closed);
+}

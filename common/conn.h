@@ -1,0 +1,49 @@
+/* A TLS connection over a non-blocking TCP socket, driven by a libuv poll
+ * handle: SSL reads and writes go straight to the socket, so data is
+ * encrypted from the caller's buffer with no intermediate copy.
+ *
+ * One read may be outstanding at a time; writes queue in order up to
+ * BS_CONN_MAX_WRITES.  Callbacks run on the loop thread.  After an error a
+ * connection only reports that error; the owner closes it.  A callback of
+ * an operation that fails synchronously is never called.
+ */
+#ifndef BS_COMMON_CONN_H
+#define BS_COMMON_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <openssl/ssl.h>
+#include <uv.h>
+
+#define BS_CONN_MAX_WRITES 256
+
+struct bs_conn;
+
+/* status: 0, or a negative errno (-ECONNRESET for a clean close by the
+ * peer, -EPROTO for a TLS failure whose reason has been logged). */
+typedef void bs_conn_cb(struct bs_conn *c, int status, void *arg);
+
+/* Takes ownership of fd (a connected TCP socket).  `peer` is text for the
+ * logs (address:port).  Returns 0 or -errno. */
+int bs_conn_new(uv_loop_t *loop, SSL_CTX *ctx, int fd, bool server, const char *peer,
+                struct bs_conn **out);
+/* Runs the TLS handshake; cb(status) when done.  On failure the reason
+ * (verification error, protocol error) has been logged. */
+void bs_conn_handshake(struct bs_conn *c, bs_conn_cb *cb, void *arg);
+/* Reads exactly len bytes into buf, then cb(0). */
+int bs_conn_read(struct bs_conn *c, void *buf, size_t len, bs_conn_cb *cb, void *arg);
+/* Queues len bytes of buf (which must stay valid until cb); cb(0) once they
+ * are all handed to the kernel.  cb may be NULL.  -ENOBUFS when the queue
+ * is full. */
+int bs_conn_write(struct bs_conn *c, const void *buf, size_t len, bs_conn_cb *cb, void *arg);
+/* Bytes queued and not yet written. */
+size_t bs_conn_write_pending(const struct bs_conn *c);
+/* Stops everything; pending callbacks are not called.  The memory is freed
+ * once libuv has closed the poll handle. */
+void bs_conn_close(struct bs_conn *c);
+
+const char *bs_conn_peer(const struct bs_conn *c);
+/* The error the connection stopped with, or 0. */
+int bs_conn_error(const struct bs_conn *c);
+
+#endif
