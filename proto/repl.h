@@ -1,0 +1,120 @@
+/* The replication protocol between blkship-primary and blkship-secondary
+ * (docs/protocol.md).  It runs inside TLS 1.3 from the first byte.  Every
+ * integer on the wire is little-endian; the structs below are the decoded
+ * host forms, and the *_pack / *_unpack functions convert, so no code ever
+ * reads a wire struct in place.  Every field has a bound, checked by the
+ * *_check functions before anything it describes is read or allocated.
+ */
+#ifndef BLKSHIP_PROTO_REPL_H
+#define BLKSHIP_PROTO_REPL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define BSR_MAGIC "BLKSHIP\x1a"     /* 8 bytes */
+#define BSR_VERSION 1u
+#define BSR_SECTOR_SIZE 512u
+#define BSR_ID_LEN 16
+#define BSR_HELLO_LEN 128u
+#define BSR_WELCOME_LEN 128u
+#define BSR_FRAME_HDR_LEN 16u
+#define BSR_FRAME_CRC_LEN 4u
+/* Largest payload either side may announce: 8 MiB. */
+#define BSR_MAX_PAYLOAD_LIMIT (8u << 20)
+#define BSR_DEFAULT_MAX_PAYLOAD (1u << 20)
+#define BSR_REASON_LEN 48
+
+/* Primary -> secondary, the first 128 bytes inside TLS. */
+struct bsr_hello {
+    uint16_t version;
+    uint16_t flags;                 /* none defined: 0 */
+    uint64_t disk_bytes;
+    uint32_t sector_size;           /* BSR_SECTOR_SIZE */
+    uint32_t max_payload;           /* largest DATA payload it will send, bytes */
+    uint8_t primary_id[BSR_ID_LEN]; /* the primary's identity, random, persistent */
+    uint8_t replica_id[BSR_ID_LEN]; /* the replica it expects; all zero on first pairing */
+    uint64_t generation;            /* the primary's data generation */
+    uint64_t epoch;                 /* last epoch the primary shipped whole (0: none yet) */
+};
+
+enum bsr_status {
+    BSR_OK = 0,
+    BSR_E_VERSION = 1,     /* protocol version not supported */
+    BSR_E_SIZE = 2,        /* disk size or sector size differs from the replica's */
+    BSR_E_IDENTITY = 3,    /* the hello names another replica */
+    BSR_E_PAIRED = 4,      /* the replica is paired with another primary */
+    BSR_E_BUSY = 5,        /* another primary session is active */
+    BSR_E_LIMITS = 6,      /* a limit in the hello is out of range */
+    BSR_E_IO = 7,          /* the replica cannot be written */
+};
+
+/* Secondary -> primary, the answer to the hello. */
+struct bsr_welcome {
+    uint16_t version;
+    uint16_t flags;
+    int32_t status;                 /* enum bsr_status */
+    uint64_t disk_bytes;            /* the replica's size */
+    uint32_t max_payload;           /* agreed limit: min of both sides */
+    uint8_t replica_id[BSR_ID_LEN];
+    uint8_t primary_id[BSR_ID_LEN]; /* the primary it is paired with (zero: none) */
+    uint64_t generation;            /* the generation the replica holds */
+    uint64_t epoch;                 /* last epoch the replica holds whole */
+    char reason[BSR_REASON_LEN];    /* NUL-terminated text for the log */
+};
+
+/* Frame kinds.  DATA carries count sectors of payload; every other kind has
+ * none. */
+enum bsr_kind {
+    BSR_DATA = 1,       /* P->S  write payload at sector */
+    BSR_ZERO = 2,       /* P->S  sectors [sector, sector+count) read as zeroes */
+    BSR_FLUSH = 3,      /* P->S  make everything before durable, then ACK; sector = sequence */
+    BSR_ACK = 4,        /* S->P  everything before FLUSH `sector` is durable */
+    BSR_HEARTBEAT = 5,  /* both  liveness; sector = sender's monotonic milliseconds */
+    BSR_ERROR = 6,      /* S->P  the session ends; count = enum bsr_status or errno */
+};
+#define BSR_KIND_MAX BSR_ERROR
+
+/* The 16-byte frame header:
+ *   bytes 0..7   sector (u64), or the sequence/timestamp for control kinds
+ *   bytes 8..11  count (u32): sectors for DATA and ZERO, else 0 or a code
+ *   byte  12     kind
+ *   byte  13     flags (none defined: 0)
+ *   bytes 14..15 reserved, 0
+ * It is followed by the payload (DATA only: count * 512 bytes), then by a
+ * 4-byte CRC32C (Castagnoli) of the header and the payload. */
+struct bsr_frame {
+    uint64_t sector;
+    uint32_t count;
+    uint8_t kind;
+    uint8_t flags;
+};
+
+/* What one side accepts from the other, fixed at the handshake. */
+struct bsr_limits {
+    uint64_t disk_sectors;
+    uint32_t max_payload;   /* bytes */
+};
+
+void bsr_hello_pack(const struct bsr_hello *h, uint8_t out[BSR_HELLO_LEN]);
+/* Returns 0, or -EPROTO with *why set when the bytes are not a hello. */
+int bsr_hello_unpack(const uint8_t in[BSR_HELLO_LEN], struct bsr_hello *h, const char **why);
+void bsr_welcome_pack(const struct bsr_welcome *w, uint8_t out[BSR_WELCOME_LEN]);
+int bsr_welcome_unpack(const uint8_t in[BSR_WELCOME_LEN], struct bsr_welcome *w,
+                       const char **why);
+
+void bsr_frame_pack(const struct bsr_frame *f, uint8_t out[BSR_FRAME_HDR_LEN]);
+/* Decodes and validates a header: kind known, flags and reserved zero,
+ * count and sector within the limits, payload bounded.  `from_primary`
+ * says which kinds the sender may send.  Returns 0 or -EPROTO with *why. */
+int bsr_frame_unpack(const uint8_t in[BSR_FRAME_HDR_LEN], const struct bsr_limits *lim,
+                     bool from_primary, struct bsr_frame *f, const char **why);
+/* Payload bytes that follow a (validated) header. */
+static inline uint32_t bsr_frame_payload(const struct bsr_frame *f)
+{
+    return f->kind == BSR_DATA ? f->count * BSR_SECTOR_SIZE : 0;
+}
+
+const char *bsr_status_str(int status);
+
+#endif
