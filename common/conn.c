@@ -29,6 +29,11 @@ struct write_op {
 
 struct bs_conn {
     uv_poll_t poll;
+    uv_timer_t linger;
+    int open_handles;
+    bool lingering;             /* closing once the write queue drains */
+    bs_conn_closed_cb *closed_cb;
+    void *closed_arg;
     int fd;
     SSL *ssl;
     enum conn_state state;
@@ -55,6 +60,7 @@ struct bs_conn {
 };
 
 static void on_poll(uv_poll_t *h, int status, int events);
+static void finish_close(struct bs_conn *c);
 
 int bs_conn_new(uv_loop_t *loop, SSL_CTX *ctx, int fd, bool server, const char *peer,
                 struct bs_conn **out)
@@ -86,7 +92,10 @@ int bs_conn_new(uv_loop_t *loop, SSL_CTX *ctx, int fd, bool server, const char *
         free(c);
         return r;
     }
+    uv_timer_init(loop, &c->linger);
     c->poll.data = c;
+    c->linger.data = c;
+    c->open_handles = 2;
     c->state = CS_HANDSHAKE;
     *out = c;
     return 0;
@@ -174,6 +183,10 @@ static void fail(struct bs_conn *c, int status)
     c->state = CS_FAILED;
     c->error = status;
     update_poll(c);
+    if (c->lingering) {
+        finish_close(c);
+        return;
+    }
     /* Report once, to whoever is waiting: handshake, read, else a write. */
     if (c->hs_cb) {
         cb = c->hs_cb;
@@ -268,6 +281,13 @@ static bool do_write(struct bs_conn *c)
                 c->wq_head = (c->wq_head + 1) % BS_CONN_MAX_WRITES;
                 c->wq_count--;
                 c->write_wants_read = false;
+                if (c->lingering) {
+                    if (c->wq_count == 0) {
+                        finish_close(c);
+                        return false;
+                    }
+                    continue;
+                }
                 if (cb) {
                     cb(c, 0, arg);
                     if (c->closed)
@@ -355,18 +375,50 @@ int bs_conn_write(struct bs_conn *c, const void *buf, size_t len, bs_conn_cb *cb
 static void on_closed(uv_handle_t *h)
 {
     struct bs_conn *c = h->data;
+    bs_conn_closed_cb *cb;
+    void *arg;
 
+    if (--c->open_handles > 0)
+        return;
+    cb = c->closed_cb;
+    arg = c->closed_arg;
     SSL_free(c->ssl);
     close(c->fd);
     free(c);
+    if (cb)
+        cb(arg);
 }
 
-void bs_conn_close(struct bs_conn *c)
+static void finish_close(struct bs_conn *c)
 {
-    if (!c || c->closed)
+    if (c->closed)
         return;
     c->closed = true;
+    c->lingering = false;
     if (c->state == CS_OPEN)
         SSL_shutdown(c->ssl); /* best effort close_notify; never waits */
     uv_close((uv_handle_t *)&c->poll, on_closed);
+    uv_close((uv_handle_t *)&c->linger, on_closed);
+}
+
+static void on_linger_timeout(uv_timer_t *t)
+{
+    finish_close(t->data);
+}
+
+void bs_conn_close(struct bs_conn *c, bool flush, bs_conn_closed_cb *closed_cb, void *arg)
+{
+    if (!c || c->closed || c->lingering)
+        return;
+    c->closed_cb = closed_cb;
+    c->closed_arg = arg;
+    c->rcb = NULL;
+    c->hs_cb = NULL;
+    if (flush && c->state == CS_OPEN && c->wq_count) {
+        c->lingering = true;
+        uv_timer_start(&c->linger, on_linger_timeout, BS_CONN_LINGER_MS, 0);
+        update_poll(c);
+        return;
+    }
+    finish_close(c);
 }

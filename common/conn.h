@@ -38,9 +38,14 @@ int bs_conn_read(struct bs_conn *c, void *buf, size_t len, bs_conn_cb *cb, void 
 int bs_conn_write(struct bs_conn *c, const void *buf, size_t len, bs_conn_cb *cb, void *arg);
 /* Bytes queued and not yet written. */
 size_t bs_conn_write_pending(const struct bs_conn *c);
-/* Stops everything; pending callbacks are not called.  The memory is freed
- * once libuv has closed the poll handle. */
-void bs_conn_close(struct bs_conn *c);
+typedef void bs_conn_closed_cb(void *arg);
+
+/* Ends the connection.  With `flush`, writes already queued still go out
+ * first (for at most BS_CONN_LINGER_MS); nothing is read any more.  No
+ * read or write callback is called after this.  closed_cb(arg), if not
+ * NULL, runs once the memory is released. */
+void bs_conn_close(struct bs_conn *c, bool flush, bs_conn_closed_cb *closed_cb, void *arg);
+#define BS_CONN_LINGER_MS 2000
 
 const char *bs_conn_peer(const struct bs_conn *c);
 /* The error the connection stopped with, or 0. */

@@ -1,0 +1,761 @@
+/* blkship-secondary: accepts the configured primary over mutual TLS,
+ * validates every frame before reading what it describes, applies the
+ * extents to the replica, and acknowledges a flush only once everything
+ * before it is durable.
+ *
+ * Session states, in order:
+ *   ST_TLS      TLS handshake (certificate and peer name checked)
+ *   ST_HELLO    reading the primary's 128-byte hello
+ *   ST_HEADER   reading a 16-byte frame header
+ *   ST_PAYLOAD  reading a DATA payload into the session buffer
+ *   ST_TRAILER  reading the 4-byte CRC32C; the frame is applied after it
+ *               matches
+ *   ST_CLOSED   the session ended; waiting for libuv to release it
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "common/conn.h"
+#include "common/crc32c.h"
+#include "common/ctl.h"
+#include "common/log.h"
+#include "common/net.h"
+#include "common/state.h"
+#include "common/tls.h"
+#include "proto/repl.h"
+#include "secondary/target.h"
+
+#define MOD "secondary"
+#define HEARTBEAT_MS 1000
+#define OUT_SLOTS BS_CONN_MAX_WRITES
+
+enum sess_state {
+    ST_TLS,
+    ST_HELLO,
+    ST_HEADER,
+    ST_PAYLOAD,
+    ST_TRAILER,
+    ST_CLOSED,
+};
+
+struct secondary;
+
+struct session {
+    struct secondary *sec;
+    struct bs_conn *conn;
+    enum sess_state state;
+    uint64_t id;
+    uint8_t primary_id[BSR_ID_LEN];
+    struct bsr_limits limits;
+    uint8_t hello[BSR_HELLO_LEN];
+    uint8_t welcome[BSR_WELCOME_LEN];
+    uint8_t hdr[BSR_FRAME_HDR_LEN];
+    struct bsr_frame frame;
+    uint8_t *payload;           /* max_payload bytes, page aligned */
+    uint8_t trailer[BSR_FRAME_CRC_LEN];
+    uint8_t out[OUT_SLOTS][BSR_FRAME_HDR_LEN + BSR_FRAME_CRC_LEN];
+    unsigned out_next;
+    uint64_t last_rx_ms;
+    bool accepted;              /* the hello was accepted */
+};
+
+struct secondary {
+    uv_loop_t *loop;
+    SSL_CTX *tls;
+    struct bs_target target;
+    uint64_t disk_bytes;
+    char state_path[4096];
+    uint8_t replica_id[BSR_ID_LEN];
+    uint8_t primary_id[BSR_ID_LEN];   /* paired primary; zero: none yet */
+    uint64_t generation;
+    uint64_t epoch;
+    uint32_t max_payload;
+    unsigned heartbeat_timeout_ms;
+
+    int listen_fd;
+    uv_poll_t listen_poll;
+    uv_timer_t tick;
+    uv_signal_t sigterm, sigint;
+    struct bs_ctl *ctl;
+    struct session *session;    /* the one accepted session */
+    uint64_t next_session_id;
+
+    /* One fdatasync at a time; flushes that arrive meanwhile coalesce. */
+    uv_fs_t fsync_req;
+    bool fsync_running;
+    uint64_t fsync_seq;         /* sequence being made durable */
+    uint64_t fsync_session;     /* session that asked for it */
+    bool flush_waiting;
+    uint64_t flush_waiting_seq;
+    uint64_t written_since_fsync_start; /* bytes written after the running fsync began */
+
+    /* Counters for status. */
+    uint64_t received_bytes;
+    uint64_t written_bytes;
+    uint64_t durable_bytes;
+    uint64_t unflushed_bytes;   /* written, not yet covered by a finished fsync */
+    uint64_t bad_frames;
+    char peer[96];
+    bool stopping;
+};
+
+static uint64_t now_ms(struct secondary *sec)
+{
+    return uv_now(sec->loop);
+}
+
+/* ---- State file ------------------------------------------------------- */
+
+static int save_state(struct secondary *sec)
+{
+    char text[1024], rid[33], pid[33];
+    int r;
+
+    bs_id_to_hex(sec->replica_id, rid);
+    bs_id_to_hex(sec->primary_id, pid);
+    snprintf(text, sizeof(text),
+             "format 1\nrole secondary\nreplica_id %s\nprimary_id %s\ngeneration %" PRIu64
+             "\nepoch %" PRIu64 "\ndisk_bytes %" PRIu64 "\n",
+             rid, pid, sec->generation, sec->epoch, sec->disk_bytes);
+    r = bs_state_write(sec->state_path, text);
+    if (r < 0)
+        BS_ERR(MOD, "writing %s: %s", sec->state_path, strerror(-r));
+    return r;
+}
+
+static int load_state(struct secondary *sec)
+{
+    char text[BS_STATE_MAX], hex[64];
+    uint64_t fmt, disk;
+    int r = bs_state_read(sec->state_path, text, sizeof(text));
+
+    if (r == -ENOENT) {
+        r = bs_id_random(sec->replica_id);
+        if (r < 0)
+            return r;
+        bs_id_to_hex(sec->replica_id, hex);
+        BS_INFO(MOD, "new replica identity %s", hex);
+        return save_state(sec);
+    }
+    if (r < 0) {
+        BS_ERR(MOD, "reading %s: %s", sec->state_path, strerror(-r));
+        return r;
+    }
+    if (bs_state_get_u64(text, "format", &fmt) < 0 || fmt != 1 ||
+        bs_state_get(text, "replica_id", hex, sizeof(hex)) < 0 ||
+        bs_id_from_hex(hex, sec->replica_id) < 0 ||
+        bs_state_get(text, "primary_id", hex, sizeof(hex)) < 0 ||
+        bs_id_from_hex(hex, sec->primary_id) < 0 ||
+        bs_state_get_u64(text, "generation", &sec->generation) < 0 ||
+        bs_state_get_u64(text, "epoch", &sec->epoch) < 0 ||
+        bs_state_get_u64(text, "disk_bytes", &disk) < 0) {
+        BS_ERR(MOD, "%s is not a valid secondary state file; refusing to guess", sec->state_path);
+        return -EINVAL;
+    }
+    if (disk != sec->disk_bytes)
+        BS_WARN(MOD, "replica size changed from %" PRIu64 " to %" PRIu64 " bytes since last run",
+                disk, sec->disk_bytes);
+    return 0;
+}
+
+/* ---- Session ------------------------------------------------------------ */
+
+static void session_end(struct session *s, const char *why);
+static void read_header(struct session *s);
+
+static void on_session_conn_closed(void *arg)
+{
+    struct session *s = arg;
+
+    free(s->payload);
+    free(s);
+}
+
+/* Sends a control frame (ACK, HEARTBEAT, ERROR) from the slot ring. */
+static void send_control(struct session *s, uint8_t kind, uint64_t sector, uint32_t count)
+{
+    uint8_t *b = s->out[s->out_next];
+    struct bsr_frame f = { .sector = sector, .count = count, .kind = kind };
+    uint32_t crc;
+
+    if (s->state == ST_CLOSED)
+        return;
+    s->out_next = (s->out_next + 1) % OUT_SLOTS;
+    bsr_frame_pack(&f, b);
+    crc = htole32(crc32c(0, b, BSR_FRAME_HDR_LEN));
+    memcpy(b + BSR_FRAME_HDR_LEN, &crc, BSR_FRAME_CRC_LEN);
+    if (bs_conn_write(s->conn, b, BSR_FRAME_HDR_LEN + BSR_FRAME_CRC_LEN, NULL, NULL) < 0)
+        session_end(s, "cannot queue a control frame");
+}
+
+static void start_fsync(struct secondary *sec);
+
+static void on_fsync_done(uv_fs_t *req)
+{
+    struct secondary *sec = req->data;
+    ssize_t result = req->result;
+    struct session *s = sec->session;
+
+    uv_fs_req_cleanup(req);
+    sec->fsync_running = false;
+    if (result < 0) {
+        /* The data may not be on stable storage: never acknowledge it.  The
+         * primary keeps every bit and resends after reconnecting. */
+        BS_ERR(MOD, "fdatasync of the replica failed: %s; ending the session unacknowledged",
+               uv_strerror((int)result));
+        if (s && s->id == sec->fsync_session) {
+            send_control(s, BSR_ERROR, 0, BSR_E_IO);
+            session_end(s, "replica flush failed");
+        }
+        sec->flush_waiting = false;
+        return;
+    }
+    sec->durable_bytes += sec->unflushed_bytes - sec->written_since_fsync_start;
+    sec->unflushed_bytes = sec->written_since_fsync_start;
+    if (s && s->id == sec->fsync_session)
+        send_control(s, BSR_ACK, sec->fsync_seq, 0);
+    if (sec->flush_waiting && !sec->stopping)
+        start_fsync(sec);
+    else if (sec->stopping)
+        uv_stop(sec->loop);
+}
+
+static void start_fsync(struct secondary *sec)
+{
+    int r;
+
+    sec->flush_waiting = false;
+    sec->fsync_seq = sec->flush_waiting_seq;
+    sec->fsync_session = sec->session ? sec->session->id : 0;
+    sec->written_since_fsync_start = 0;
+    sec->fsync_req.data = sec;
+    r = uv_fs_fdatasync(sec->loop, &sec->fsync_req, sec->target.fd, on_fsync_done);
+    if (r < 0) {
+        BS_ERR(MOD, "cannot start fdatasync: %s", uv_strerror(r));
+        if (sec->session)
+            session_end(sec->session, "cannot flush the replica");
+        return;
+    }
+    sec->fsync_running = true;
+}
+
+static void request_flush(struct session *s, uint64_t seq)
+{
+    struct secondary *sec = s->sec;
+
+    sec->flush_waiting = true;
+    sec->flush_waiting_seq = seq;
+    if (!sec->fsync_running)
+        start_fsync(sec);
+}
+
+static void reject_frame(struct session *s, const char *why)
+{
+    s->sec->bad_frames++;
+    BS_ERR(MOD, "bad frame from %s (sector %" PRIu64 " count %u kind %u): %s; nothing applied",
+           bs_conn_peer(s->conn), s->frame.sector, s->frame.count, s->frame.kind, why);
+    send_control(s, BSR_ERROR, 0, EPROTO);
+    session_end(s, "protocol error");
+}
+
+static void apply_frame(struct session *s)
+{
+    struct secondary *sec = s->sec;
+    uint32_t want, got;
+    uint32_t plen = bsr_frame_payload(&s->frame);
+    int r;
+
+    memcpy(&got, s->trailer, sizeof(got));
+    got = le32toh(got);
+    want = crc32c(crc32c(0, s->hdr, BSR_FRAME_HDR_LEN), s->payload, plen);
+    if (want != got) {
+        reject_frame(s, "CRC32C of the payload does not match");
+        return;
+    }
+    s->last_rx_ms = now_ms(sec);
+    switch (s->frame.kind) {
+    case BSR_DATA:
+        r = bs_target_write(&sec->target, s->payload, plen, s->frame.sector * BSR_SECTOR_SIZE);
+        if (r < 0) {
+            BS_ERR(MOD, "writing %u bytes at sector %" PRIu64 " of %s: %s", plen, s->frame.sector,
+                   sec->target.path, strerror(-r));
+            send_control(s, BSR_ERROR, 0, BSR_E_IO);
+            session_end(s, "replica write failed");
+            return;
+        }
+        sec->received_bytes += plen;
+        sec->written_bytes += plen;
+        sec->unflushed_bytes += plen;
+        if (sec->fsync_running)
+            sec->written_since_fsync_start += plen;
+        break;
+    case BSR_ZERO:
+        r = sec->target.ops->zero(&sec->target, s->frame.sector * BSR_SECTOR_SIZE,
+                                  (uint64_t)s->frame.count * BSR_SECTOR_SIZE);
+        if (r < 0) {
+            BS_ERR(MOD, "zeroing %u sectors at %" PRIu64 " of %s: %s", s->frame.count,
+                   s->frame.sector, sec->target.path, strerror(-r));
+            send_control(s, BSR_ERROR, 0, BSR_E_IO);
+            session_end(s, "replica zero failed");
+            return;
+        }
+        sec->written_bytes += (uint64_t)s->frame.count * BSR_SECTOR_SIZE;
+        break;
+    case BSR_FLUSH:
+        request_flush(s, s->frame.sector);
+        break;
+    case BSR_HEARTBEAT:
+        break;
+    default:
+        reject_frame(s, "unexpected frame kind");
+        return;
+    }
+    read_header(s);
+}
+
+static void on_trailer(struct bs_conn *c, int status, void *arg)
+{
+    struct session *s = arg;
+
+    (void)c;
+    if (status < 0) {
+        session_end(s, status == -ECONNRESET ? "connection closed in the middle of a frame (truncated frame)"
+                                             : "read error");
+        return;
+    }
+    apply_frame(s);
+}
+
+static void read_trailer(struct session *s)
+{
+    s->state = ST_TRAILER;
+    if (bs_conn_read(s->conn, s->trailer, sizeof(s->trailer), on_trailer, s) < 0)
+        session_end(s, "read error");
+}
+
+static void on_payload(struct bs_conn *c, int status, void *arg)
+{
+    struct session *s = arg;
+
+    (void)c;
+    if (status < 0) {
+        session_end(s, status == -ECONNRESET ? "connection closed in the middle of a frame (truncated frame)"
+                                             : "read error");
+        return;
+    }
+    read_trailer(s);
+}
+
+static void on_header(struct bs_conn *c, int status, void *arg)
+{
+    struct session *s = arg;
+    const char *why = NULL;
+
+    (void)c;
+    if (status < 0) {
+        session_end(s, status == -ECONNRESET ? "closed by the primary" : "read error");
+        return;
+    }
+    /* Validate before reading a single payload byte. */
+    if (bsr_frame_unpack(s->hdr, &s->limits, true, &s->frame, &why) < 0) {
+        reject_frame(s, why);
+        return;
+    }
+    uint32_t plen = bsr_frame_payload(&s->frame);
+    if (plen) {
+        s->state = ST_PAYLOAD;
+        if (bs_conn_read(s->conn, s->payload, plen, on_payload, s) < 0)
+            session_end(s, "read error");
+    } else {
+        read_trailer(s);
+    }
+}
+
+static void read_header(struct session *s)
+{
+    if (s->state == ST_CLOSED)
+        return;
+    s->state = ST_HEADER;
+    if (bs_conn_read(s->conn, s->hdr, sizeof(s->hdr), on_header, s) < 0)
+        session_end(s, "read error");
+}
+
+static void send_welcome(struct session *s, int status, const char *reason)
+{
+    struct secondary *sec = s->sec;
+    struct bsr_welcome w;
+
+    memset(&w, 0, sizeof(w));
+    w.version = BSR_VERSION;
+    w.status = status;
+    w.disk_bytes = sec->disk_bytes;
+    w.max_payload = s->limits.max_payload;
+    memcpy(w.replica_id, sec->replica_id, BSR_ID_LEN);
+    memcpy(w.primary_id, sec->primary_id, BSR_ID_LEN);
+    w.generation = sec->generation;
+    w.epoch = sec->epoch;
+    snprintf(w.reason, sizeof(w.reason), "%s", reason ? reason : "");
+    bsr_welcome_pack(&w, s->welcome);
+    if (bs_conn_write(s->conn, s->welcome, sizeof(s->welcome), NULL, NULL) < 0)
+        session_end(s, "cannot send the welcome");
+}
+
+static void refuse(struct session *s, int status, const char *detail)
+{
+    BS_ERR(MOD, "refusing primary %s: %s (%s)", bs_conn_peer(s->conn), bsr_status_str(status), detail);
+    send_welcome(s, status, detail);
+    session_end(s, "handshake refused");
+}
+
+static void on_hello(struct bs_conn *c, int status, void *arg)
+{
+    struct session *s = arg;
+    struct secondary *sec = s->sec;
+    struct bsr_hello h;
+    const char *why = NULL;
+    char detail[160];
+
+    (void)c;
+    if (status < 0) {
+        session_end(s, "closed before the hello");
+        return;
+    }
+    if (bsr_hello_unpack(s->hello, &h, &why) < 0) {
+        BS_ERR(MOD, "refusing %s: %s", bs_conn_peer(s->conn), why);
+        session_end(s, "bad hello");
+        return;
+    }
+    if (h.version != BSR_VERSION) {
+        snprintf(detail, sizeof(detail), "version %u, we speak %u", h.version, BSR_VERSION);
+        refuse(s, BSR_E_VERSION, detail);
+        return;
+    }
+    if (h.disk_bytes != sec->disk_bytes || h.sector_size != BSR_SECTOR_SIZE) {
+        snprintf(detail, sizeof(detail), "primary disk %" PRIu64 " bytes, replica %" PRIu64,
+                 h.disk_bytes, sec->disk_bytes);
+        refuse(s, BSR_E_SIZE, detail);
+        return;
+    }
+    if (h.max_payload < BSR_SECTOR_SIZE || h.max_payload > BSR_MAX_PAYLOAD_LIMIT ||
+        h.max_payload % BSR_SECTOR_SIZE || h.flags != 0) {
+        refuse(s, BSR_E_LIMITS, "payload limit or flags out of range");
+        return;
+    }
+    if (!bs_id_is_zero(h.replica_id) && memcmp(h.replica_id, sec->replica_id, BSR_ID_LEN) != 0) {
+        refuse(s, BSR_E_IDENTITY, "the primary expects another replica");
+        return;
+    }
+    if (!bs_id_is_zero(sec->primary_id) && memcmp(h.primary_id, sec->primary_id, BSR_ID_LEN) != 0) {
+        refuse(s, BSR_E_PAIRED, "this replica belongs to another primary");
+        return;
+    }
+    /* Accepted: a previous session of this primary (a half-open link) yields. */
+    if (sec->session && sec->session != s) {
+        BS_WARN(MOD, "a new session from the primary replaces the old one");
+        session_end(sec->session, "replaced by a new session");
+    }
+    sec->session = s;
+    s->accepted = true;
+    snprintf(sec->peer, sizeof(sec->peer), "%s", bs_conn_peer(s->conn));
+    if (bs_id_is_zero(sec->primary_id) || sec->generation != h.generation) {
+        memcpy(sec->primary_id, h.primary_id, BSR_ID_LEN);
+        sec->generation = h.generation;
+        if (save_state(sec) < 0) {
+            refuse(s, BSR_E_IO, "cannot record the pairing");
+            return;
+        }
+    }
+    s->limits.disk_sectors = sec->disk_bytes / BSR_SECTOR_SIZE;
+    s->limits.max_payload = h.max_payload < sec->max_payload ? h.max_payload : sec->max_payload;
+    if (posix_memalign((void **)&s->payload, 4096, s->limits.max_payload) != 0) {
+        refuse(s, BSR_E_IO, "out of memory");
+        return;
+    }
+    BS_INFO(MOD, "primary %s connected (max payload %u bytes)", sec->peer, s->limits.max_payload);
+    send_welcome(s, BSR_OK, NULL);
+    s->last_rx_ms = now_ms(sec);
+    read_header(s);
+}
+
+static void on_handshake(struct bs_conn *c, int status, void *arg)
+{
+    struct session *s = arg;
+
+    (void)c;
+    if (status < 0) {
+        session_end(s, status == -EPROTO ? "TLS handshake failed" : "closed during the TLS handshake");
+        return;
+    }
+    s->state = ST_HELLO;
+    if (bs_conn_read(s->conn, s->hello, sizeof(s->hello), on_hello, s) < 0)
+        session_end(s, "read error");
+}
+
+static void session_end(struct session *s, const char *why)
+{
+    struct secondary *sec = s->sec;
+
+    if (s->state == ST_CLOSED)
+        return;
+    if (s->accepted)
+        BS_WARN(MOD, "session with %s ended: %s", bs_conn_peer(s->conn), why);
+    else
+        BS_WARN(MOD, "connection from %s dropped: %s", bs_conn_peer(s->conn), why);
+    s->state = ST_CLOSED;
+    if (sec->session == s)
+        sec->session = NULL;
+    /* Queued control frames (an ERROR, a refusing welcome) still go out;
+     * the session memory they live in is freed with the connection. */
+    bs_conn_close(s->conn, true, on_session_conn_closed, s);
+}
+
+static void on_listen_readable(uv_poll_t *h, int status, int events)
+{
+    struct secondary *sec = h->data;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    char peer[96];
+    int fd;
+
+    (void)events;
+    if (status < 0)
+        return;
+    while ((fd = accept4(sec->listen_fd, (struct sockaddr *)&ss, &len,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+        struct session *s = calloc(1, sizeof(*s));
+        bs_sockaddr_str((struct sockaddr *)&ss, peer, sizeof(peer));
+        len = sizeof(ss);
+        if (!s) {
+            close(fd);
+            continue;
+        }
+        bs_tcp_tune(fd);
+        s->sec = sec;
+        s->id = ++sec->next_session_id;
+        s->state = ST_TLS;
+        s->limits.max_payload = sec->max_payload;
+        if (bs_conn_new(sec->loop, sec->tls, fd, true, peer, &s->conn) < 0) {
+            free(s);
+            continue;
+        }
+        BS_INFO(MOD, "connection from %s", peer);
+        bs_conn_handshake(s->conn, on_handshake, s);
+    }
+}
+
+/* ---- Timers, status, signals --------------------------------------------- */
+
+static void on_tick(uv_timer_t *t)
+{
+    struct secondary *sec = t->data;
+    struct session *s = sec->session;
+
+    if (!s || s->state == ST_CLOSED)
+        return;
+    if (now_ms(sec) - s->last_rx_ms > sec->heartbeat_timeout_ms) {
+        session_end(s, "primary silent past the heartbeat timeout");
+        return;
+    }
+    send_control(s, BSR_HEARTBEAT, now_ms(sec), 0);
+}
+
+static size_t status_handler(void *opaque, const char *request, char *reply, size_t size)
+{
+    struct secondary *sec = opaque;
+    char rid[33], pid[33];
+    int n;
+
+    if (strcmp(request, "status") != 0)
+        return (size_t)snprintf(reply, size, "{\"error\": \"unknown request\"}\n");
+    bs_id_to_hex(sec->replica_id, rid);
+    bs_id_to_hex(sec->primary_id, pid);
+    n = snprintf(reply, size,
+                 "{\"role\": \"secondary\", \"connected\": %s, \"peer\": \"%s\", "
+                 "\"device\": \"%s\", \"disk_bytes\": %" PRIu64 ", \"replica_id\": \"%s\", "
+                 "\"primary_id\": \"%s\", \"generation\": %" PRIu64 ", "
+                 "\"dirty_bytes\": null, \"inflight_bytes\": %" PRIu64 ", \"sent_bytes\": 0, "
+                 "\"received_bytes\": %" PRIu64 ", \"written_bytes\": %" PRIu64
+                 ", \"acked_bytes\": %" PRIu64 ", \"bad_frames\": %" PRIu64
+                 ", \"sync_percent\": null}\n",
+                 sec->session ? "true" : "false", sec->session ? sec->peer : "",
+                 sec->target.path, sec->disk_bytes, rid, pid, sec->generation,
+                 sec->unflushed_bytes, sec->received_bytes, sec->written_bytes,
+                 sec->durable_bytes, sec->bad_frames);
+    return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct secondary *sec = h->data;
+
+    BS_INFO(MOD, "signal %d: shutting down", signum);
+    sec->stopping = true;
+    if (sec->session)
+        session_end(sec->session, "shutting down");
+    if (!sec->fsync_running)
+        uv_stop(sec->loop);
+}
+
+/* ---- Main ------------------------------------------------------------------ */
+
+static void usage(FILE *f)
+{
+    fputs("Usage: blkship-secondary --listen HOST:PORT --device PATH --state-dir DIR\n"
+          "                         --control SOCK --cert FILE --key FILE --ca FILE\n"
+          "                         --peer-name NAME [options]\n"
+          "\n"
+          "Receives a replicated disk from blkship-primary over mutual TLS and writes it\n"
+          "to PATH (a block device or a regular file of the same size as the primary's\n"
+          "disk).\n"
+          "\n"
+          "  --listen HOST:PORT       address to accept the primary on\n"
+          "  --device PATH            replica block device or file\n"
+          "  --state-dir DIR          replica identity and pairing (created 0700)\n"
+          "  --control SOCK           local control socket for 'blkship status'\n"
+          "  --cert, --key FILE       this host's certificate and key (PEM)\n"
+          "  --ca FILE                CA the primary's certificate must chain to\n"
+          "  --peer-name NAME         name the primary's certificate must carry\n"
+          "  --max-payload BYTES      largest data frame accepted (default 1 MiB)\n"
+          "  --heartbeat-timeout SEC  end a session after SEC silent seconds (default 10)\n"
+          "  --log-level LEVEL        err, warn, info (default) or debug\n",
+          f);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "listen", required_argument, NULL, 'l' },
+        { "device", required_argument, NULL, 'd' },
+        { "state-dir", required_argument, NULL, 's' },
+        { "control", required_argument, NULL, 'c' },
+        { "cert", required_argument, NULL, 'C' },
+        { "key", required_argument, NULL, 'K' },
+        { "ca", required_argument, NULL, 'A' },
+        { "peer-name", required_argument, NULL, 'P' },
+        { "max-payload", required_argument, NULL, 'm' },
+        { "heartbeat-timeout", required_argument, NULL, 't' },
+        { "log-level", required_argument, NULL, 'L' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    struct secondary sec_s = { 0 }, *sec = &sec_s;
+    struct bs_tls_config tls = { 0 };
+    const char *listen_addr = NULL, *device = NULL, *state_dir = NULL, *control = NULL;
+    enum bs_log_level level;
+    int opt, r;
+
+    sec->max_payload = BSR_DEFAULT_MAX_PAYLOAD;
+    sec->heartbeat_timeout_ms = 10000;
+    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'l': listen_addr = optarg; break;
+        case 'd': device = optarg; break;
+        case 's': state_dir = optarg; break;
+        case 'c': control = optarg; break;
+        case 'C': tls.cert = optarg; break;
+        case 'K': tls.key = optarg; break;
+        case 'A': tls.ca = optarg; break;
+        case 'P': tls.peer_name = optarg; break;
+        case 'm': {
+            unsigned long v = strtoul(optarg, NULL, 0);
+            if (v < BSR_SECTOR_SIZE || v > BSR_MAX_PAYLOAD_LIMIT || v % BSR_SECTOR_SIZE) {
+                fprintf(stderr, "blkship-secondary: --max-payload must be a multiple of 512 up to %u\n",
+                        BSR_MAX_PAYLOAD_LIMIT);
+                return 2;
+            }
+            sec->max_payload = (uint32_t)v;
+            break;
+        }
+        case 't': sec->heartbeat_timeout_ms = (unsigned)(strtoul(optarg, NULL, 0) * 1000); break;
+        case 'L':
+            if (bs_log_parse_level(optarg, &level) < 0) {
+                fprintf(stderr, "blkship-secondary: bad --log-level %s\n", optarg);
+                return 2;
+            }
+            bs_log_set_level(level);
+            break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (!listen_addr || !device || !state_dir || !control || optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    if (sec->heartbeat_timeout_ms < 2000)
+        sec->heartbeat_timeout_ms = 2000;
+    signal(SIGPIPE, SIG_IGN);
+
+    sec->tls = bs_tls_ctx_new(&tls, true);
+    if (!sec->tls)
+        return 1;
+    if (bs_target_open(&sec->target, device) < 0)
+        return 1;
+    int64_t size = sec->target.ops->size(&sec->target);
+    if (size <= 0 || size % BSR_SECTOR_SIZE) {
+        BS_ERR(MOD, "replica %s has size %" PRIi64 ": must be a positive multiple of 512", device,
+               size);
+        return 1;
+    }
+    sec->disk_bytes = (uint64_t)size;
+    r = bs_mkdir(state_dir);
+    if (r < 0) {
+        BS_ERR(MOD, "state directory %s: %s", state_dir, strerror(-r));
+        return 1;
+    }
+    snprintf(sec->state_path, sizeof(sec->state_path), "%s/secondary.state", state_dir);
+    if (load_state(sec) < 0)
+        return 1;
+
+    sec->loop = uv_default_loop();
+    sec->listen_fd = bs_tcp_listen(listen_addr);
+    if (sec->listen_fd < 0)
+        return 1;
+    uv_poll_init(sec->loop, &sec->listen_poll, sec->listen_fd);
+    sec->listen_poll.data = sec;
+    uv_poll_start(&sec->listen_poll, UV_READABLE, on_listen_readable);
+    r = bs_ctl_start(sec->loop, control, status_handler, sec, &sec->ctl);
+    if (r < 0) {
+        BS_ERR(MOD, "control socket %s: %s", control, uv_strerror(r));
+        return 1;
+    }
+    uv_timer_init(sec->loop, &sec->tick);
+    sec->tick.data = sec;
+    uv_timer_start(&sec->tick, on_tick, HEARTBEAT_MS, HEARTBEAT_MS);
+    uv_signal_init(sec->loop, &sec->sigterm);
+    uv_signal_init(sec->loop, &sec->sigint);
+    sec->sigterm.data = sec->sigint.data = sec;
+    uv_signal_start(&sec->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&sec->sigint, on_signal, SIGINT);
+
+    {
+        char rid[33];
+        bs_id_to_hex(sec->replica_id, rid);
+        BS_INFO(MOD, "replica %s (%s, %" PRIu64 " bytes, id %s) listening on %s", device,
+                sec->target.ops->name, sec->disk_bytes, rid, listen_addr);
+    }
+    uv_run(sec->loop, UV_RUN_DEFAULT);
+
+    bs_ctl_stop(sec->ctl);
+    uv_close((uv_handle_t *)&sec->listen_poll, NULL);
+    uv_close((uv_handle_t *)&sec->tick, NULL);
+    uv_close((uv_handle_t *)&sec->sigterm, NULL);
+    uv_close((uv_handle_t *)&sec->sigint, NULL);
+    uv_run(sec->loop, UV_RUN_DEFAULT);
+    close(sec->listen_fd);
+    if (fdatasync(sec->target.fd) < 0)
+        BS_ERR(MOD, "final fdatasync of %s: %s", device, strerror(errno));
+    bs_target_close(&sec->target);
+    SSL_CTX_free(sec->tls);
+    uv_loop_close(sec->loop);
+    BS_INFO(MOD, "stopped");
+    return 0;
+}
