@@ -10,6 +10,7 @@ static void usage(FILE *f)
     fputs("Usage: blkship COMMAND ...\n"
           "\n"
           "Commands:\n"
+          "  status --control SOCK [--json]            state of a primary or secondary agent\n"
           "  wlog info|peek|getw|clrw|read SOCKET ...   look at and drive a write log\n"
           "\n"
           "Run 'blkship wlog --help' for the write-log verbs.\n",
@@ -30,6 +31,8 @@ int main(int argc, char **argv)
         puts("blkship " BLKSHIP_VERSION);
         return 0;
     }
+    if (strcmp(argv[1], "status") == 0)
+        return cmd_status(argc - 1, argv + 1);
     if (strcmp(argv[1], "wlog") == 0)
         return cmd_wlog(argc - 1, argv + 1);
     fprintf(stderr, "blkship: unknown command '%s'\n", argv[1]);

@@ -4,5 +4,7 @@
 
 /* `blkship wlog ...`: returns the process exit status. */
 int cmd_wlog(int argc, char **argv);
+/* `blkship status ...`. */
+int cmd_status(int argc, char **argv);
 
 #endif

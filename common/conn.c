@@ -29,6 +29,7 @@ struct write_op {
 
 struct bs_conn {
     uv_poll_t poll;
+    uv_idle_t soon;             /* runs new reads and writes from a clean stack */
     uv_timer_t linger;
     int open_handles;
     bool lingering;             /* closing once the write queue drains */
@@ -93,9 +94,11 @@ int bs_conn_new(uv_loop_t *loop, SSL_CTX *ctx, int fd, bool server, const char *
         return r;
     }
     uv_timer_init(loop, &c->linger);
+    uv_idle_init(loop, &c->soon);
     c->poll.data = c;
     c->linger.data = c;
-    c->open_handles = 2;
+    c->soon.data = c;
+    c->open_handles = 3;
     c->state = CS_HANDSHAKE;
     *out = c;
     return 0;
@@ -332,6 +335,21 @@ static void on_poll(uv_poll_t *h, int status, int events)
     update_poll(c);
 }
 
+/* New reads and writes are not attempted inside the call that asks for
+ * them: a completion callback never runs on the caller's stack, and a
+ * long run of buffered frames is processed iteratively. */
+static void on_soon(uv_idle_t *h)
+{
+    struct bs_conn *c = h->data;
+
+    uv_idle_stop(h);
+    if (c->closed || c->state != CS_OPEN)
+        return;
+    if (!do_read(c) || !do_write(c))
+        return;
+    update_poll(c);
+}
+
 int bs_conn_read(struct bs_conn *c, void *buf, size_t len, bs_conn_cb *cb, void *arg)
 {
     if (c->state == CS_FAILED)
@@ -344,9 +362,8 @@ int bs_conn_read(struct bs_conn *c, void *buf, size_t len, bs_conn_cb *cb, void 
     c->rcb = cb;
     c->rarg = arg;
     /* Data may already sit decrypted in OpenSSL's buffer, where poll cannot
-     * see it: try now. */
-    if (do_read(c))
-        update_poll(c);
+     * see it: try on the next loop turn. */
+    uv_idle_start(&c->soon, on_soon);
     return 0;
 }
 
@@ -362,13 +379,8 @@ int bs_conn_write(struct bs_conn *c, const void *buf, size_t len, bs_conn_cb *cb
         (struct write_op){ .buf = buf, .len = len, .cb = cb, .arg = arg };
     c->wq_count++;
     c->wq_bytes += len;
-    /* Write at once when nothing is ahead of us: no extra loop turn. */
-    if (c->wq_count == 1) {
-        if (do_write(c))
-            update_poll(c);
-    } else {
-        update_poll(c);
-    }
+    if (c->wq_count == 1)
+        uv_idle_start(&c->soon, on_soon);
     return 0;
 }
 
@@ -399,6 +411,7 @@ static void finish_close(struct bs_conn *c)
         SSL_shutdown(c->ssl); /* best effort close_notify; never waits */
     uv_close((uv_handle_t *)&c->poll, on_closed);
     uv_close((uv_handle_t *)&c->linger, on_closed);
+    uv_close((uv_handle_t *)&c->soon, on_closed);
 }
 
 static void on_linger_timeout(uv_timer_t *t)

@@ -5,7 +5,8 @@
  * One read may be outstanding at a time; writes queue in order up to
  * BS_CONN_MAX_WRITES.  Callbacks run on the loop thread.  After an error a
  * connection only reports that error; the owner closes it.  A callback of
- * an operation that fails synchronously is never called.
+ * an operation that fails synchronously is never called, and a callback
+ * never runs inside the call that started its operation.
  */
 #ifndef BS_COMMON_CONN_H
 #define BS_COMMON_CONN_H

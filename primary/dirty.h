@@ -1,0 +1,53 @@
+/* The primary's dirty state: what the replica lacks, in grains.
+ *
+ *   persisted  a file in the state directory, one bit per grain, mapped
+ *              shared: the source of truth.  A bit is set here before the
+ *              write log may forget it, and cleared only when the replica
+ *              has said the data is durable.
+ *   todo       in memory: dirty grains not being sent right now.
+ *   inflight   in memory: grains read or sent and not yet acknowledged.
+ * Invariant: persisted == todo | inflight, word for word, after every
+ * function returns.  All functions run on the agent's loop thread.
+ */
+#ifndef BLKSHIP_PRIMARY_DIRTY_H
+#define BLKSHIP_PRIMARY_DIRTY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct bs_dirty;
+
+/* Opens (or creates) path for a disk of disk_sectors with grain sectors
+ * per bit.  A missing file, or one made for another disk size or grain,
+ * starts with every bit set: a full sync.  *fresh says whether that
+ * happened.  Returns 0 or -errno. */
+int bs_dirty_open(const char *path, uint64_t disk_sectors, uint32_t grain, bool *fresh,
+                  struct bs_dirty **out);
+void bs_dirty_close(struct bs_dirty *d);
+
+uint32_t bs_dirty_grain(const struct bs_dirty *d);
+uint64_t bs_dirty_ngrains(const struct bs_dirty *d);
+
+/* Marks sectors [sector, sector + count) dirty (rounded out to grains). */
+void bs_dirty_mark(struct bs_dirty *d, uint64_t sector, uint64_t count);
+/* Marks the whole disk dirty. */
+void bs_dirty_mark_all(struct bs_dirty *d);
+/* Makes the persisted bits durable (msync).  Returns 0 or -errno. */
+int bs_dirty_sync(struct bs_dirty *d);
+
+/* Takes the next run of todo grains at or after *cursor (wrapping once),
+ * at most max_grains long, moves it to inflight and returns true with
+ * [*first, *first + *n). */
+bool bs_dirty_take(struct bs_dirty *d, uint64_t *cursor, uint64_t max_grains, uint64_t *first,
+                   uint64_t *n);
+/* The replica has [first, first + n) durably: drop them from inflight. */
+void bs_dirty_acked(struct bs_dirty *d, uint64_t first, uint64_t n);
+/* Sending [first, first + n) failed or was abandoned: back to todo. */
+void bs_dirty_requeue(struct bs_dirty *d, uint64_t first, uint64_t n);
+/* Every inflight grain back to todo (the connection was lost). */
+void bs_dirty_requeue_all(struct bs_dirty *d);
+
+uint64_t bs_dirty_todo_grains(const struct bs_dirty *d);
+uint64_t bs_dirty_inflight_grains(const struct bs_dirty *d);
+
+#endif

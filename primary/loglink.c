@@ -1,0 +1,228 @@
+/* Asynchronous write-log link (see loglink.h). */
+#include "primary/loglink.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+
+#define MOD "loglink"
+#define NMSG 256
+
+struct log_link {
+    uv_pipe_t pipe;
+    struct wl_client c;
+    const struct log_link_ops *ops;
+    void *opaque;
+    uint8_t rx[256];
+    size_t rxlen;
+    bool export_pending;
+    unsigned kicks;
+    bool failed;
+    bool closing;
+    struct {
+        uv_write_t req;
+        struct wl_ctlmsg msg;
+        bool busy;
+    } out[NMSG];
+    unsigned out_next;
+};
+
+static void link_fail(struct log_link *l, int err, const char *why)
+{
+    if (l->failed || l->closing)
+        return;
+    l->failed = true;
+    BS_ERR(MOD, "write-log link failed: %s", why);
+    uv_read_stop((uv_stream_t *)&l->pipe);
+    l->ops->on_error(l->opaque, err);
+}
+
+/* Length of the message that starts with tag, or 0 if unknown. */
+static size_t message_len(const uint8_t *tag)
+{
+    if (!memcmp(tag, "done", 4))
+        return WL_RSPLEN_DONE;
+    if (!memcmp(tag, WL_CMD_KICK, 4) || !memcmp(tag, WL_MSG_ERRR, 4) || !memcmp(tag, WL_MSG_BUSY, 4))
+        return WL_CTLMSG_LEN;
+    if (!memcmp(tag, WL_CMD_SEAL, 4) || !memcmp(tag, WL_CMD_NEXT, 4))
+        return sizeof(struct wl_export_reply);
+    if (!memcmp(tag, WL_CMD_INFO, 4))
+        return sizeof(struct wl_info_reply);
+    return 0;
+}
+
+static void handle_message(struct log_link *l, const uint8_t *m)
+{
+    if (!memcmp(m, WL_CMD_KICK, 4)) {
+        struct wl_ctlmsg_err e;
+        memcpy(&e, m, sizeof(e));
+        if (e.err) {
+            link_fail(l, -e.err, "the log reports the ring broken");
+            return;
+        }
+        if (l->kicks)
+            l->kicks--;
+        l->ops->on_kick(l->opaque);
+    } else if (!memcmp(m, WL_CMD_SEAL, 4) || !memcmp(m, WL_CMD_NEXT, 4)) {
+        struct wl_export_reply rep;
+        memcpy(&rep, m, sizeof(rep));
+        if (!l->export_pending || rep.extents > WL_EXPORT_MAX) {
+            link_fail(l, -EPROTO, "unexpected export reply");
+            return;
+        }
+        l->export_pending = false;
+        l->ops->on_export(l->opaque, &rep);
+    } else if (!memcmp(m, WL_MSG_ERRR, 4)) {
+        link_fail(l, -EPROTO, "the log refused a command (errr)");
+    } else {
+        link_fail(l, -EPROTO, "unexpected message from the log");
+    }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct log_link *l = h->data;
+
+    (void)suggested;
+    *buf = uv_buf_init((char *)l->rx + l->rxlen, (unsigned)(sizeof(l->rx) - l->rxlen));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct log_link *l = s->data;
+
+    (void)buf;
+    if (nread < 0) {
+        link_fail(l, (int)nread, nread == UV_EOF ? "the write log closed its socket"
+                                                 : uv_strerror((int)nread));
+        return;
+    }
+    l->rxlen += (size_t)nread;
+    while (l->rxlen >= 4 && !l->failed) {
+        size_t len = message_len(l->rx);
+        if (len == 0) {
+            link_fail(l, -EPROTO, "unknown reply tag from the write log");
+            return;
+        }
+        if (l->rxlen < len)
+            break;
+        handle_message(l, l->rx);
+        memmove(l->rx, l->rx + len, l->rxlen - len);
+        l->rxlen -= len;
+    }
+}
+
+static void on_written(uv_write_t *req, int status)
+{
+    struct log_link *l = req->handle->data;
+
+    for (unsigned i = 0; i < NMSG; i++)
+        if (&l->out[i].req == req)
+            l->out[i].busy = false;
+    if (status < 0 && status != UV_ECANCELED)
+        link_fail(l, status, "writing to the write log failed");
+}
+
+static int send_cmd(struct log_link *l, const char *cmd)
+{
+    unsigned i = l->out_next;
+    uv_buf_t b;
+    int r;
+
+    if (l->failed)
+        return -EPIPE;
+    if (l->out[i].busy)
+        return -ENOBUFS;
+    l->out_next = (i + 1) % NMSG;
+    memset(&l->out[i].msg, 0, sizeof(l->out[i].msg));
+    memcpy(l->out[i].msg.cmd, cmd, WL_CMD_LEN);
+    b = uv_buf_init((char *)&l->out[i].msg, sizeof(l->out[i].msg));
+    r = uv_write(&l->out[i].req, (uv_stream_t *)&l->pipe, &b, 1, on_written);
+    if (r < 0)
+        return r;
+    l->out[i].busy = true;
+    return 0;
+}
+
+int log_link_open(uv_loop_t *loop, const char *sock, const struct log_link_ops *ops,
+                  void *opaque, struct log_link **out)
+{
+    struct log_link *l = calloc(1, sizeof(*l));
+    int r;
+
+    if (!l)
+        return -ENOMEM;
+    r = wl_client_open(&l->c, sock);
+    if (r < 0) {
+        free(l);
+        return r;
+    }
+    l->ops = ops;
+    l->opaque = opaque;
+    uv_pipe_init(loop, &l->pipe, 0);
+    l->pipe.data = l;
+    r = uv_pipe_open(&l->pipe, l->c.fd);
+    if (r == 0)
+        r = uv_read_start((uv_stream_t *)&l->pipe, on_alloc, on_read);
+    if (r < 0) {
+        wl_client_close(&l->c);
+        free(l);
+        return r;
+    }
+    *out = l;
+    return 0;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    struct log_link *l = h->data;
+
+    /* The pipe owned the fd and closed it; only the mapping remains. */
+    l->c.fd = -1;
+    wl_client_close(&l->c);
+    free(l);
+}
+
+void log_link_close(struct log_link *l)
+{
+    if (!l || l->closing)
+        return;
+    l->closing = true;
+    uv_close((uv_handle_t *)&l->pipe, on_closed);
+}
+
+struct wl_client *log_link_client(struct log_link *l)
+{
+    return &l->c;
+}
+
+int log_link_export(struct log_link *l, const char *cmd)
+{
+    int r;
+
+    if (l->export_pending)
+        return -EBUSY;
+    r = send_cmd(l, cmd);
+    if (r == 0)
+        l->export_pending = true;
+    return r;
+}
+
+int log_link_kick(struct log_link *l)
+{
+    int r;
+
+    RING_PUSH_REQUESTS(&l->c.front);
+    r = send_cmd(l, WL_CMD_KICK);
+    if (r == 0)
+        l->kicks++;
+    return r;
+}
+
+unsigned log_link_kicks_outstanding(const struct log_link *l)
+{
+    return l->kicks;
+}
