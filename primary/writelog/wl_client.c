@@ -112,8 +112,10 @@ int wl_client_open(struct wl_client *c, const char *sock_path)
         r = -errno;
         goto fail;
     }
+    /* A server that refuses us writes "busy" and closes, which may break
+     * our first send: read the refusal before giving up. */
     r = send_cmd(c, WL_CMD_SHMP);
-    if (r < 0)
+    if (r < 0 && r != -EPIPE && r != -ECONNRESET)
         goto fail;
     r = read_reply(c, NULL, &shmp, sizeof(shmp));
     if (r < 0)

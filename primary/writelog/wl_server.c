@@ -671,6 +671,7 @@ int wl_server_start(const struct wl_server_config *cfg, struct wl_server **out)
                r == -EADDRINUSE ? "another write log is serving it" : strerror(-r));
         goto fail_log;
     }
+    srv->shm.fd = -1;
     r = wl_shm_create(&srv->shm, srv->safe_name);
     if (r < 0)
         goto fail_log;

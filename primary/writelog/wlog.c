@@ -55,11 +55,13 @@ int wl_log_create(uint64_t disk_sectors, uint32_t grain_sectors, struct wl_log *
     log->grain_shift = (unsigned)__builtin_ctz(grain_sectors);
     log->ngrains = (disk_sectors + grain_sectors - 1) >> log->grain_shift;
     /* The live map is touched by the write path: fault it in now so that
-     * marking never takes a page fault.  Pending is the control thread's. */
+     * marking never takes a page fault.  Pending is faulted in too: seals
+     * would otherwise pay a page fault per new page they reach, and the
+     * map ends up resident anyway. */
     r = bs_bitmap_create(log->ngrains, BS_BITMAP_PREFAULT, &log->live);
     if (r < 0)
         goto fail;
-    r = bs_bitmap_create(log->ngrains, 0, &log->pending);
+    r = bs_bitmap_create(log->ngrains, BS_BITMAP_PREFAULT, &log->pending);
     if (r < 0)
         goto fail;
     *out = log;
