@@ -39,7 +39,9 @@
 
 #define MOD "primary"
 #define TICK_MS 1000
-#define MAX_SLOTS 128
+#define MAX_SLOTS WL_RING_ENTRIES   /* one ring request per slot */
+#define AREA_PAGE 4096u
+#define AREA_PAGES (WL_DATA_SIZE / AREA_PAGE)
 #define CTRL_SLOTS BS_CONN_MAX_WRITES
 #define SENT_CAP 65536
 #define DEFAULT_PAYLOAD (512u << 10)
@@ -66,6 +68,7 @@ struct slot {
     struct primary *owner;
     enum slot_state state;
     uint32_t offset;        /* of the frame header in the data area */
+    uint32_t page, npages;  /* the data-area pages it holds */
     uint64_t first, n;      /* grains */
     uint64_t sector;
     uint32_t count;
@@ -129,7 +132,7 @@ struct primary {
     /* Slots of the data area. */
     struct slot slots[MAX_SLOTS];
     unsigned nslots;
-    uint32_t slot_bytes;
+    uint64_t area_used[(AREA_PAGES + 63) / 64]; /* data-area pages held by slots */
 
     /* Sent, not yet acknowledged. */
     struct sent *sent;
@@ -215,6 +218,44 @@ static int load_state(struct primary *p)
 
 /* ---- Write log ----------------------------------------------------------- */
 
+/* ---- Data area: slots hold runs of pages, sized to their frame ---------- */
+
+static bool page_used(const struct primary *p, unsigned i)
+{
+    return (p->area_used[i / 64] >> (i % 64)) & 1;
+}
+
+static void pages_mark(struct primary *p, unsigned first, unsigned n, bool used)
+{
+    for (unsigned i = first; i < first + n; i++) {
+        if (used)
+            p->area_used[i / 64] |= 1ull << (i % 64);
+        else
+            p->area_used[i / 64] &= ~(1ull << (i % 64));
+    }
+}
+
+/* First fit over at most AREA_PAGES (1,023) bits; -1 when no run fits. */
+static int pages_alloc(struct primary *p, unsigned n)
+{
+    unsigned run = 0;
+
+    for (unsigned i = 0; i < AREA_PAGES; i++) {
+        run = page_used(p, i) ? 0 : run + 1;
+        if (run == n) {
+            pages_mark(p, i + 1 - n, n, true);
+            return (int)(i + 1 - n);
+        }
+    }
+    return -1;
+}
+
+static void slot_release(struct primary *p, struct slot *s)
+{
+    pages_mark(p, s->page, s->npages, false);
+    s->state = SLOT_FREE;
+}
+
 static void on_log_retry(uv_timer_t *t);
 
 static void log_down(struct primary *p, const char *why)
@@ -231,7 +272,7 @@ static void log_down(struct primary *p, const char *why)
         struct slot *s = &p->slots[i];
         if (s->state == SLOT_READING) {
             bs_dirty_requeue(p->dirty, s->first, s->n);
-            s->state = SLOT_FREE;
+            slot_release(p, s);
         }
     }
     uv_timer_start(&p->log_retry, on_log_retry, 1000, 0);
@@ -323,7 +364,7 @@ static void send_slot(struct primary *p, struct slot *s)
 
     if (bs_conn_write(p->conn, base, len, on_slot_sent, s) < 0) {
         bs_dirty_requeue(p->dirty, s->first, s->n);
-        s->state = SLOT_FREE;
+        slot_release(p, s);
         link_down(p, "cannot queue a frame");
         return;
     }
@@ -367,7 +408,7 @@ static void on_log_kick(void *opaque)
             BS_ERR(MOD, "the write log could not read sector %" PRIu64 " count %u: %s; will retry",
                    s->sector, s->count, strerror((int)rsp.offset));
             bs_dirty_requeue(p->dirty, s->first, s->n);
-            s->state = SLOT_FREE;
+            slot_release(p, s);
             continue;
         }
         if (!s || rsp.count != s->count) {
@@ -376,7 +417,7 @@ static void on_log_kick(void *opaque)
         }
         if (p->ls != LS_STREAMING || s->session != p->session) {
             /* The link went down while reading; the grains were requeued. */
-            s->state = SLOT_FREE;
+            slot_release(p, s);
             continue;
         }
         send_slot(p, s);
@@ -400,16 +441,12 @@ static const struct log_link_ops log_ops = {
     .on_error = on_log_error,
 };
 
-static void setup_slots(struct primary *p, uint32_t payload)
+static void setup_slots(struct primary *p)
 {
-    uint32_t raw = BSR_FRAME_HDR_LEN + payload + BSR_FRAME_CRC_LEN;
-
-    p->slot_bytes = (raw + 4095) & ~4095u;
-    p->nslots = WL_DATA_SIZE / p->slot_bytes;
-    if (p->nslots > MAX_SLOTS)
-        p->nslots = MAX_SLOTS;
+    p->nslots = MAX_SLOTS;
     for (unsigned i = 0; i < p->nslots; i++)
-        p->slots[i] = (struct slot){ .owner = p, .state = SLOT_FREE, .offset = i * p->slot_bytes };
+        p->slots[i] = (struct slot){ .owner = p, .state = SLOT_FREE };
+    memset(p->area_used, 0, sizeof(p->area_used));
 }
 
 static void on_log_retry(uv_timer_t *t)
@@ -469,7 +506,7 @@ static void on_log_retry(uv_timer_t *t)
             p->writelog_path, p->disk_sectors, p->grain, p->log_id);
     /* Frames are built in the data area: its slots must fit our payload. */
     if (p->nslots == 0)
-        setup_slots(p, p->payload_pref);
+        setup_slots(p);
     if (p->ls == LS_IDLE && !uv_is_active((uv_handle_t *)&p->retry))
         uv_timer_start(&p->retry, on_retry, 0, 0);
     on_seal_timer(&p->seal_timer);
@@ -498,7 +535,7 @@ static void on_slot_sent(struct bs_conn *c, int status, void *arg)
     struct slot *s = arg;
 
     (void)c;
-    s->state = SLOT_FREE;
+    slot_release(s->owner, s);
     if (status == 0)
         pump(s->owner);
 }
@@ -530,10 +567,22 @@ static void pump(struct primary *p)
         uint64_t end = (first + n) * p->grain;
         if (end > p->disk_sectors)
             end = p->disk_sectors;
-        *s = (struct slot){ .owner = p, .state = SLOT_READING, .offset = s->offset,
-                            .first = first, .n = n,
-                            .sector = sector, .count = (uint32_t)(end - sector),
-                            .session = p->session };
+        uint32_t count = (uint32_t)(end - sector);
+        /* The frame is built around the data: header before, CRC after. */
+        unsigned npages = (BSR_FRAME_HDR_LEN + count * BSR_SECTOR_SIZE + BSR_FRAME_CRC_LEN +
+                           AREA_PAGE - 1) / AREA_PAGE;
+        int page = pages_alloc(p, npages);
+        if (page < 0) {
+            /* The area is full of frames on their way: try again when one
+             * has been sent. */
+            bs_dirty_requeue(p->dirty, first, n);
+            p->cursor = first;
+            break;
+        }
+        *s = (struct slot){ .owner = p, .state = SLOT_READING,
+                            .offset = (uint32_t)page * AREA_PAGE, .page = (uint32_t)page,
+                            .npages = npages, .first = first, .n = n, .sector = sector,
+                            .count = count, .session = p->session };
         log_request_t *req = RING_GET_REQUEST(&c->front, c->front.req_prod_pvt);
         req->sector = sector;
         req->count = s->count;
@@ -789,7 +838,7 @@ static void link_down(struct primary *p, const char *why)
     /* Nothing unacknowledged is lost: every grain in flight is due again. */
     for (unsigned i = 0; i < p->nslots; i++)
         if (p->slots[i].state == SLOT_SENDING)
-            p->slots[i].state = SLOT_FREE;
+            slot_release(p, &p->slots[i]);
     bs_dirty_requeue_all(p->dirty);
     p->sent_head = p->sent_count = 0;
     p->unacked_bytes = 0;

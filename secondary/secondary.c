@@ -7,12 +7,21 @@
  *   ST_TLS      TLS handshake (certificate and peer name checked)
  *   ST_HELLO    reading the primary's 128-byte hello
  *   ST_HEADER   reading a 16-byte frame header
- *   ST_PAYLOAD  reading a DATA payload into the session buffer
+ *   ST_PAYLOAD  reading a DATA payload into a free write buffer
  *   ST_TRAILER  reading the 4-byte CRC32C; the frame is applied after it
  *               matches
+ *   ST_STALLED  reading paused: no free write buffer, or a FLUSH waits for
+ *               the writes before it to complete
  *   ST_CLOSED   the session ended; waiting for libuv to release it
+ *
+ * DATA payloads are written by libuv's thread pool (O_DIRECT where the
+ * target allows it) while the loop decrypts the next frames.  Writes
+ * between two FLUSHes may complete in any order: the primary never has two
+ * unacknowledged copies of a grain, so they never overlap.  A FLUSH waits
+ * for every write before it, then runs fdatasync, then sends its ACK.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -43,7 +52,20 @@ enum sess_state {
     ST_HEADER,
     ST_PAYLOAD,
     ST_TRAILER,
+    ST_STALLED,
     ST_CLOSED,
+};
+
+#define NBUF 8
+
+/* One payload buffer and the asynchronous write that uses it. */
+struct wbuf {
+    struct secondary *sec;
+    uv_fs_t req;
+    uint8_t *data;
+    uint32_t len;
+    uint64_t offset;
+    bool busy;
 };
 
 struct secondary;
@@ -59,8 +81,10 @@ struct session {
     uint8_t welcome[BSR_WELCOME_LEN];
     uint8_t hdr[BSR_FRAME_HDR_LEN];
     struct bsr_frame frame;
-    uint8_t *payload;           /* max_payload bytes, page aligned */
+    struct wbuf *buf;           /* holds the payload being read */
     uint8_t trailer[BSR_FRAME_CRC_LEN];
+    bool flush_pending;         /* a FLUSH waits for the writes before it */
+    uint64_t flush_pending_seq;
     uint8_t out[OUT_SLOTS][BSR_FRAME_HDR_LEN + BSR_FRAME_CRC_LEN];
     unsigned out_next;
     uint64_t last_rx_ms;
@@ -71,7 +95,10 @@ struct secondary {
     uv_loop_t *loop;
     SSL_CTX *tls;
     struct bs_target target;
+    int direct_fd;              /* the target opened O_DIRECT, or -1 */
     uint64_t disk_bytes;
+    struct wbuf bufs[NBUF];
+    unsigned writes_inflight;
     char state_path[4096];
     uint8_t replica_id[BSR_ID_LEN];
     uint8_t primary_id[BSR_ID_LEN];   /* paired primary; zero: none yet */
@@ -175,8 +202,20 @@ static void on_session_conn_closed(void *arg)
 {
     struct session *s = arg;
 
-    free(s->payload);
+    if (s->buf && !s->buf->req.data)
+        s->buf->busy = false; /* read into, never submitted */
     free(s);
+}
+
+static struct wbuf *get_buffer(struct secondary *sec)
+{
+    for (unsigned i = 0; i < NBUF; i++)
+        if (!sec->bufs[i].busy) {
+            sec->bufs[i].busy = true;
+            sec->bufs[i].req.data = NULL;
+            return &sec->bufs[i];
+        }
+    return NULL;
 }
 
 /* Sends a control frame (ACK, HEARTBEAT, ERROR) from the slot ring. */
@@ -266,6 +305,69 @@ static void reject_frame(struct session *s, const char *why)
     session_end(s, "protocol error");
 }
 
+static void resume(struct session *s);
+static void read_payload(struct session *s);
+
+/* A write finished: account for it, then let a stalled session go on. */
+static void on_write_done(uv_fs_t *req)
+{
+    struct wbuf *b = req->data;
+    struct secondary *sec = b->sec;
+    ssize_t result = req->result;
+    struct session *s = sec->session;
+
+    uv_fs_req_cleanup(req);
+    if (result == UV_EINVAL && sec->direct_fd >= 0) {
+        /* The target refuses this alignment for direct I/O: go buffered. */
+        BS_WARN(MOD, "%s refuses direct I/O for this write; writing through the page cache",
+                sec->target.path);
+        close(sec->direct_fd);
+        sec->direct_fd = -1;
+        int r = bs_target_write(&sec->target, b->data, b->len, b->offset);
+        result = r < 0 ? r : (ssize_t)b->len;
+    }
+    b->busy = false;
+    b->req.data = NULL;
+    sec->writes_inflight--;
+    if (result != (ssize_t)b->len) {
+        BS_ERR(MOD, "writing %u bytes at offset %" PRIu64 " of %s: %s", b->len, b->offset,
+               sec->target.path, result < 0 ? uv_strerror((int)result) : "short write");
+        if (s) {
+            send_control(s, BSR_ERROR, 0, BSR_E_IO);
+            session_end(s, "replica write failed");
+        }
+        return;
+    }
+    sec->written_bytes += b->len;
+    sec->unflushed_bytes += b->len;
+    if (sec->fsync_running)
+        sec->written_since_fsync_start += b->len;
+    if (s && s->state == ST_STALLED)
+        resume(s);
+}
+
+static void submit_write(struct session *s, struct wbuf *b, uint32_t len, uint64_t offset)
+{
+    struct secondary *sec = s->sec;
+    uv_buf_t ub = uv_buf_init((char *)b->data, len);
+    int fd = sec->direct_fd >= 0 ? sec->direct_fd : sec->target.fd;
+    int r;
+
+    b->len = len;
+    b->offset = offset;
+    b->req.data = b;
+    r = uv_fs_write(sec->loop, &b->req, fd, &ub, 1, (int64_t)offset, on_write_done);
+    if (r < 0) {
+        b->busy = false;
+        b->req.data = NULL;
+        BS_ERR(MOD, "cannot start a write: %s", uv_strerror(r));
+        send_control(s, BSR_ERROR, 0, BSR_E_IO);
+        session_end(s, "replica write failed");
+        return;
+    }
+    sec->writes_inflight++;
+}
+
 static void apply_frame(struct session *s)
 {
     struct secondary *sec = s->sec;
@@ -275,28 +377,24 @@ static void apply_frame(struct session *s)
 
     memcpy(&got, s->trailer, sizeof(got));
     got = le32toh(got);
-    want = crc32c(crc32c(0, s->hdr, BSR_FRAME_HDR_LEN), s->payload, plen);
+    want = crc32c(0, s->hdr, BSR_FRAME_HDR_LEN);
+    if (plen)
+        want = crc32c(want, s->buf->data, plen);
     if (want != got) {
         reject_frame(s, "CRC32C of the payload does not match");
         return;
     }
     s->last_rx_ms = now_ms(sec);
     switch (s->frame.kind) {
-    case BSR_DATA:
-        r = bs_target_write(&sec->target, s->payload, plen, s->frame.sector * BSR_SECTOR_SIZE);
-        if (r < 0) {
-            BS_ERR(MOD, "writing %u bytes at sector %" PRIu64 " of %s: %s", plen, s->frame.sector,
-                   sec->target.path, strerror(-r));
-            send_control(s, BSR_ERROR, 0, BSR_E_IO);
-            session_end(s, "replica write failed");
-            return;
-        }
+    case BSR_DATA: {
+        struct wbuf *b = s->buf;
+        s->buf = NULL;
         sec->received_bytes += plen;
-        sec->written_bytes += plen;
-        sec->unflushed_bytes += plen;
-        if (sec->fsync_running)
-            sec->written_since_fsync_start += plen;
+        submit_write(s, b, plen, s->frame.sector * BSR_SECTOR_SIZE);
+        if (s->state == ST_CLOSED)
+            return;
         break;
+    }
     case BSR_ZERO:
         r = sec->target.ops->zero(&sec->target, s->frame.sector * BSR_SECTOR_SIZE,
                                   (uint64_t)s->frame.count * BSR_SECTOR_SIZE);
@@ -310,12 +408,34 @@ static void apply_frame(struct session *s)
         sec->written_bytes += (uint64_t)s->frame.count * BSR_SECTOR_SIZE;
         break;
     case BSR_FLUSH:
-        request_flush(s, s->frame.sector);
-        break;
+        /* Everything before the FLUSH must be written before fdatasync. */
+        s->flush_pending = true;
+        s->flush_pending_seq = s->frame.sector;
+        s->state = ST_STALLED;
+        resume(s);
+        return;
     case BSR_HEARTBEAT:
         break;
     default:
         reject_frame(s, "unexpected frame kind");
+        return;
+    }
+    read_header(s);
+}
+
+/* Continues a stalled session when what it waits for is there. */
+static void resume(struct session *s)
+{
+    if (s->flush_pending) {
+        if (s->sec->writes_inflight)
+            return;
+        s->flush_pending = false;
+        request_flush(s, s->flush_pending_seq);
+        read_header(s);
+        return;
+    }
+    if (s->frame.kind == BSR_DATA && !s->buf) {
+        read_payload(s);
         return;
     }
     read_header(s);
@@ -354,6 +474,18 @@ static void on_payload(struct bs_conn *c, int status, void *arg)
     read_trailer(s);
 }
 
+static void read_payload(struct session *s)
+{
+    s->buf = get_buffer(s->sec);
+    if (!s->buf) {
+        s->state = ST_STALLED; /* on_write_done resumes us */
+        return;
+    }
+    s->state = ST_PAYLOAD;
+    if (bs_conn_read(s->conn, s->buf->data, bsr_frame_payload(&s->frame), on_payload, s) < 0)
+        session_end(s, "read error");
+}
+
 static void on_header(struct bs_conn *c, int status, void *arg)
 {
     struct session *s = arg;
@@ -369,14 +501,10 @@ static void on_header(struct bs_conn *c, int status, void *arg)
         reject_frame(s, why);
         return;
     }
-    uint32_t plen = bsr_frame_payload(&s->frame);
-    if (plen) {
-        s->state = ST_PAYLOAD;
-        if (bs_conn_read(s->conn, s->payload, plen, on_payload, s) < 0)
-            session_end(s, "read error");
-    } else {
+    if (bsr_frame_payload(&s->frame))
+        read_payload(s);
+    else
         read_trailer(s);
-    }
 }
 
 static void read_header(struct session *s)
@@ -475,10 +603,6 @@ static void on_hello(struct bs_conn *c, int status, void *arg)
     }
     s->limits.disk_sectors = sec->disk_bytes / BSR_SECTOR_SIZE;
     s->limits.max_payload = h.max_payload < sec->max_payload ? h.max_payload : sec->max_payload;
-    if (posix_memalign((void **)&s->payload, 4096, s->limits.max_payload) != 0) {
-        refuse(s, BSR_E_IO, "out of memory");
-        return;
-    }
     BS_INFO(MOD, "primary %s connected (max payload %u bytes)", sec->peer, s->limits.max_payload);
     send_welcome(s, BSR_OK, NULL);
     s->last_rx_ms = now_ms(sec);
@@ -706,6 +830,16 @@ int main(int argc, char **argv)
         return 1;
     }
     sec->disk_bytes = (uint64_t)size;
+    /* Direct I/O skips a second copy in the page cache of a block device;
+     * fdatasync still makes it durable.  Buffers are page aligned. */
+    sec->direct_fd = open(device, O_RDWR | O_DIRECT | O_CLOEXEC);
+    for (unsigned i = 0; i < NBUF; i++) {
+        sec->bufs[i].sec = sec;
+        if (posix_memalign((void **)&sec->bufs[i].data, 4096, sec->max_payload) != 0) {
+            BS_ERR(MOD, "out of memory for write buffers");
+            return 1;
+        }
+    }
     r = bs_mkdir(state_dir);
     if (r < 0) {
         BS_ERR(MOD, "state directory %s: %s", state_dir, strerror(-r));
@@ -754,6 +888,10 @@ int main(int argc, char **argv)
     if (fdatasync(sec->target.fd) < 0)
         BS_ERR(MOD, "final fdatasync of %s: %s", device, strerror(errno));
     bs_target_close(&sec->target);
+    if (sec->direct_fd >= 0)
+        close(sec->direct_fd);
+    for (unsigned i = 0; i < NBUF; i++)
+        free(sec->bufs[i].data);
     SSL_CTX_free(sec->tls);
     uv_loop_close(sec->loop);
     BS_INFO(MOD, "stopped");
