@@ -30,6 +30,7 @@
 #include "common/crc32c.h"
 #include "common/ctl.h"
 #include "common/log.h"
+#include "common/notify.h"
 #include "common/net.h"
 #include "common/state.h"
 #include "common/tls.h"
@@ -908,6 +909,7 @@ static void on_signal(uv_signal_t *h, int signum)
     struct primary *p = h->data;
 
     BS_INFO(MOD, "signal %d: shutting down", signum);
+    bs_notify("STOPPING=1");
     p->stopping = true;
     uv_stop(p->loop);
 }
@@ -1044,6 +1046,7 @@ int main(int argc, char **argv)
     uv_timer_start(&p->tick, on_tick, TICK_MS, TICK_MS);
     uv_timer_start(&p->seal_timer, on_seal_timer, p->interval_ms, p->interval_ms);
     uv_timer_start(&p->log_retry, on_log_retry, 0, 0);
+    bs_notify("READY=1\nSTATUS=waiting for the write log and the secondary");
 
     uv_run(p->loop, UV_RUN_DEFAULT);
 

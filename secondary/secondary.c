@@ -36,6 +36,7 @@
 #include "common/crc32c.h"
 #include "common/ctl.h"
 #include "common/log.h"
+#include "common/notify.h"
 #include "common/net.h"
 #include "common/state.h"
 #include "common/tls.h"
@@ -721,6 +722,7 @@ static void on_signal(uv_signal_t *h, int signum)
     struct secondary *sec = h->data;
 
     BS_INFO(MOD, "signal %d: shutting down", signum);
+    bs_notify("STOPPING=1");
     sec->stopping = true;
     if (sec->session)
         session_end(sec->session, "shutting down");
@@ -876,6 +878,7 @@ int main(int argc, char **argv)
         BS_INFO(MOD, "replica %s (%s, %" PRIu64 " bytes, id %s) listening on %s", device,
                 sec->target.ops->name, sec->disk_bytes, rid, listen_addr);
     }
+    bs_notify("READY=1\nSTATUS=listening");
     uv_run(sec->loop, UV_RUN_DEFAULT);
 
     bs_ctl_stop(sec->ctl);
