@@ -264,6 +264,9 @@ static void log_down(struct primary *p, const char *why)
     if (!p->log)
         return;
     BS_WARN(MOD, "lost the write log (%s); reconnecting", why);
+    /* Frames queued on the link point into the log's shared memory, which
+     * goes away with the log link: the replication link goes first. */
+    link_down(p, "the write log is gone");
     log_link_close(p->log);
     p->log = NULL;
     p->sealing = false;
