@@ -14,31 +14,38 @@
 
 int bs_state_read(const char *path, char *buf, size_t size)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
     size_t len = 0;
+    int fd, r = 0;
 
+    if (size == 0)
+        return -EINVAL;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
     for (;;) {
-        ssize_t n = read(fd, buf + len, size - 1 - len);
+        ssize_t n;
+
+        if (len == size - 1) {
+            /* Full: one more byte means the file does not fit. */
+            char extra;
+            n = read(fd, &extra, 1);
+            if (n != 0)
+                r = n > 0 ? -EFBIG : -errno;
+            break;
+        }
+        n = read(fd, buf + len, size - 1 - len);
         if (n < 0) {
-            int e = errno;
-            close(fd);
-            return -e;
+            r = -errno;
+            break;
         }
         if (n == 0)
             break;
         len += (size_t)n;
-        if (len == size - 1) {
-            char extra;
-            n = read(fd, &extra, 1);
-            close(fd);
-            return n > 0 ? -EFBIG : 0;
-        }
     }
     close(fd);
-    buf[len] = '\0';
-    return 0;
+    if (r == 0)
+        buf[len] = '\0';
+    return r;
 }
 
 static int fsync_dir_of(const char *path)
@@ -117,6 +124,8 @@ int bs_state_get_u64(const char *text, const char *key, uint64_t *out)
 
     if (r < 0)
         return r;
+    if (v[0] < '0' || v[0] > '9')
+        return -EINVAL; /* strtoull would take a sign or blanks */
     errno = 0;
     *out = strtoull(v, &end, 10);
     if (errno || end == v || *end)
@@ -130,15 +139,26 @@ void bs_id_to_hex(const uint8_t id[16], char hex[33])
         sprintf(hex + 2 * i, "%02x", id[i]);
 }
 
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 int bs_id_from_hex(const char *hex, uint8_t id[16])
 {
     if (strlen(hex) != 32)
         return -EINVAL;
     for (int i = 0; i < 16; i++) {
-        unsigned v;
-        if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+        int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0)
             return -EINVAL;
-        id[i] = (uint8_t)v;
+        id[i] = (uint8_t)(hi << 4 | lo);
     }
     return 0;
 }
@@ -160,7 +180,13 @@ int bs_id_random(uint8_t id[16])
 
 int bs_mkdir(const char *dir)
 {
-    if (mkdir(dir, 0700) == 0 || errno == EEXIST)
+    struct stat st;
+
+    if (mkdir(dir, 0700) == 0)
         return 0;
-    return -errno;
+    if (errno != EEXIST)
+        return -errno;
+    if (stat(dir, &st) < 0)
+        return -errno;
+    return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
 }

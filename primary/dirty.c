@@ -208,6 +208,8 @@ bool bs_dirty_take(struct bs_dirty *d, uint64_t *cursor, uint64_t max_grains, ui
     uint64_t pos = start;
     bool wrapped = false;
 
+    if (max_grains == 0)
+        return false;
     for (;;) {
         uint64_t g = bs_bitmap_next_set(d->todo, pos);
 
@@ -252,6 +254,7 @@ void bs_dirty_requeue(struct bs_dirty *d, uint64_t first, uint64_t n)
 {
     bs_bitmap_clear_range(d->inflight, first, n);
     bs_bitmap_set_range(d->todo, first, n);
+    persist_words(d, first, n); /* unchanged for inflight grains; keeps the invariant for any */
 }
 
 void bs_dirty_requeue_all(struct bs_dirty *d)

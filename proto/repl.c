@@ -70,6 +70,12 @@ int bsr_hello_unpack(const uint8_t in[BSR_HELLO_LEN], struct bsr_hello *h, const
     getb(&p, h->replica_id, BSR_ID_LEN);
     h->generation = get64(&p);
     h->epoch = get64(&p);
+    for (; p < in + BSR_HELLO_LEN; p++) {
+        if (*p) {
+            *why = "non-zero reserved bytes in the hello";
+            return -EPROTO;
+        }
+    }
     return 0;
 }
 
@@ -169,12 +175,17 @@ int bsr_frame_unpack(const uint8_t in[BSR_FRAME_HDR_LEN], const struct bsr_limit
         }
         break;
     case BSR_ACK:
-    case BSR_ERROR:
         if (from_primary) {
-            *why = "acknowledgement or error frame from the primary";
+            *why = "acknowledgement from the primary";
             return -EPROTO;
         }
-        return 0;
+        break;
+    case BSR_ERROR:
+        if (from_primary) {
+            *why = "error frame from the primary";
+            return -EPROTO;
+        }
+        return 0; /* count carries the reason */
     case BSR_HEARTBEAT:
         break;
     default:
