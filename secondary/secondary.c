@@ -442,14 +442,20 @@ static void resume(struct session *s)
     read_header(s);
 }
 
+/* A read inside a frame failed: a clean close there is a truncated frame. */
+static void mid_frame_failure(struct session *s, int status)
+{
+    session_end(s, status == -ECONNRESET ? "connection closed in the middle of a frame (truncated frame)"
+                                         : "read error");
+}
+
 static void on_trailer(struct bs_conn *c, int status, void *arg)
 {
     struct session *s = arg;
 
     (void)c;
     if (status < 0) {
-        session_end(s, status == -ECONNRESET ? "connection closed in the middle of a frame (truncated frame)"
-                                             : "read error");
+        mid_frame_failure(s, status);
         return;
     }
     apply_frame(s);
@@ -468,8 +474,7 @@ static void on_payload(struct bs_conn *c, int status, void *arg)
 
     (void)c;
     if (status < 0) {
-        session_end(s, status == -ECONNRESET ? "connection closed in the middle of a frame (truncated frame)"
-                                             : "read error");
+        mid_frame_failure(s, status);
         return;
     }
     read_trailer(s);
