@@ -48,6 +48,7 @@
 #define DEFAULT_PAYLOAD (512u << 10)
 #define FLUSH_BYTES (64ull << 20)      /* ask for durability at least this often */
 #define MAX_UNACKED (256ull << 20)     /* sent, not yet durable */
+#define CONNECT_TIMEOUT_MS 5000
 
 enum link_state {
     LS_IDLE,
@@ -610,6 +611,10 @@ static void handle_ack(struct primary *p, uint64_t seq)
 {
     bool any = false;
 
+    /* Only a session that makes data durable resets the back-off: one that
+     * is accepted and then fails must not turn into a reconnect storm. */
+    p->backoff_ms = 0;
+
     while (p->sent_count && p->sent[p->sent_head].seq <= seq) {
         struct sent *e = &p->sent[p->sent_head];
         bs_dirty_acked(p->dirty, e->first, e->n);
@@ -648,8 +653,7 @@ static void on_rx_crc(struct bs_conn *c, int status, void *arg)
     case BSR_HEARTBEAT:
         break;
     case BSR_ERROR:
-        BS_ERR(MOD, "the secondary ended the session: %s (%u)",
-               p->rx.count < 100 ? bsr_status_str((int)p->rx.count) : strerror((int)p->rx.count),
+        BS_ERR(MOD, "the secondary ended the session: %s (%u)", bsr_status_str((int)p->rx.count),
                p->rx.count);
         link_down(p, "error from the secondary");
         return;
@@ -729,7 +733,6 @@ static void on_welcome(struct bs_conn *c, int status, void *arg)
     }
     p->max_payload = w.max_payload;
     p->ls = LS_STREAMING;
-    p->backoff_ms = 0;
     p->last_rx_ms = uv_now(p->loop);
     BS_INFO(MOD, "replicating to %s (max payload %u bytes, %" PRIu64 " bytes dirty)", p->peer,
             p->max_payload, (bs_dirty_todo_grains(p->dirty) + bs_dirty_inflight_grains(p->dirty)) *
@@ -773,7 +776,11 @@ static void on_connect_poll(uv_poll_t *h, int status, int events)
     uv_poll_stop(h);
     uv_close((uv_handle_t *)h, NULL);
     p->connect_poll_active = false;
-    r = status < 0 ? status : bs_tcp_connect_result(fd);
+    uv_timer_stop(&p->retry); /* the connect timeout */
+    /* POLLERR gives libuv's EBADF; the socket itself knows what happened. */
+    r = bs_tcp_connect_result(fd);
+    if (r == 0 && status < 0)
+        r = status;
     if (r < 0) {
         close(fd);
         p->connect_fd = -1;
@@ -796,6 +803,24 @@ static void on_connect_poll(uv_poll_t *h, int status, int events)
     bs_conn_handshake(p->conn, on_handshake, p);
 }
 
+/* A SYN into a black hole would wait for the kernel's retries: give up
+ * sooner and try again. */
+static void on_connect_timeout(uv_timer_t *t)
+{
+    struct primary *p = t->data;
+
+    if (p->ls != LS_CONNECTING || !p->connect_poll_active)
+        return;
+    uv_poll_stop(&p->connect_poll);
+    uv_close((uv_handle_t *)&p->connect_poll, NULL);
+    p->connect_poll_active = false;
+    close(p->connect_fd);
+    p->connect_fd = -1;
+    BS_WARN(MOD, "connecting to %s timed out", p->connect_addr);
+    p->ls = LS_IDLE;
+    schedule_retry(p);
+}
+
 static void on_retry(uv_timer_t *t)
 {
     struct primary *p = t->data;
@@ -815,6 +840,7 @@ static void on_retry(uv_timer_t *t)
     p->connect_poll.data = p;
     p->connect_poll_active = true;
     uv_poll_start(&p->connect_poll, UV_WRITABLE, on_connect_poll);
+    uv_timer_start(&p->retry, on_connect_timeout, CONNECT_TIMEOUT_MS, 0);
 }
 
 static void schedule_retry(struct primary *p)

@@ -210,6 +210,7 @@ const char *bsr_status_str(int status)
     case BSR_E_BUSY: return "another primary session is active";
     case BSR_E_LIMITS: return "limits out of range";
     case BSR_E_IO: return "replica I/O error";
+    case BSR_E_PROTOCOL: return "protocol error";
     default: return "unknown status";
     }
 }

@@ -47,6 +47,7 @@ enum bsr_status {
     BSR_E_BUSY = 5,        /* another primary session is active */
     BSR_E_LIMITS = 6,      /* a limit in the hello is out of range */
     BSR_E_IO = 7,          /* the replica cannot be written */
+    BSR_E_PROTOCOL = 8,    /* a frame broke the protocol */
 };
 
 /* Secondary -> primary, the answer to the hello. */
@@ -71,7 +72,7 @@ enum bsr_kind {
     BSR_FLUSH = 3,      /* P->S  make everything before durable, then ACK; sector = sequence */
     BSR_ACK = 4,        /* S->P  everything before FLUSH `sector` is durable */
     BSR_HEARTBEAT = 5,  /* both  liveness; sector = sender's monotonic milliseconds */
-    BSR_ERROR = 6,      /* S->P  the session ends; count = enum bsr_status or errno */
+    BSR_ERROR = 6,      /* S->P  the session ends; count = enum bsr_status */
 };
 #define BSR_KIND_MAX BSR_ERROR
 

@@ -8,7 +8,7 @@ packages=(
   build-essential cmake pkg-config
   libuv1-dev libssl-dev libxen-dev nbdkit-plugin-dev libcmocka-dev
   # run and test
-  nbdkit qemu-utils fio libnbd-bin openssl util-linux iproute2 xxd procps
+  nbdkit qemu-utils fio libnbd-bin openssl util-linux iproute2 iptables xxd procps
 )
 
 missing=()

@@ -73,6 +73,8 @@ struct secondary;
 
 struct session {
     struct secondary *sec;
+    struct session *next_pending;   /* not yet accepted: on the pending list */
+    uint64_t started_ms;
     struct bs_conn *conn;
     enum sess_state state;
     uint64_t id;
@@ -114,6 +116,8 @@ struct secondary {
     uv_signal_t sigterm, sigint;
     struct bs_ctl *ctl;
     struct session *session;    /* the one accepted session */
+    struct session *pending;    /* connections still authenticating */
+    unsigned npending;
     uint64_t next_session_id;
 
     /* One fdatasync at a time; flushes that arrive meanwhile coalesce. */
@@ -198,6 +202,21 @@ static int load_state(struct secondary *sec)
 
 static void session_end(struct session *s, const char *why);
 static void read_header(struct session *s);
+
+#define MAX_PENDING 16
+
+static void pending_remove(struct session *s)
+{
+    struct secondary *sec = s->sec;
+
+    for (struct session **pp = &sec->pending; *pp; pp = &(*pp)->next_pending) {
+        if (*pp == s) {
+            *pp = s->next_pending;
+            sec->npending--;
+            return;
+        }
+    }
+}
 
 static void on_session_conn_closed(void *arg)
 {
@@ -302,7 +321,7 @@ static void reject_frame(struct session *s, const char *why)
     s->sec->bad_frames++;
     BS_ERR(MOD, "bad frame from %s (sector %" PRIu64 " count %u kind %u): %s; nothing applied",
            bs_conn_peer(s->conn), s->frame.sector, s->frame.count, s->frame.kind, why);
-    send_control(s, BSR_ERROR, 0, EPROTO);
+    send_control(s, BSR_ERROR, 0, BSR_E_PROTOCOL);
     session_end(s, "protocol error");
 }
 
@@ -407,6 +426,10 @@ static void apply_frame(struct session *s)
             return;
         }
         sec->written_bytes += (uint64_t)s->frame.count * BSR_SECTOR_SIZE;
+        sec->received_bytes += (uint64_t)s->frame.count * BSR_SECTOR_SIZE;
+        sec->unflushed_bytes += (uint64_t)s->frame.count * BSR_SECTOR_SIZE;
+        if (sec->fsync_running)
+            sec->written_since_fsync_start += (uint64_t)s->frame.count * BSR_SECTOR_SIZE;
         break;
     case BSR_FLUSH:
         /* Everything before the FLUSH must be written before fdatasync. */
@@ -596,6 +619,7 @@ static void on_hello(struct bs_conn *c, int status, void *arg)
         BS_WARN(MOD, "a new session from the primary replaces the old one");
         session_end(sec->session, "replaced by a new session");
     }
+    pending_remove(s);
     sec->session = s;
     s->accepted = true;
     snprintf(sec->peer, sizeof(sec->peer), "%s", bs_conn_peer(s->conn));
@@ -642,6 +666,7 @@ static void session_end(struct session *s, const char *why)
     s->state = ST_CLOSED;
     if (sec->session == s)
         sec->session = NULL;
+    pending_remove(s);
     /* Queued control frames (an ERROR, a refusing welcome) still go out;
      * the session memory they live in is freed with the connection. */
     bs_conn_close(s->conn, true, on_session_conn_closed, s);
@@ -667,8 +692,17 @@ static void on_listen_readable(uv_poll_t *h, int status, int events)
             close(fd);
             continue;
         }
+        if (sec->npending >= MAX_PENDING) {
+            /* Unauthenticated peers must not pile up connections. */
+            BS_WARN(MOD, "refusing %s: %u connections are still authenticating", peer,
+                    sec->npending);
+            close(fd);
+            free(s);
+            continue;
+        }
         bs_tcp_tune(fd);
         s->sec = sec;
+        s->started_ms = now_ms(sec);
         s->id = ++sec->next_session_id;
         s->state = ST_TLS;
         s->limits.max_payload = sec->max_payload;
@@ -676,6 +710,9 @@ static void on_listen_readable(uv_poll_t *h, int status, int events)
             free(s);
             continue;
         }
+        s->next_pending = sec->pending;
+        sec->pending = s;
+        sec->npending++;
         BS_INFO(MOD, "connection from %s", peer);
         bs_conn_handshake(s->conn, on_handshake, s);
     }
@@ -688,6 +725,12 @@ static void on_tick(uv_timer_t *t)
     struct secondary *sec = t->data;
     struct session *s = sec->session;
 
+    /* A connection gets one heartbeat timeout to authenticate and say hello. */
+    for (struct session *p = sec->pending, *next; p; p = next) {
+        next = p->next_pending;
+        if (now_ms(sec) - p->started_ms > sec->heartbeat_timeout_ms)
+            session_end(p, "no TLS handshake and hello within the heartbeat timeout");
+    }
     if (!s || s->state == ST_CLOSED)
         return;
     if (now_ms(sec) - s->last_rx_ms > sec->heartbeat_timeout_ms) {

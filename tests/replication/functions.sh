@@ -1,0 +1,471 @@
+# Shared helpers for the replication tests (bash).  A test starts
+#   source "$(dirname "$0")/functions.sh"
+# and gets: strict mode, a cleanup registry run on every exit (processes,
+# loop devices, namespaces, iptables rules, shm files, the work directory),
+# a time limit, `fail` that shows the tails of every log, and helpers to run
+# nbdkit with the writelog filter, blkship-secondary, blkship-primary and
+# to read `blkship status --json`.
+#
+# Self-contained on purpose (modelled on tests/integration/functions.sh, not
+# sourcing it), so that changes there cannot break these tests.
+#
+# The programs come from the environment CTest sets (FILTER, BLKSHIP,
+# PRIMARY, SECONDARY, REPL_PEER, MKCERTS) or are derived from
+# BLKSHIP_BUILD_DIR.
+
+# Globals set here are for the tests (SEC_PID, NBD_URI, ...), and the small
+# functions defined inside others are called through poll_until.
+# shellcheck disable=SC2034,SC2317
+
+set -eEu -o pipefail
+
+TEST_NAME=$(basename "$0" .sh)
+
+# A time limit below CTest's, so that a hung step still ends in our cleanup:
+# timeout runs the test in its own process group and, at the limit, sends
+# SIGTERM to all of it (the agents and nbdkit exit; the test shell runs its
+# EXIT trap), then SIGKILL 10 s later.
+if [ -z "${_BS_RT_TIMED:-}" ] && command -v timeout >/dev/null; then
+    export _BS_RT_TIMED=1
+    exec timeout -k 10 "${TEST_TIME_LIMIT:-300}" bash "$0" "$@"
+fi
+: "${TMPDIR:=/tmp}"
+_src_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+if [ -n "${BLKSHIP_BUILD_DIR:-}" ]; then
+    : "${FILTER:=$BLKSHIP_BUILD_DIR/primary/writelog/nbdkit-writelog-filter.so}"
+    : "${BLKSHIP:=$BLKSHIP_BUILD_DIR/cli/blkship}"
+    : "${PRIMARY:=$BLKSHIP_BUILD_DIR/primary/blkship-primary}"
+    : "${SECONDARY:=$BLKSHIP_BUILD_DIR/secondary/blkship-secondary}"
+    : "${REPL_PEER:=$BLKSHIP_BUILD_DIR/tests/replication/repl-peer}"
+fi
+: "${MKCERTS:=$_src_dir/scripts/mkcerts.sh}"
+
+# ---- Cleanup registry -------------------------------------------------------
+
+_cleanup_fns=()
+_logs=()
+
+# cleanup_fn CMD [ARGS...]: run CMD ARGS on exit, last registered first,
+# whether the test passed, failed or was interrupted.
+cleanup_fn() {
+    _cleanup_fns+=("$(printf '%q ' "$@")")
+}
+
+_rc_override=""
+_run_cleanups() {
+    local rc=$? i
+    set +eE
+    trap - ERR
+    for ((i = ${#_cleanup_fns[@]} - 1; i >= 0; i--)); do
+        eval "${_cleanup_fns[i]}"
+    done
+    if [ "$rc" = 0 ] && [ -n "$_rc_override" ]; then
+        rc=$_rc_override
+    fi
+    case $rc in
+    0) echo "PASS: $TEST_NAME" ;;
+    77) ;;
+    *) echo "FAIL: $TEST_NAME (exit status $rc)" ;;
+    esac
+    exit "$rc"
+}
+trap _run_cleanups EXIT
+trap 'echo "FAIL: $TEST_NAME: terminated (time limit ${TEST_TIME_LIMIT:-300} s?)" >&2; _dump_logs; exit 143' TERM
+trap 'exit 130' INT
+trap 'exit 129' HUP
+trap 'exit 141' PIPE
+
+_dump_logs() {
+    local l
+    for l in "${_logs[@]}"; do
+        [ -f "$l" ] || continue
+        echo "---- last lines of $l ----" >&2
+        tail -n "${DUMP_LINES:-30}" "$l" >&2
+    done
+}
+
+_on_err() {
+    echo "FAIL: $TEST_NAME: line $1: command failed (status $2): $3" >&2
+    _dump_logs
+}
+trap '_on_err "$LINENO" "$?" "$BASH_COMMAND"' ERR
+
+# fail MSG: report, show the logs' tails, exit 1.
+fail() {
+    trap - ERR
+    echo "FAIL: $TEST_NAME: $*" >&2
+    _dump_logs
+    exit 1
+}
+
+skip() {
+    echo "SKIP: $TEST_NAME: $*"
+    exit 77
+}
+
+note() {
+    echo "== $TEST_NAME: $*"
+}
+
+kill_quiet() {
+    kill "$@" 2>/dev/null
+    return 0
+}
+
+# requires CMD: skip (exit 77) when a prerequisite is not installed.
+requires() {
+    command -v "$1" >/dev/null 2>&1 || skip "requires $1, which is not installed"
+}
+
+# requires_root: loop devices, namespaces and iptables need it.
+requires_root() {
+    [ "$(id -u)" = 0 ] || skip "must run as root (loop devices, network namespaces, iptables)"
+}
+
+# The products of the build are not prerequisites: their absence fails.
+require_build() {
+    local v
+    for v in FILTER BLKSHIP PRIMARY SECONDARY REPL_PEER MKCERTS; do
+        [ -n "${!v:-}" ] || fail "$v is not set (set BLKSHIP_BUILD_DIR or $v)"
+        [ -f "${!v}" ] || fail "$v=${!v} does not exist: build the project first"
+    done
+}
+
+# requires_fio_nbd: fio with its nbd engine.
+requires_fio_nbd() {
+    requires fio
+    fio --enghelp=nbd 2>/dev/null | grep -q '^uri' || skip "this fio has no nbd engine"
+}
+
+# ---- Work directory ------------------------------------------------------------
+
+# Sets WORKDIR to a fresh private directory, removed on exit.  Short, so
+# that socket paths stay under the 108-byte limit.
+make_workdir() {
+    WORKDIR=$(mktemp -d "$TMPDIR/bs-rt-$$.XXXXXX")
+    cleanup_fn rm -rf "$WORKDIR"
+    # Runs once every process is stopped, before the directory goes.
+    cleanup_fn _scan_sanitizer_reports
+}
+
+# A sanitizer build (BLKSHIP_SANITIZE) reports to stderr: any report in an
+# agent's or nbdkit's log fails a test that otherwise passed.
+_scan_sanitizer_reports() {
+    local l
+    for l in "${_logs[@]}"; do
+        [ -f "$l" ] || continue
+        if grep -Eq 'ERROR: (Address|Leak|Undefined)Sanitizer|runtime error:' "$l"; then
+            echo "FAIL: $TEST_NAME: sanitizer report in $l:" >&2
+            grep -E -A 30 'ERROR: (Address|Leak|Undefined)Sanitizer|runtime error:' "$l" | head -n 60 >&2
+            _rc_override=1
+        fi
+    done
+    return 0
+}
+
+# ---- Polling --------------------------------------------------------------------
+
+# poll_until SECONDS CMD...: runs CMD every 50 ms until it succeeds; returns
+# 1 after SECONDS.
+poll_until() {
+    local limit=$1 end
+    shift
+    end=$((SECONDS + limit))
+    while [ "$SECONDS" -lt "$end" ]; do
+        if "$@"; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    "$@"
+}
+
+# A process that has exited but is not yet reaped still answers kill -0.
+proc_alive() {
+    local st
+    [ -r "/proc/$1/stat" ] || return 1
+    st=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+    [ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
+}
+
+proc_gone() { ! proc_alive "$1"; }
+
+# stop_pid PID [SECONDS]: SIGTERM, bounded wait, then SIGKILL.  For cleanups.
+stop_pid() {
+    local pid=$1 limit=${2:-10}
+    if proc_alive "$pid"; then
+        kill -TERM "$pid" 2>/dev/null
+        poll_until "$limit" proc_gone "$pid" || kill -KILL "$pid" 2>/dev/null
+        poll_until 5 proc_gone "$pid"
+    fi
+    wait "$pid" 2>/dev/null
+    return 0
+}
+
+# kill9 PID: SIGKILL and wait (bounded) until it is gone.
+kill9() {
+    kill -KILL "$1" || fail "kill -9 $1"
+    poll_until 10 proc_gone "$1" || fail "process $1 survived SIGKILL"
+    wait "$1" 2>/dev/null || true
+}
+
+# ---- Logs -------------------------------------------------------------------------
+
+# log_has PATTERN LOG: the log contains an extended regexp.
+log_has() {
+    grep -Eq -- "$1" "$2"
+}
+
+# expect_log PATTERN LOG [SECONDS]: polls (logs are written asynchronously).
+expect_log() {
+    poll_until "${3:-10}" log_has "$1" "$2" || fail "log $2 has no line matching: $1"
+}
+
+# log_lines LOG: the number of lines now, to look only at what follows.
+log_lines() {
+    wc -l <"$1"
+}
+
+# log_since LOG LINES: what the log gained after LINES lines.
+log_since() {
+    tail -n "+$(($2 + 1))" "$1"
+}
+
+# ---- Data ---------------------------------------------------------------------------
+
+# random_file PATH SIZE SEED: SIZE (as for head -c: 512M) bytes of fast,
+# reproducible pseudo-random data (AES-CTR of zeroes).
+random_file() {
+    openssl enc -aes-128-ctr -pass "pass:$3" -nosalt -pbkdf2 </dev/zero 2>/dev/null |
+        head -c "$2" >"$1" || true
+    [ "$(stat -c %s "$1")" = "$(numfmt --from=iec "$2")" ] || fail "could not write $2 bytes to $1"
+}
+
+# make_certs DIR [DAYS]: scripts/mkcerts.sh (DAYS 0: expired, same CA).
+make_certs() {
+    bash "$MKCERTS" "$@" || fail "mkcerts.sh $* failed"
+}
+
+# make_loop FILE: attaches FILE to a free loop device (LOOP), detached on exit.
+make_loop() {
+    LOOP=$(losetup -f --show "$1") || fail "losetup -f --show $1 failed"
+    cleanup_fn losetup -d "$LOOP"
+}
+
+# same_bytes A B: byte-identical (the replica may be a block device).
+same_bytes() {
+    cmp -s "$1" "$2"
+}
+
+# expect_same A B WHAT: fails with the first differing offsets.
+expect_same() {
+    local out
+    if ! out=$(cmp -l "$1" "$2" 2>&1 | head -n 5); then :; fi
+    if ! cmp -s "$1" "$2"; then
+        fail "$3: $1 and $2 differ (first differing bytes, 1-based offset and octal values):"$'\n'"$out"$'\n'"$(cmp "$1" "$2" 2>&1 || true)"
+    fi
+}
+
+# ---- nbdkit ---------------------------------------------------------------------
+
+# A filter built with AddressSanitizer (BLKSHIP_SANITIZE) only loads into
+# nbdkit with the ASan runtime preloaded (see tests/integration/functions.sh
+# for the exit hang that preload can cause; stop_pid kills after a bound).
+_nbdkit_env=()
+_asan_lib=$(ldd "${FILTER:-/nonexistent}" 2>/dev/null | awk '/libasan/ { print $3; exit }' || true)
+if [ -n "$_asan_lib" ]; then
+    _nbdkit_env=(env "LD_PRELOAD=$_asan_lib" "ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}")
+fi
+
+# start_nbdkit DIR NAME IMAGE: nbdkit with the writelog filter over the file
+# plugin, in the background; waits (bounded) for the control and NBD
+# sockets.  Sets NBDKIT_PID, WL_CTL (the log's control socket), NBD_SOCK,
+# NBD_URI.  Stopped and its shm removed on exit.
+start_nbdkit() {
+    local dir=$1 name=$2 image=$3 log pid
+    log=$dir/nbdkit-$name.log
+    WL_CTL=$dir/log_$name.ctl
+    NBD_SOCK=$dir/nbd-$name.sock
+    NBD_URI="nbd+unix:///?socket=$NBD_SOCK"
+    [ ${#WL_CTL} -lt 108 ] || fail "control socket path too long: $WL_CTL"
+    _logs+=("$log")
+    cleanup_fn rm -f "/dev/shm/log_$name.wlog"
+    # A restart reuses the paths; nbdkit leaves its -U socket behind.
+    rm -f "$NBD_SOCK"
+    "${_nbdkit_env[@]}" nbdkit -f --filter="$FILTER" file "$image" writelog-name="$name" writelog-dir="$dir" \
+        -U "$NBD_SOCK" >"$log" 2>&1 &
+    pid=$!
+    NBDKIT_PID=$pid
+    cleanup_fn stop_pid "$pid" 15
+    _wait_sockets() {
+        proc_alive "$pid" || fail "nbdkit ($name) exited before its sockets appeared"
+        [ -S "$WL_CTL" ] && [ -S "$NBD_SOCK" ]
+    }
+    poll_until 15 _wait_sockets || fail "nbdkit ($name) did not create its sockets within 15 s"
+}
+
+# ---- Agents -----------------------------------------------------------------------
+
+# status CTL: one line of `blkship status --json`, or nothing.
+status() {
+    "$BLKSHIP" status --control "$1" --json 2>/dev/null
+}
+
+# jget JSON KEY: a field of the flat JSON (numbers, booleans, strings
+# without their quotes).
+jget() {
+    sed -n "s/.*\"$2\": \"\{0,1\}\([^,\"}]*\).*/\1/p" <<<"$1"
+}
+
+# field CTL KEY: one field of the agent's status now.
+field() {
+    local s
+    s=$(status "$1") || return 1
+    jget "$s" "$2"
+}
+
+# random_port: a TCP port nothing listens on now (the agent's start retries
+# when another process wins the race), below the kernel's ephemeral range
+# (32768 and up by default) so that no outgoing connection can hold it and
+# a connect while the secondary is down is refused, not connected to itself.
+random_port() {
+    local p i lo
+    lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+    [ "$lo" -gt 21000 ] || lo=61000
+    for ((i = 0; i < 50; i++)); do
+        p=$((20000 + RANDOM % (lo - 20000)))
+        if ! ss -Htln "sport = :$p" 2>/dev/null | grep -q .; then
+            echo "$p"
+            return 0
+        fi
+    done
+    fail "no free TCP port found"
+}
+
+# Certificates used when a test does not say otherwise.
+CERTS=""
+
+_agent_count=0
+
+# start_secondary [--ns NS] [--host ADDR] [--port PORT] TAG DEVICE [ARGS...]
+# blkship-secondary on ADDR (127.0.0.1):PORT (random) for DEVICE, with
+# state in $WORKDIR/TAG.state, control socket $WORKDIR/TAG.ctl and stderr in
+# $WORKDIR/TAG.N.log; certificates from $CERTS unless ARGS give --cert etc.
+# Waits (bounded) until its control socket answers.  Sets SEC_PID, SEC_PORT,
+# SEC_ADDR, SEC_CTL, SEC_LOG.  Stopped on exit.  A random port taken
+# meanwhile is retried with another; a --port given must be free.
+start_secondary() {
+    local ns="" host=127.0.0.1 port="" fixed_port="" tag dev wrap=() tries pid certargs=() a
+    while [ $# -gt 0 ]; do
+        case $1 in
+        --ns) ns=$2; shift 2 ;;
+        --host) host=$2; shift 2 ;;
+        --port) port=$2; fixed_port=$2; shift 2 ;;
+        *) break ;;
+        esac
+    done
+    tag=$1 dev=$2
+    shift 2
+    [ -z "$ns" ] || wrap=(ip netns exec "$ns")
+    certargs=(--cert "$CERTS/secondary.crt" --key "$CERTS/secondary.key" --ca "$CERTS/ca.crt"
+              --peer-name primary)
+    for a in "$@"; do
+        [ "$a" != --cert ] || certargs=()
+    done
+    for ((tries = 0; tries < 5; tries++)); do
+        [ -n "$port" ] || port=$(random_port)
+        _agent_count=$((_agent_count + 1))
+        SEC_LOG=$WORKDIR/$tag.$_agent_count.log
+        SEC_CTL=$WORKDIR/$tag.ctl
+        SEC_PORT=$port
+        SEC_ADDR=$host:$port
+        _logs+=("$SEC_LOG")
+        "${wrap[@]}" "$SECONDARY" --listen "$SEC_ADDR" --device "$dev" \
+            --state-dir "$WORKDIR/$tag.state" --control "$SEC_CTL" "${certargs[@]}" "$@" \
+            2>"$SEC_LOG" &
+        pid=$!
+        SEC_PID=$pid
+        cleanup_fn stop_pid "$pid"
+        _sec_ready() {
+            proc_alive "$pid" || return 0
+            status "$SEC_CTL" >/dev/null
+        }
+        poll_until 15 _sec_ready || fail "blkship-secondary ($tag) did not answer on $SEC_CTL within 15 s"
+        if proc_alive "$pid"; then
+            return 0
+        fi
+        wait "$pid" 2>/dev/null || true
+        if [ -z "$fixed_port" ] && log_has 'Address already in use' "$SEC_LOG"; then
+            port=""
+            continue
+        fi
+        fail "blkship-secondary ($tag) exited at start: $(tail -n 5 "$SEC_LOG")"
+    done
+    fail "blkship-secondary ($tag): no free port after $tries tries"
+}
+
+# start_primary TAG WL_CTL ADDR [ARGS...]: blkship-primary for the log at
+# WL_CTL, replicating to ADDR, with state in $WORKDIR/TAG.state (kept across
+# restarts), control socket $WORKDIR/TAG.ctl, stderr in $WORKDIR/TAG.N.log;
+# certificates from $CERTS unless ARGS give --cert etc.  Waits (bounded)
+# until its control socket answers.  Sets PRI_PID, PRI_CTL, PRI_LOG.
+start_primary() {
+    local tag=$1 wl=$2 addr=$3 pid certargs a
+    shift 3
+    certargs=(--cert "$CERTS/primary.crt" --key "$CERTS/primary.key" --ca "$CERTS/ca.crt"
+              --peer-name secondary)
+    for a in "$@"; do
+        [ "$a" != --cert ] || certargs=()
+    done
+    _agent_count=$((_agent_count + 1))
+    PRI_LOG=$WORKDIR/$tag.$_agent_count.log
+    PRI_CTL=$WORKDIR/$tag.ctl
+    _logs+=("$PRI_LOG")
+    "$PRIMARY" --writelog "$wl" --connect "$addr" --state-dir "$WORKDIR/$tag.state" \
+        --control "$PRI_CTL" "${certargs[@]}" "$@" 2>"$PRI_LOG" &
+    pid=$!
+    PRI_PID=$pid
+    cleanup_fn stop_pid "$pid"
+    _pri_ready() {
+        proc_alive "$pid" || fail "blkship-primary ($tag) exited at start: $(tail -n 5 "$PRI_LOG")"
+        status "$PRI_CTL" >/dev/null
+    }
+    poll_until 15 _pri_ready || fail "blkship-primary ($tag) did not answer on $PRI_CTL within 15 s"
+}
+
+# expect_alive PID WHAT: the agent has not died.
+expect_alive() {
+    proc_alive "$1" || fail "$2 (pid $1) died"
+}
+
+# _synced CTL: connected, and nothing dirty or in flight.
+_synced() {
+    local s
+    s=$(status "$1") || return 1
+    [ "$(jget "$s" connected)" = true ] && [ "$(jget "$s" dirty_bytes)" = 0 ] &&
+        [ "$(jget "$s" inflight_bytes)" = 0 ]
+}
+
+_epoch_at_least() {
+    local e
+    e=$(field "$1" epoch) || return 1
+    [ -n "$e" ] && [ "$e" -ge "$2" ]
+}
+
+# wait_synced CTL SECONDS: waits until everything written before the call is
+# on the replica.  dirty_bytes alone is not enough: writes still in the
+# log's live map are in no bitmap of the primary yet.  The epoch counts the
+# log's seals (every --interval, empty or not) and a seal's chain of chunks
+# ends before the next seal starts, so once the epoch is 3 past the one read
+# now, a whole seal that began after this call has been merged; then
+# dirty_bytes 0 with the link up means the replica has it all.
+wait_synced() {
+    local ctl=$1 limit=$2 e0 end
+    end=$((SECONDS + limit))
+    e0=$(field "$ctl" epoch) || fail "no status from $ctl"
+    [ -n "$e0" ] || fail "no epoch in the status of $ctl"
+    poll_until "$limit" _epoch_at_least "$ctl" $((e0 + 3)) ||
+        fail "the primary's epoch did not advance past $((e0 + 3)) in $limit s: $(status "$ctl")"
+    poll_until $((end - SECONDS > 1 ? end - SECONDS : 1)) _synced "$ctl" ||
+        fail "not in sync within $limit s: $(status "$ctl")"
+}

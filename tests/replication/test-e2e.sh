@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# End to end: a 512 MiB disk of random data (its first 32 MiB zeroes) served
+# by nbdkit with the writelog filter; the replica a loop device over a
+# sparse file (junk where the primary has zeroes, so ZERO frames must really
+# clear it); both agents on 127.0.0.1.  fio writes randomly through NBD
+# (4k, crc32c verification) while the initial full sync runs.  After the
+# writes drain, the replica is byte-identical to the image, the secondary
+# saw no bad frame, every byte sent was acknowledged, and both agents stop
+# cleanly on SIGTERM.
+source "$(dirname "$0")/functions.sh"
+requires_root
+requires nbdkit
+requires losetup
+requires openssl
+requires_fio_nbd
+require_build
+make_workdir
+
+size=512M
+bytes=$(numfmt --from=iec $size)
+img=$WORKDIR/disk.img
+rep=$WORKDIR/replica.img
+random_file "$img" $size "e2e-$$"
+dd if=/dev/zero of="$img" bs=1M count=32 conv=notrunc status=none
+truncate -s $size "$rep"
+random_file "$WORKDIR/junk" 32M "junk-$$"
+dd if="$WORKDIR/junk" of="$rep" bs=1M conv=notrunc status=none
+rm -f "$WORKDIR/junk"
+make_loop "$rep"
+CERTS=$WORKDIR/pki
+make_certs "$CERTS"
+
+start_nbdkit "$WORKDIR" "rte2e$$" "$img"
+start_secondary sec "$LOOP"
+sec_pid=$SEC_PID sec_ctl=$SEC_CTL sec_log=$SEC_LOG
+start_primary pri "$WL_CTL" "$SEC_ADDR"
+pri_pid=$PRI_PID pri_ctl=$PRI_CTL pri_log=$PRI_LOG
+
+_connected() { [ "$(field "$pri_ctl" connected)" = true ]; }
+poll_until 20 _connected || fail "the primary did not connect: $(status "$pri_ctl")"
+expect_log 'paired with replica [0-9a-f]{32}: full sync' "$pri_log"
+note "connected; initial sync running: $(status "$pri_ctl")"
+
+# fio through NBD while the full sync runs: random 4k writes over the whole
+# disk, each block verified (crc32c) by reading it back through NBD.
+cat >"$WORKDIR/rw.fio" <<EOF
+[global]
+thread
+ioengine=nbd
+uri=$NBD_URI
+rw=randwrite
+bs=4k
+iodepth=16
+verify=crc32c
+verify_fatal=1
+randseed=$$
+runtime=60
+[w]
+size=$bytes
+io_size=256m
+EOF
+dirty_at_fio=$(field "$pri_ctl" dirty_bytes)
+fio --output="$WORKDIR/fio.out" "$WORKDIR/rw.fio" ||
+    fail "fio failed:"$'\n'"$(tail -n 30 "$WORKDIR/fio.out")"
+note "fio done (dirty when it started: $dirty_at_fio bytes): $(grep -E 'WRITE:|READ:' "$WORKDIR/fio.out" | tr -s ' ' | tr '\n' ' ')"
+[ "$dirty_at_fio" -gt 0 ] || note "warning: the initial sync had finished before fio started"
+
+wait_synced "$pri_ctl" 90
+ps=$(status "$pri_ctl")
+ss=$(status "$sec_ctl")
+note "primary: $ps"
+note "secondary: $ss"
+expect_same "$img" "$LOOP" "replica after fio and drain"
+
+[ "$(jget "$ss" bad_frames)" = 0 ] || fail "the secondary counted bad frames: $ss"
+[ "$(jget "$ss" connected)" = true ] || fail "the secondary does not show the session: $ss"
+[ "$(jget "$ps" read_errors)" = 0 ] || fail "the primary had read errors: $ps"
+[ "$(jget "$ps" sent_bytes)" -ge "$bytes" ] || fail "a full sync sends at least the whole disk: $ps"
+[ "$(jget "$ps" sent_bytes)" = "$(jget "$ps" acked_bytes)" ] ||
+    fail "with the link never down, every byte sent is acknowledged: $ps"
+[ "$(jget "$ps" zero_bytes)" -ge $((32 << 20)) ] ||
+    fail "the 32 MiB of zeroes did not travel as ZERO frames: $ps"
+[ "$(jget "$ss" written_bytes)" -ge "$bytes" ] || fail "the secondary wrote less than the disk: $ss"
+[ "$(jget "$ss" primary_id)" != 00000000000000000000000000000000 ] ||
+    fail "the secondary recorded no pairing: $ss"
+! log_has 'bad frame|refusing|TLS .* failed' "$sec_log" || fail "the secondary logged an error"
+! log_has 'link .* down|failed' "$pri_log" || fail "the primary logged a failure"
+
+# Both stop cleanly on SIGTERM.
+kill -TERM "$pri_pid"
+poll_until 15 proc_gone "$pri_pid" || fail "blkship-primary still running 15 s after SIGTERM"
+wait "$pri_pid" && rc=0 || rc=$?
+[ "$rc" = 0 ] || fail "blkship-primary exited with status $rc on SIGTERM"
+kill -TERM "$sec_pid"
+poll_until 15 proc_gone "$sec_pid" || fail "blkship-secondary still running 15 s after SIGTERM"
+wait "$sec_pid" && rc=0 || rc=$?
+[ "$rc" = 0 ] || fail "blkship-secondary exited with status $rc on SIGTERM"
+expect_log 'stopped' "$pri_log"
+expect_log 'stopped' "$sec_log"
