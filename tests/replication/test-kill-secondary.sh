@@ -72,6 +72,9 @@ sent_a=$(jget "$DOWN_STATUS" sent_bytes)
 [ "$dirty_a" -gt 0 ] || fail "A: the sync had finished before the kill"
 links_down=$(grep -c 'replication link to .* down' "$pri_log" || true)
 [ "$links_down" -ge 1 ] || fail "A: the primary did not log the link loss"
+# Stay down until the primary has tried and failed to connect at least once,
+# so that the check on how it reports that (at the end) has something to see.
+expect_log 'cannot connect to ' "$pri_log" 15
 start_secondary --port "$port" sec "$LOOP"
 expect_log 'primary .* connected' "$SEC_LOG" 30
 wait_synced "$pri_ctl" 90
