@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <openssl/err.h>
 
@@ -33,6 +34,7 @@ struct bs_conn {
     uv_timer_t linger;
     int open_handles;
     bool lingering;             /* closing once the write queue drains */
+    bool draining;              /* write side shut; discarding input until EOF */
     bs_conn_closed_cb *closed_cb;
     void *closed_arg;
     int fd;
@@ -62,6 +64,7 @@ struct bs_conn {
 
 static void on_poll(uv_poll_t *h, int status, int events);
 static void finish_close(struct bs_conn *c);
+static void start_drain(struct bs_conn *c);
 
 int bs_conn_new(uv_loop_t *loop, SSL_CTX *ctx, int fd, bool server, const char *peer,
                 struct bs_conn **out)
@@ -123,6 +126,8 @@ static void update_poll(struct bs_conn *c)
 {
     int ev = 0;
 
+    if (c->draining)
+        return;
     if (c->closed || c->state == CS_FAILED) {
         if (c->events) {
             uv_poll_stop(&c->poll);
@@ -186,7 +191,7 @@ static void fail(struct bs_conn *c, int status)
     c->state = CS_FAILED;
     c->error = status;
     update_poll(c);
-    if (c->lingering) {
+    if (c->lingering || c->draining) {
         finish_close(c);
         return;
     }
@@ -286,7 +291,7 @@ static bool do_write(struct bs_conn *c)
                 c->write_wants_read = false;
                 if (c->lingering) {
                     if (c->wq_count == 0) {
-                        finish_close(c);
+                        start_drain(c);
                         return false;
                     }
                     continue;
@@ -320,6 +325,16 @@ static void on_poll(uv_poll_t *h, int status, int events)
 
     if (c->closed)
         return;
+    if (c->draining) {
+        /* Discard what the peer still sends until it closes too. */
+        char sink[16384];
+        ssize_t n;
+        while ((n = read(c->fd, sink, sizeof(sink))) > 0)
+            ;
+        if (n == 0 || (errno != EAGAIN && errno != EINTR) || status < 0)
+            finish_close(c);
+        return;
+    }
     if (status < 0) {
         fail(c, status);
         return;
@@ -401,13 +416,28 @@ static void on_closed(uv_handle_t *h)
         cb(arg);
 }
 
+/* Closing a socket with unread input makes the kernel send a reset, which
+ * can destroy what we wrote last (an ERROR frame, a refusing welcome)
+ * before the peer reads it.  So: close_notify, shut the write side, and
+ * read until the peer closes (bounded by the linger timer). */
+static void start_drain(struct bs_conn *c)
+{
+    c->lingering = false;
+    c->draining = true;
+    if (c->state == CS_OPEN)
+        SSL_shutdown(c->ssl);
+    shutdown(c->fd, SHUT_WR);
+    uv_poll_start(&c->poll, UV_READABLE, on_poll);
+    c->events = UV_READABLE;
+}
+
 static void finish_close(struct bs_conn *c)
 {
     if (c->closed)
         return;
     c->closed = true;
     c->lingering = false;
-    if (c->state == CS_OPEN)
+    if (c->state == CS_OPEN && !c->draining)
         SSL_shutdown(c->ssl); /* best effort close_notify; never waits */
     uv_close((uv_handle_t *)&c->poll, on_closed);
     uv_close((uv_handle_t *)&c->linger, on_closed);
@@ -421,16 +451,20 @@ static void on_linger_timeout(uv_timer_t *t)
 
 void bs_conn_close(struct bs_conn *c, bool flush, bs_conn_closed_cb *closed_cb, void *arg)
 {
-    if (!c || c->closed || c->lingering)
+    if (!c || c->closed || c->lingering || c->draining)
         return;
     c->closed_cb = closed_cb;
     c->closed_arg = arg;
     c->rcb = NULL;
     c->hs_cb = NULL;
-    if (flush && c->state == CS_OPEN && c->wq_count) {
-        c->lingering = true;
+    if (flush && c->state == CS_OPEN) {
         uv_timer_start(&c->linger, on_linger_timeout, BS_CONN_LINGER_MS, 0);
-        update_poll(c);
+        if (c->wq_count) {
+            c->lingering = true;
+            update_poll(c);
+        } else {
+            start_drain(c);
+        }
         return;
     }
     finish_close(c);

@@ -152,6 +152,7 @@ struct primary {
     double rate;                    /* acknowledged bytes per second, smoothed */
     uv_timer_t tick;
     uv_timer_t seal_timer;
+    uv_idle_t pump_soon;            /* one pump per loop turn, however many wake-ups */
     uv_signal_t sigterm, sigint;
     struct bs_ctl *ctl;
     bool stopping;
@@ -159,6 +160,7 @@ struct primary {
 
 static void link_down(struct primary *p, const char *why);
 static void pump(struct primary *p);
+static void schedule_pump(struct primary *p);
 static void schedule_retry(struct primary *p);
 static void on_retry(uv_timer_t *t);
 
@@ -542,7 +544,7 @@ static void on_slot_sent(struct bs_conn *c, int status, void *arg)
     (void)c;
     slot_release(s->owner, s);
     if (status == 0)
-        pump(s->owner);
+        schedule_pump(s->owner);
 }
 
 /* Takes dirty runs into free slots and asks the log to read them. */
@@ -550,7 +552,7 @@ static void pump(struct primary *p)
 {
     struct wl_client *c;
     unsigned queued = 0;
-    bool reading = false;
+    bool reading = false, exhausted = false;
 
     if (p->ls != LS_STREAMING || !p->log || p->stopping)
         return;
@@ -566,8 +568,10 @@ static void pump(struct primary *p)
             continue;
         if (p->unacked_bytes >= MAX_UNACKED || p->sent_count + p->nslots >= SENT_CAP)
             break;
-        if (!bs_dirty_take(p->dirty, &p->cursor, max_grains, &first, &n))
+        if (!bs_dirty_take(p->dirty, &p->cursor, max_grains, &first, &n)) {
+            exhausted = true;
             break;
+        }
         uint64_t sector = first * p->grain;
         uint64_t end = (first + n) * p->grain;
         if (end > p->disk_sectors)
@@ -600,11 +604,26 @@ static void pump(struct primary *p)
         log_down(p, "cannot kick");
         return;
     }
-    /* Nothing more to read right now: make what was sent durable. */
-    if (!reading && p->bytes_since_flush) {
+    /* Nothing left to send and nothing being read: make what was sent
+     * durable now rather than at the next FLUSH_BYTES.  (A full data area
+     * is not "nothing left": flushing then would fdatasync every few MiB.) */
+    if (exhausted && !reading && p->bytes_since_flush) {
         send_ctrl(p, BSR_FLUSH, p->next_seq++);
         p->bytes_since_flush = 0;
     }
+}
+
+static void on_pump_soon(uv_idle_t *h)
+{
+    uv_idle_stop(h);
+    pump(h->data);
+}
+
+/* Coalesces wake-ups (sent frames, acks) into one pump, so that the reads
+ * they free up go out in one kick. */
+static void schedule_pump(struct primary *p)
+{
+    uv_idle_start(&p->pump_soon, on_pump_soon);
 }
 
 static void handle_ack(struct primary *p, uint64_t seq)
@@ -625,7 +644,7 @@ static void handle_ack(struct primary *p, uint64_t seq)
         any = true;
     }
     if (any)
-        pump(p);
+        schedule_pump(p);
 }
 
 static void read_frame(struct primary *p);
@@ -1061,7 +1080,9 @@ int main(int argc, char **argv)
     uv_timer_init(p->loop, &p->log_retry);
     uv_timer_init(p->loop, &p->tick);
     uv_timer_init(p->loop, &p->seal_timer);
+    uv_idle_init(p->loop, &p->pump_soon);
     p->retry.data = p->log_retry.data = p->tick.data = p->seal_timer.data = p;
+    p->pump_soon.data = p;
     r = bs_ctl_start(p->loop, control, status_handler, p, &p->ctl);
     if (r < 0) {
         BS_ERR(MOD, "control socket %s: %s", control, uv_strerror(r));
@@ -1092,6 +1113,7 @@ int main(int argc, char **argv)
     uv_close((uv_handle_t *)&p->log_retry, NULL);
     uv_close((uv_handle_t *)&p->tick, NULL);
     uv_close((uv_handle_t *)&p->seal_timer, NULL);
+    uv_close((uv_handle_t *)&p->pump_soon, NULL);
     uv_close((uv_handle_t *)&p->sigterm, NULL);
     uv_close((uv_handle_t *)&p->sigint, NULL);
     uv_run(p->loop, UV_RUN_DEFAULT);

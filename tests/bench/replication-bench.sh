@@ -1,0 +1,1217 @@
+#!/usr/bin/env bash
+# replication-bench.sh: blkship replication against the usual alternatives.
+#
+#   (1) sync     initial full sync of a random image onto a loop device:
+#                blkship over TLS vs QEMU blockdev-mirror (sync=full) to a
+#                qemu-nbd export over TLS vs a local dd copy
+#   (2) catchup  restart of the primary agent after 1% of the 4 KiB blocks
+#                changed: blkship vs local rsync --inplace --no-whole-file,
+#                and blkship on a disk BENCH_BIG_FACTOR times larger with the
+#                same number of changed blocks
+#   (3) load     fio 4 KiB random writes through NBD with and without the
+#                primary agent: IOPS, replication lag (dirty bytes sampled
+#                from `blkship status`, and a timestamp probe block)
+#   (profile)    not run by default: one more full sync under `perf record -a
+#                -g`, and one under `strace -c -f`, with the top entries
+#
+# A benchmark, not a test: ctest never runs it, and a missed target does not
+# make it fail.  It exits non-zero when a measure did not work or when the
+# replica did not match the source (cmp) after a sync.  Needs root (loop
+# devices, drop_caches).  See tests/bench/README.md, "Replication benchmarks".
+set -Eeuo pipefail
+export LC_ALL=C
+
+# ---- Knobs -------------------------------------------------------------------
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+if [ -z "${BENCH_BUILD_DIR:-}" ]; then
+    if [ -x "$REPO/build-bench/primary/blkship-primary" ]; then
+        BENCH_BUILD_DIR=$REPO/build-bench
+    else
+        BENCH_BUILD_DIR=$REPO/build
+    fi
+fi
+: "${BENCH_DIR:=${TMPDIR:-/var/tmp}}"
+: "${BENCH_ROUNDS:=3}"
+: "${BENCH_PARTS:=sync catchup load}"
+: "${BENCH_SIZE:=1G}"
+: "${BENCH_BIG_FACTOR:=4}"
+: "${BENCH_CHANGE_PCT:=1}"
+: "${BENCH_CHANGE_BLOCKS:=}"
+: "${BENCH_BIG_RSYNC:=1}"
+: "${BENCH_LOAD_TIME:=20}"
+: "${BENCH_IODEPTH:=16}"
+: "${BENCH_LAG_PERIOD_MS:=100}"
+: "${BENCH_SAMPLE_MS:=100}"
+: "${BENCH_DROP_CACHES:=1}"
+: "${BENCH_LOOP_DIO:=0}"
+: "${BENCH_INTERVAL:=100}"
+: "${BENCH_PRIMARY_ARGS:=}"
+: "${BENCH_SECONDARY_ARGS:=}"
+: "${BENCH_QEMU_NBD_ARGS:=}"
+: "${BENCH_SYNC_TIMEOUT:=600}"
+: "${BENCH_KEEP:=0}"
+
+FILTER=$BENCH_BUILD_DIR/primary/writelog/nbdkit-writelog-filter.so
+PRIMARY=$BENCH_BUILD_DIR/primary/blkship-primary
+SECONDARY=$BENCH_BUILD_DIR/secondary/blkship-secondary
+CLI=$BENCH_BUILD_DIR/cli/blkship
+MKCERTS=$REPO/scripts/mkcerts.sh
+read -r -a PRIMARY_EXTRA <<<"$BENCH_PRIMARY_ARGS"
+read -r -a SECONDARY_EXTRA <<<"$BENCH_SECONDARY_ARGS"
+read -r -a QEMU_NBD_EXTRA <<<"$BENCH_QEMU_NBD_ARGS"
+
+# ---- Output helpers ----------------------------------------------------------
+
+note() { printf '%s\n' "$*"; }
+die() {
+    trap - ERR
+    echo "replication-bench: ERROR: $*" >&2
+    exit 1
+}
+trap 'echo "replication-bench: line $LINENO: command failed (status $?): $BASH_COMMAND" >&2' ERR
+
+# calc FORMAT EXPR: awk arithmetic, printed with FORMAT.
+calc() { awk "BEGIN { printf \"$1\", $2 }"; }
+
+# median VALUES...: the median, or "nan" when there are none.
+median() {
+    printf '%s\n' "$@" | awk 'NF' | sort -g |
+        awk '{ a[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+# pctl P FILE: nearest-rank P-th percentile of the numbers in FILE (one a line).
+pctl() {
+    sort -g "$2" | awk -v p="$1" '{ a[NR] = $1 } END { if (NR == 0) { print "nan"; exit } i = int(p / 100 * NR); if (i < p / 100 * NR) i++; if (i < 1) i = 1; print a[i] }'
+}
+
+# verdict MET-CONDITION: "met" or "NOT met".
+verdict() { if awk "BEGIN { exit !($1) }"; then echo "met"; else echo "NOT met"; fi; }
+
+now() { echo "$EPOCHREALTIME"; }
+
+# iec BYTES: 1.5MiB style, or the input when it is not a number.
+iec() {
+    if [[ $1 =~ ^[0-9.]+$ ]]; then echo "$(numfmt --to=iec-i "$(calc %.0f "$1")")B"; else echo "$1"; fi
+}
+
+# Host CPU use between two snapshots of /proc/stat: host_cpu_start, then
+# host_cpu_busy prints the busy percentage of all CPUs (100 = every CPU busy).
+host_cpu_start() { HOST_CPU0=$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat); }
+host_cpu_busy() {
+    awk -v s="$HOST_CPU0" '/^cpu / { split(s, a, " "); b = $2 + $3 + $4 + $7 + $8 + $9 - a[1]; i = $5 + $6 - a[2]; printf "%.0f", (b + i) ? 100 * b / (b + i) : 0 }' /proc/stat
+}
+
+# ---- Cleanup -----------------------------------------------------------------
+
+WORK=
+BG_PIDS=()
+LOOPS=()
+NAMEPFX=rb$$
+VERIFY_FAILS=()
+
+cleanup() {
+    local rc=$? pid i l
+    set +eE
+    trap - ERR
+    [ -n "$WORK" ] && touch "$WORK/stop" 2>/dev/null
+    for pid in "${BG_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+    for ((i = 0; i < 100; i++)); do
+        local alive=0
+        for pid in "${BG_PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        [ "$alive" = 0 ] && break
+        sleep 0.1
+    done
+    for pid in "${BG_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null; done
+    wait 2>/dev/null
+    for l in "${LOOPS[@]}"; do
+        local dev=${l%%:*} file=${l#*:}
+        # Only if it is still ours.
+        if [ "$(losetup -nO BACK-FILE "$dev" 2>/dev/null | sed 's/ *$//')" = "$file" ]; then
+            losetup -d "$dev" 2>/dev/null
+        fi
+    done
+    rm -f /dev/shm/log_"$NAMEPFX"*.wlog
+    if [ -n "$WORK" ] && [ -d "$WORK" ]; then
+        if [ "$BENCH_KEEP" = 1 ]; then
+            rm -f "$WORK"/*.img "$WORK"/*.rep "$WORK"/*.copy
+            echo "replication-bench: kept $WORK (images removed)" >&2
+        else
+            rm -rf "$WORK"
+        fi
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+# ---- Prerequisites -------------------------------------------------------------
+
+[ "$(id -u)" = 0 ] || die "needs root (loop devices, drop_caches)"
+for tool in nbdkit qemu-nbd qemu-storage-daemon fio rsync python3 losetup blkdiscard fallocate \
+    openssl cmp ss timeout awk numfmt dd getconf; do
+    command -v "$tool" >/dev/null 2>&1 || die "$tool is not installed (see scripts/install-deps.sh)"
+done
+for f in "$FILTER" "$PRIMARY" "$SECONDARY" "$CLI" "$MKCERTS"; do
+    [ -e "$f" ] || die "$f does not exist: build the project first (BENCH_BUILD_DIR=$BENCH_BUILD_DIR)"
+done
+[ "${BASH_VERSINFO[0]}" -ge 5 ] || die "needs bash 5 (EPOCHREALTIME)"
+[[ $BENCH_ROUNDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer"
+for part in $BENCH_PARTS; do
+    case $part in sync | catchup | load | profile) ;; *) die "unknown part '$part' in BENCH_PARTS" ;; esac
+done
+has_part() { [[ " $BENCH_PARTS " == *" $1 "* ]]; }
+
+SIZE=$(numfmt --from=iec "$BENCH_SIZE") || die "bad BENCH_SIZE $BENCH_SIZE"
+[ $((SIZE % 1048576)) = 0 ] && [ "$SIZE" -ge $((64 << 20)) ] || die "BENCH_SIZE must be a multiple of 1 MiB, at least 64 MiB"
+BIG_SIZE=$((SIZE * BENCH_BIG_FACTOR))
+BLOCKS=$((SIZE / 4096))
+if [ -n "$BENCH_CHANGE_BLOCKS" ]; then
+    NCHANGE=$BENCH_CHANGE_BLOCKS
+else
+    NCHANGE=$(calc %d "$BLOCKS * $BENCH_CHANGE_PCT / 100")
+fi
+[ "$NCHANGE" -ge 1 ] || die "no block to change (BENCH_CHANGE_PCT/BENCH_CHANGE_BLOCKS)"
+CLK_TCK=$(getconf CLK_TCK)
+DROP_NOTE=
+if [ "$BENCH_DROP_CACHES" = 1 ]; then
+    if [ -w /proc/sys/vm/drop_caches ]; then
+        DROP_NOTE="page cache dropped (sync; echo 3 > /proc/sys/vm/drop_caches) before every timed run: every method reads its source cold"
+    else
+        BENCH_DROP_CACHES=0
+        DROP_NOTE="page cache NOT dropped (/proc/sys/vm/drop_caches not writable): the source may be cached"
+    fi
+else
+    DROP_NOTE="page cache not dropped (BENCH_DROP_CACHES=0): sources may be read from cache"
+fi
+
+drop_caches() {
+    if [ "$BENCH_DROP_CACHES" = 1 ]; then
+        sync
+        echo 3 >/proc/sys/vm/drop_caches
+    fi
+}
+
+# The interpreter itself, not a version-manager shim: it starts faster.
+PY=$(python3 -c 'import sys; print(sys.executable)') || die "python3 does not run"
+
+mkdir -p "$BENCH_DIR"
+WORK=$(mktemp -d "$BENCH_DIR/rb-$$.XXXXXX")
+
+# ---- Processes -----------------------------------------------------------------
+
+# bg_start LOG CMD...: runs CMD in the background; LAST_PID is its pid.
+bg_start() {
+    local log=$1
+    shift
+    "$@" </dev/null >>"$log" 2>&1 &
+    LAST_PID=$!
+    BG_PIDS+=("$LAST_PID")
+}
+
+# stop_pid PID [SIGNAL]: signals PID, waits up to 20 s, then SIGKILL; reaps it.
+stop_pid() {
+    local pid=$1 sig=${2:-TERM} i
+    [ -n "$pid" ] || return 0
+    kill -"$sig" "$pid" 2>/dev/null || true
+    for ((i = 0; i < 400; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        echo "replication-bench: pid $pid did not stop on SIG$sig; killed" >&2
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+# wait_for SECONDS DESCRIPTION CMD...: polls CMD every 20 ms.
+wait_for() {
+    local limit=$1 what=$2 i
+    shift 2
+    for ((i = 0; i < limit * 50; i++)); do
+        "$@" && return 0
+        sleep 0.02
+    done
+    "$@" || die "timed out after $limit s waiting for $what"
+}
+
+port_free() { [ -z "$(ss -Htln "sport = :$1" 2>/dev/null)" ]; }
+port_listening() { [ -n "$(ss -Htln "src 127.0.0.1 and sport = :$1" 2>/dev/null)" ]; }
+USED_PORTS=" "
+# pick_port: sets PORT to a free TCP port not handed out before.
+pick_port() {
+    local i p
+    for ((i = 0; i < 200; i++)); do
+        p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+        if port_free "$p" && [[ $USED_PORTS != *" $p "* ]]; then
+            USED_PORTS+="$p "
+            PORT=$p
+            return 0
+        fi
+    done
+    die "no free TCP port found"
+}
+
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+has_child() { pgrep -P "$1" -x "$2" >/dev/null; }
+
+# ---- Status --------------------------------------------------------------------
+
+status_json() { timeout 5 "$CLI" status --control "$1" --json 2>/dev/null || true; }
+# json_get JSON KEY: a number or true/false, or empty.
+json_get() {
+    local re="\"$2\": *([0-9.eE+-]+|true|false)"
+    if [[ $1 =~ $re ]]; then echo "${BASH_REMATCH[1]}"; fi
+}
+
+# In sync: connected, dirty_bytes 0 and acked_bytes >= MIN_ACKED (so that a
+# restarted agent is not taken as in sync before it has learnt what is
+# dirty).  The 20 ms polling is done by syncwait.py, which asks the agent's
+# control socket exactly what `blkship status --json` asks, without a fork
+# and two execs per poll (about 4 ms of CPU each, 10% of a 2-CPU host at
+# 20 ms).  It is started before the timed action, and the `blkship status
+# --json` CLI confirms the result once at the end.
+#
+# sync_watch_start CTL MIN_ACKED [GATE]: starts the poller; with GATE, it
+# only judges statuses taken once the file GATE exists.
+sync_watch_start() {
+    local out=$WORK/syncwait.out
+    : >"$out"
+    bg_start "$out" "$PY" "$WORK/syncwait.py" "$1" "$2" "$BENCH_SYNC_TIMEOUT" 0.02 "${3:-}"
+    SW_PID=$LAST_PID
+    SW_CTL=$1
+    wait_for 30 "syncwait.py to start" grep -q '^ready' "$out"
+}
+
+# sync_watch_wait: waits for the poller; sets SYNC_T (time of the first
+# in-sync status, seconds since the epoch) and SYNC_JSON.
+sync_watch_wait() {
+    local i line c d
+    for ((i = 0; i < (BENCH_SYNC_TIMEOUT + 30) * 20; i++)); do
+        alive "$SW_PID" || break
+        sleep 0.05
+    done
+    alive "$SW_PID" && stop_pid "$SW_PID"
+    wait "$SW_PID" 2>/dev/null || true
+    line=$(tail -n 1 "$WORK/syncwait.out")
+    if [[ $line != "synced "* ]]; then
+        echo "last status: $line" >&2
+        die "no sync after $BENCH_SYNC_TIMEOUT s ($SW_CTL)"
+    fi
+    line=${line#synced }
+    SYNC_T=${line%% *}
+    SYNC_JSON=${line#* }
+    # The CLI must agree.
+    line=$(status_json "$SW_CTL")
+    c=$(json_get "$line" connected)
+    d=$(json_get "$line" dirty_bytes)
+    [ "$c" = true ] && [ "$d" = 0 ] || die "blkship status disagrees: $line"
+}
+
+# wait_sync CTL MIN_ACKED: both of the above, for untimed waits.
+wait_sync() {
+    sync_watch_start "$1" "$2"
+    sync_watch_wait
+}
+
+# ---- Images, loop devices, certificates -------------------------------------------
+
+# make_random FILE BYTES SEED
+make_random() {
+    (
+        set +o pipefail
+        openssl enc -aes-128-ctr -nosalt -pbkdf2 -pass "pass:$3" -in /dev/zero 2>/dev/null |
+            head -c "$2" >"$1"
+    )
+    [ "$(stat -c %s "$1")" = "$2" ] || die "could not make $1"
+}
+
+# make_loop FILE BYTES: sets LOOPDEV to a loop device on a preallocated file.
+make_loop() {
+    local dio=off
+    truncate -s "$2" "$1"
+    fallocate -l "$2" "$1"
+    [ "$BENCH_LOOP_DIO" = 1 ] && dio=on
+    LOOPDEV=$(losetup -f --show --direct-io="$dio" "$1") || die "losetup $1 failed"
+    LOOPS+=("$LOOPDEV:$1")
+}
+
+# reset_target DEV FILE BYTES: the replica reads as zeroes again, on
+# preallocated (unwritten) extents, with nothing of it cached.  Every method
+# starts from this state.
+reset_target() {
+    blkdiscard "$1" || timeout 600 dd if=/dev/zero of="$1" bs=4M oflag=direct status=none
+    fallocate -l "$3" "$2"
+}
+
+# verify A B LABEL: cmp; a mismatch is recorded and makes the run fail at the end.
+verify() {
+    if timeout 900 cmp -s "$1" "$2"; then
+        VERIFY_NOTE="cmp ok"
+    else
+        VERIFY_NOTE="CMP FAILED"
+        VERIFY_FAILS+=("$3")
+        echo "replication-bench: $3: $1 and $2 differ" >&2
+    fi
+}
+
+make_certs() {
+    local d=$WORK/certs q
+    timeout 60 "$MKCERTS" "$d" >/dev/null
+    # QEMU (GnuTLS) wants a directory per endpoint with fixed names.  Same CA.
+    mkdir -p "$d/qsrv" "$d/qcli"
+    for q in qsrv qcli; do
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/$q.key" \
+            -out "$d/$q.csr" -subj "/CN=$q" 2>/dev/null
+    done
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >"$d/qsrv.ext"
+    printf 'keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' >"$d/qcli.ext"
+    for q in qsrv qcli; do
+        openssl x509 -req -in "$d/$q.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
+            -out "$d/$q.crt" -days 2 -extfile "$d/$q.ext" 2>/dev/null
+    done
+    cp "$d/ca.crt" "$d/qsrv/ca-cert.pem"
+    cp "$d/qsrv.crt" "$d/qsrv/server-cert.pem"
+    cp "$d/qsrv.key" "$d/qsrv/server-key.pem"
+    cp "$d/ca.crt" "$d/qcli/ca-cert.pem"
+    cp "$d/qcli.crt" "$d/qcli/client-cert.pem"
+    cp "$d/qcli.key" "$d/qcli/client-key.pem"
+    chmod 600 "$d"/*.key "$d"/q*/*-key.pem
+    QSRV=$d/qsrv
+    QCLI=$d/qcli
+    CERTS=$d
+}
+
+# ---- Python helpers -------------------------------------------------------------
+
+write_helpers() {
+    # QMP client: blockdev-mirror sync=full from node "src" to node "dst";
+    # prints the wall-clock time of BLOCK_JOB_READY, then cancels the job
+    # (the target keeps the copy) and quits the daemon.
+    cat >"$WORK/qmp.py" <<'EOF'
+import json, socket, sys, time
+path, limit = sys.argv[1], float(sys.argv[2])
+deadline = time.time() + limit
+while True:
+    try:
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(path)
+        break
+    except OSError:
+        if time.time() > deadline:
+            sys.exit("qmp.py: no QMP socket at %s" % path)
+        time.sleep(0.01)
+s.settimeout(limit)
+f = s.makefile("rwb", buffering=0)
+def recv():
+    line = f.readline()
+    if not line:
+        sys.exit("qmp.py: QMP connection closed")
+    return json.loads(line)
+def cmd(name, **args):
+    f.write(json.dumps({"execute": name, "arguments": args}).encode() + b"\n")
+    while True:
+        m = recv()
+        if "return" in m:
+            return m["return"]
+        if "error" in m:
+            sys.exit("qmp.py: %s: %s" % (name, m["error"]))
+recv()
+cmd("qmp_capabilities")
+cmd("blockdev-mirror", **{"job-id": "m0", "device": "src", "target": "dst", "sync": "full"})
+while True:
+    m = recv()
+    ev = m.get("event")
+    if ev == "BLOCK_JOB_READY":
+        t = time.time()
+        break
+    if ev in ("BLOCK_JOB_COMPLETED", "BLOCK_JOB_ERROR", "BLOCK_JOB_CANCELLED"):
+        sys.exit("qmp.py: mirror failed: %s" % m)
+print("%.6f" % t, flush=True)
+cmd("block-job-cancel", device="m0")
+while True:
+    m = recv()
+    if m.get("event") in ("BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED"):
+        break
+cmd("quit")
+EOF
+
+    # Lag probe: a minimal NBD client writes a 4 KiB block holding a nonce
+    # and a sequence number every PERIOD ms at OFFSET (outside fio's range),
+    # and records when each write was acknowledged.  A reader polls the same
+    # block on the replica device every 2 ms (buffered pread, as any reader
+    # of the device sees it).  For each sequence number the lag is the time
+    # it first showed on the replica minus the time the primary acknowledged
+    # its write; a number overtaken by a later one gets the later one's
+    # sighting time.  Mode "write" only writes (runs without the agent).
+    cat >"$WORK/lagprobe.py" <<'EOF'
+import json, os, socket, struct, sys, threading, time
+sock_path, replica, offset, duration, period_ms, mode = sys.argv[1:7]
+offset, duration, period = int(offset), float(duration), float(period_ms) / 1000
+nonce = os.urandom(8)
+filler = b"\xa5" * (4096 - 16)
+def recvall(s, n):
+    b = b""
+    while len(b) < n:
+        c = s.recv(n - len(b))
+        if not c:
+            sys.exit("lagprobe: NBD server closed the connection")
+        b += c
+    return b
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(30)
+s.connect(sock_path)
+if recvall(s, 16) != b"NBDMAGICIHAVEOPT":
+    sys.exit("lagprobe: not a newstyle NBD server")
+hflags, = struct.unpack(">H", recvall(s, 2))
+cflags = 1 | (2 if hflags & 2 else 0)
+s.sendall(struct.pack(">I", cflags) + b"IHAVEOPT" + struct.pack(">II", 1, 0))
+size, tflags = struct.unpack(">QH", recvall(s, 10))
+if not cflags & 2:
+    recvall(s, 124)
+if offset + 4096 > size:
+    sys.exit("lagprobe: offset beyond the disk")
+sent, acked = {}, {}
+state = {"last": 0, "done": None, "error": None}
+def writer():
+    try:
+        seq = 0
+        start = time.monotonic()
+        nxt = start
+        while time.monotonic() - start < duration:
+            seq += 1
+            sent[seq] = time.monotonic()
+            s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 1, seq, offset, 4096) +
+                      nonce + struct.pack("<Q", seq) + filler)
+            m, err, h = struct.unpack(">IIQ", recvall(s, 16))
+            if m != 0x67446698 or err or h != seq:
+                raise RuntimeError("bad NBD reply (magic %x error %d handle %d)" % (m, err, h))
+            acked[seq] = time.monotonic()
+            state["last"] = seq
+            nxt += period
+            time.sleep(max(0.0, nxt - time.monotonic()))
+        s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 2, 0, 0, 0))
+    except Exception as e:
+        state["error"] = str(e)
+    state["done"] = time.monotonic()
+t = threading.Thread(target=writer)
+t.start()
+lags = []
+seen = 0
+if mode == "read":
+    fd = os.open(replica, os.O_RDONLY)
+    while True:
+        now = time.monotonic()
+        b = os.pread(fd, 16, offset)
+        if b[:8] == nonce:
+            q, = struct.unpack("<Q", b[8:16])
+            if q > seen:
+                for j in range(seen + 1, q + 1):
+                    lags.append(max(0.0, now - acked.get(j, sent.get(j, now))))
+                seen = q
+        d = state["done"]
+        if d is not None and (seen >= state["last"] or now - d > 20):
+            break
+        time.sleep(0.002)
+    os.close(fd)
+t.join()
+if state["error"]:
+    sys.exit("lagprobe: " + state["error"])
+def pct(v, p):
+    if not v:
+        return None
+    v = sorted(v)
+    i = max(1, -(-len(v) * p // 100))
+    return v[int(i) - 1] * 1000
+wl = [acked[k] - sent[k] for k in acked]
+print(json.dumps({"writes": state["last"], "seen": seen,
+                  "lag_p50_ms": pct(lags, 50), "lag_p99_ms": pct(lags, 99),
+                  "lag_max_ms": max(lags) * 1000 if lags else None,
+                  "write_p50_ms": pct(wl, 50)}))
+EOF
+
+    cat >"$WORK/syncwait.py" <<'EOF'
+import json, os, socket, sys, time
+path, min_acked, limit, period = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+gate = sys.argv[5] if len(sys.argv) > 5 and sys.argv[5] else None
+print("ready", flush=True)
+deadline = time.time() + limit
+last = ""
+while time.time() < deadline:
+    try:
+        gated = gate is None or os.path.exists(gate)
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(5)
+        s.connect(path)
+        s.sendall(b"status\n")
+        buf = b""
+        while True:
+            c = s.recv(65536)
+            if not c:
+                break
+            buf += c
+        s.close()
+        t = time.time()
+        last = buf.decode().strip()
+        j = json.loads(last)
+        if gated and j.get("connected") is True and j.get("dirty_bytes") == 0 \
+                and j.get("acked_bytes", 0) >= min_acked:
+            print("synced %.6f %s" % (t, last), flush=True)
+            sys.exit(0)
+    except (OSError, ValueError):
+        pass
+    time.sleep(period)
+print("timeout " + last, flush=True)
+sys.exit(1)
+EOF
+
+    # fio JSON (after fio's "connected" line): iops, total_ios, bytes, cpu.
+    cat >"$WORK/fiojson.py" <<'EOF'
+import json, sys
+t = open(sys.argv[1]).read()
+j = json.loads(t[t.index("{"):])
+job = j["jobs"][0]
+if job.get("error"):
+    sys.exit("fio error %s" % job["error"])
+w = job["write"]
+print("%.1f %d %d %.1f %.1f" % (w["iops"], w["total_ios"], w["io_bytes"],
+                                job["usr_cpu"], job["sys_cpu"]))
+EOF
+
+    cat >"$WORK/jsonf.py" <<'EOF'
+import json, sys
+j = json.loads(sys.argv[1])
+print(" ".join("nan" if j.get(k) is None else str(j[k]) for k in sys.argv[2:]))
+EOF
+}
+
+# ---- Replication pairs -------------------------------------------------------------
+# A pair P: image P_IMG[P] served by nbdkit + writelog filter, replica loop
+# device P_LOOP[P] (on file P_REP[P]), secondary on P_PORT[P], state dirs.
+
+declare -A P_IMG P_REP P_LOOP P_SIZE P_PORT P_NBPID P_NBSOCK P_WLCTL P_SECPID P_PRIPID \
+    P_SST P_PST P_SCTL P_PCTL
+
+pair_init() { # P IMAGE BYTES
+    local p=$1
+    P_IMG[$p]=$2
+    P_SIZE[$p]=$3
+    P_REP[$p]=$WORK/$p.rep
+    make_loop "${P_REP[$p]}" "$3"
+    P_LOOP[$p]=$LOOPDEV
+    pick_port
+    P_PORT[$p]=$PORT
+    P_NBSOCK[$p]=$WORK/$p.nbd
+    P_WLCTL[$p]=$WORK/log_$NAMEPFX$p.ctl
+    P_SST[$p]=$WORK/$p.sst
+    P_PST[$p]=$WORK/$p.pst
+    P_SCTL[$p]=$WORK/$p.sctl
+    P_PCTL[$p]=$WORK/$p.pctl
+    P_SECPID[$p]=
+    P_PRIPID[$p]=
+    bg_start "$WORK/nbdkit-$p.log" nbdkit -f --exit-with-parent --filter="$FILTER" file \
+        file="${P_IMG[$p]}" writelog-name="$NAMEPFX$p" writelog-dir="$WORK" -U "${P_NBSOCK[$p]}"
+    P_NBPID[$p]=$LAST_PID
+    wait_for 30 "nbdkit ($p)" test -S "${P_WLCTL[$p]}" -a -S "${P_NBSOCK[$p]}"
+}
+
+pair_start_secondary() { # P [fresh]
+    local p=$1
+    [ "${2:-}" = fresh ] && rm -rf "${P_SST[$p]}"
+    rm -f "${P_SCTL[$p]}"
+    bg_start "$WORK/secondary-$p.log" "$SECONDARY" --listen "127.0.0.1:${P_PORT[$p]}" \
+        --device "${P_LOOP[$p]}" --state-dir "${P_SST[$p]}" --control "${P_SCTL[$p]}" \
+        --cert "$CERTS/secondary.crt" --key "$CERTS/secondary.key" --ca "$CERTS/ca.crt" \
+        --peer-name primary "${SECONDARY_EXTRA[@]}"
+    P_SECPID[$p]=$LAST_PID
+    wait_for 30 "blkship-secondary ($p)" test -S "${P_SCTL[$p]}"
+    alive "${P_SECPID[$p]}" || die "blkship-secondary ($p) exited; see $WORK/secondary-$p.log"
+}
+
+pair_start_primary() { # P [fresh]
+    local p=$1
+    [ "${2:-}" = fresh ] && rm -rf "${P_PST[$p]}"
+    rm -f "${P_PCTL[$p]}"
+    bg_start "$WORK/primary-$p.log" "$PRIMARY" --writelog "${P_WLCTL[$p]}" \
+        --connect "127.0.0.1:${P_PORT[$p]}" --state-dir "${P_PST[$p]}" --control "${P_PCTL[$p]}" \
+        --cert "$CERTS/primary.crt" --key "$CERTS/primary.key" --ca "$CERTS/ca.crt" \
+        --peer-name secondary --interval "$BENCH_INTERVAL" "${PRIMARY_EXTRA[@]}"
+    P_PRIPID[$p]=$LAST_PID
+}
+
+pair_stop_primary() {
+    stop_pid "${P_PRIPID[$1]}"
+    P_PRIPID[$1]=
+}
+pair_stop_secondary() {
+    stop_pid "${P_SECPID[$1]}"
+    P_SECPID[$1]=
+}
+
+# pair_fullsync P: fresh state on both sides, replica reset, caches dropped;
+# times blkship-primary's start to in sync.  Leaves both agents running.
+# Sets T_RUN and CPU_PRI/CPU_SEC/CPU_NBD (CPU seconds during the sync).
+pair_fullsync() {
+    local p=$1 t0 nb0
+    pair_stop_primary "$p"
+    pair_stop_secondary "$p"
+    reset_target "${P_LOOP[$p]}" "${P_REP[$p]}" "${P_SIZE[$p]}"
+    pair_start_secondary "$p" fresh
+    sync_watch_start "${P_PCTL[$p]}" "${P_SIZE[$p]}"
+    drop_caches
+    nb0=$(cpu_ticks "${P_NBPID[$p]}")
+    host_cpu_start
+    t0=$(now)
+    pair_start_primary "$p" fresh
+    sync_watch_wait
+    T_RUN=$(calc %.3f "$SYNC_T - $t0")
+    HOST_BUSY=$(host_cpu_busy)
+    CPU_PRI=$(calc %.2f "$(cpu_ticks "${P_PRIPID[$p]}") / $CLK_TCK")
+    CPU_SEC=$(calc %.2f "$(cpu_ticks "${P_SECPID[$p]}") / $CLK_TCK")
+    CPU_NBD=$(calc %.2f "($(cpu_ticks "${P_NBPID[$p]}") - $nb0) / $CLK_TCK")
+}
+
+# ---- Header ---------------------------------------------------------------------
+
+NCPU=$(nproc)
+note "replication-bench: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+note "  host: $NCPU CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(free -g | awk '/Mem:/ { print $2 }') GiB RAM, kernel $(uname -r)"
+note "  load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+note "  build: $BENCH_BUILD_DIR ($(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$REPO" && git diff --quiet HEAD -- primary secondary common proto cli 2>/dev/null || echo ', agent sources modified'))"
+note "    blkship-primary built $(date -r "$PRIMARY" '+%F %T'), blkship-secondary built $(date -r "$SECONDARY" '+%F %T')"
+note "  $(nbdkit --version), $(qemu-nbd --version 2>&1 | awk 'NR == 1'), $(fio --version), $(rsync --version 2>&1 | awk 'NR == 1 { print $1, $2, $3 }')"
+note "  scratch: $WORK ($(findmnt -no FSTYPE -T "$WORK" 2>/dev/null || echo '?')); image $(numfmt --to=iec "$SIZE"), big disk $(numfmt --to=iec "$BIG_SIZE"); rounds $BENCH_ROUNDS; parts: $BENCH_PARTS"
+note "  replica: loop device on a preallocated file (direct-io $([ "$BENCH_LOOP_DIO" = 1 ] && echo on || echo off)), discarded and re-preallocated before every full copy"
+note "  $DROP_NOTE"
+if [ "$NCPU" -le 2 ]; then
+    note "  NOTE: $NCPU CPUs: nbdkit, both agents, TLS on both ends and the kernel share them; other load on the host shows up as noise."
+fi
+note ""
+
+make_certs
+write_helpers
+IMG=$WORK/s.img
+note "making a $(numfmt --to=iec "$SIZE") random image..."
+make_random "$IMG" "$SIZE" "blkship-bench-small"
+pair_init s "$IMG" "$SIZE"
+pick_port
+QPORT=$PORT
+
+MB=1000000
+
+# =========================================================================
+# (1) Initial full sync
+# =========================================================================
+
+declare -A T1 # T1[method,round]
+METHODS=(blkship qemu dd ddsync)
+declare -A MNAME=([blkship]="blkship (TLS)" [qemu]="qemu mirror (TLS)" [dd]="dd oflag=direct" [ddsync]="dd oflag=direct conv=fsync")
+
+run_qemu_mirror() {
+    local t0 tr qn qs
+    reset_target "${P_LOOP[s]}" "${P_REP[s]}" "$SIZE"
+    bg_start "$WORK/qemu-nbd.log" qemu-nbd \
+        --object "tls-creds-x509,id=tls0,endpoint=server,dir=$QSRV,verify-peer=on" --tls-creds tls0 \
+        -f raw -b 127.0.0.1 -p "$QPORT" -x disk "${QEMU_NBD_EXTRA[@]}" "${P_LOOP[s]}"
+    qn=$LAST_PID
+    wait_for 30 "qemu-nbd" port_listening "$QPORT"
+    rm -f "$WORK/qmp.sock"
+    drop_caches
+    host_cpu_start
+    t0=$(now)
+    bg_start "$WORK/qsd.log" qemu-storage-daemon \
+        --object "tls-creds-x509,id=tls0,endpoint=client,dir=$QCLI" \
+        --blockdev "driver=file,node-name=src,filename=$IMG" \
+        --blockdev "driver=nbd,node-name=dst,server.type=inet,server.host=127.0.0.1,server.port=$QPORT,export=disk,tls-creds=tls0" \
+        --chardev "socket,path=$WORK/qmp.sock,server=on,wait=off,id=qmp0" --monitor chardev=qmp0
+    qs=$LAST_PID
+    tr=$(timeout "$BENCH_SYNC_TIMEOUT" "$PY" "$WORK/qmp.py" "$WORK/qmp.sock" "$BENCH_SYNC_TIMEOUT") ||
+        die "QEMU mirror failed; see $WORK/qsd.log and $WORK/qemu-nbd.log"
+    T_RUN=$(calc %.3f "$tr - $t0")
+    HOST_BUSY=$(host_cpu_busy)
+    stop_pid "$qs" TERM
+    stop_pid "$qn" TERM
+}
+
+run_dd() { # extra dd args...
+    local t0
+    reset_target "${P_LOOP[s]}" "${P_REP[s]}" "$SIZE"
+    drop_caches
+    host_cpu_start
+    t0=$(now)
+    timeout "$BENCH_SYNC_TIMEOUT" dd if="$IMG" of="${P_LOOP[s]}" bs=4M oflag=direct status=none "$@" ||
+        die "dd failed"
+    T_RUN=$(calc %.3f "$(now) - $t0")
+    HOST_BUSY=$(host_cpu_busy)
+}
+
+if has_part sync; then
+    note "== (1) initial full sync of $(numfmt --to=iec "$SIZE") onto ${P_LOOP[s]} (127.0.0.1, TLS for blkship and qemu)"
+    note "   blkship: blkship-primary started with a fresh state dir -> status connected, dirty_bytes 0 (polled every 20 ms)"
+    note "   qemu:    qemu-storage-daemon started -> BLOCK_JOB_READY of blockdev-mirror sync=full (the target is flushed before READY)"
+    note "            source file node on the image, target nbd node -> qemu-nbd (x509, verify-peer=on) on the loop device"
+    note "   dd:      dd if=IMAGE of=LOOP bs=4M oflag=direct [conv=fsync]"
+    note "   after each run: cmp IMAGE LOOP"
+    note "   host CPU = busy share of all $NCPU CPUs during the run (100% = all busy)"
+    note "   $(printf '%-6s %-28s %9s %9s %6s  %s' round method seconds 'MB/s' 'host' 'notes')"
+    for ((r = 1; r <= BENCH_ROUNDS; r++)); do
+        for ((k = 0; k < ${#METHODS[@]}; k++)); do
+            m=${METHODS[$(((k + r - 1) % ${#METHODS[@]}))]}
+            extra=
+            case $m in
+            blkship)
+                pair_fullsync s
+                s_sent=$(json_get "$SYNC_JSON" sent_bytes)
+                pair_stop_primary s
+                pair_stop_secondary s
+                extra="CPU s: primary $CPU_PRI, secondary $CPU_SEC, nbdkit $CPU_NBD; sent $s_sent B"
+                ;;
+            qemu) run_qemu_mirror ;;
+            dd) run_dd ;;
+            ddsync) run_dd conv=fsync ;;
+            esac
+            verify "$IMG" "${P_LOOP[s]}" "sync round $r $m"
+            T1[$m,$r]=$T_RUN
+            note "   $(printf '%-6s %-28s %9.3f %9.1f %5s%%  %s' "$r" "${MNAME[$m]}" "$T_RUN" "$(calc %.1f "$SIZE / $MB / $T_RUN")" "$HOST_BUSY" "$VERIFY_NOTE${extra:+; $extra}")"
+        done
+    done
+    declare -A M1
+    for m in "${METHODS[@]}"; do
+        v=()
+        for ((r = 1; r <= BENCH_ROUNDS; r++)); do v+=("${T1[$m,$r]}"); done
+        M1[$m]=$(median "${v[@]}")
+    done
+    rq=() rd=() rds=()
+    for ((r = 1; r <= BENCH_ROUNDS; r++)); do
+        rq+=("$(calc %.4f "${T1[qemu,$r]} / ${T1[blkship,$r]}")")
+        rd+=("$(calc %.4f "${T1[dd,$r]} / ${T1[blkship,$r]}")")
+        rds+=("$(calc %.4f "${T1[ddsync,$r]} / ${T1[blkship,$r]}")")
+    done
+    S1_QEMU=$(calc %.2f "${M1[qemu]} / ${M1[blkship]}")
+    S1_DD=$(calc %.3f "${M1[dd]} / ${M1[blkship]}")
+    S1_DDS=$(calc %.3f "${M1[ddsync]} / ${M1[blkship]}")
+    S1_QEMU_R=$(median "${rq[@]}")
+    S1_DD_R=$(median "${rd[@]}")
+    S1_DDS_R=$(median "${rds[@]}")
+    note "   medians: $(for m in "${METHODS[@]}"; do printf '%s %.3f s; ' "$m" "${M1[$m]}"; done)"
+    note "   blkship speedup over qemu mirror: $S1_QEMU (median of per-round ratios $(calc %.2f "$S1_QEMU_R"))"
+    note "   blkship speed / dd oflag=direct: $(calc %.1f "$S1_DD * 100")%; / dd conv=fsync: $(calc %.1f "$S1_DDS * 100")%"
+    note ""
+fi
+
+# =========================================================================
+# (2) Catch-up after a restart of the primary agent
+# =========================================================================
+
+# change_blocks P SEED: fio writes NCHANGE distinct random 4 KiB blocks of
+# fresh random data through the pair's NBD socket.
+change_blocks() {
+    local p=$1 out=$WORK/fio-change.json
+    timeout 600 fio --name=change --ioengine=nbd --uri="nbd+unix:///?socket=${P_NBSOCK[$p]}" \
+        --rw=randwrite --bs=4k --iodepth=16 --number_ios="$NCHANGE" --size="${P_SIZE[$p]}" \
+        --randseed="$2" --refill_buffers --output-format=json >"$out" 2>"$WORK/fio-change.err" ||
+        die "fio (change) failed: $(cat "$WORK/fio-change.err")"
+    read -r _ ios _ _ _ < <("$PY" "$WORK/fiojson.py" "$out")
+    [ "$ios" = "$NCHANGE" ] || die "fio wrote $ios blocks, not $NCHANGE"
+}
+
+# catchup_blkship P: restarts the primary agent (same state dir) and times it
+# to in sync.  Sets T_RUN and RESENT (acked_bytes of the new process).
+catchup_blkship() {
+    local p=$1 t0
+    sync_watch_start "${P_PCTL[$p]}" $((NCHANGE * 4096))
+    drop_caches
+    t0=$(now)
+    pair_start_primary "$p"
+    sync_watch_wait
+    T_RUN=$(calc %.3f "$SYNC_T - $t0")
+    RESENT=$(json_get "$SYNC_JSON" acked_bytes)
+}
+
+catchup_rsync() { # SRC DST
+    local t0 out=$WORK/rsync.out
+    drop_caches
+    t0=$(now)
+    timeout 1800 rsync --inplace --no-whole-file -I --stats "$1" "$2" >"$out" 2>&1 ||
+        die "rsync failed: $(tail -n 5 "$out")"
+    T_RUN=$(calc %.3f "$(now) - $t0")
+    LITERAL=$(awk -F': ' '/^Literal data/ { gsub(/[^0-9]/, "", $2); print $2 }' "$out")
+}
+
+# catchup_series P LABEL RSYNC(0/1): rounds of stop / change / restart.
+# Fills CU_B[LABEL,r] CU_R[LABEL,r].
+declare -A CU_B CU_R
+catchup_series() {
+    local p=$1 label=$2 with_rsync=$3 r order first copy=$WORK/$1.copy setup
+    note "   [$label] disk $(numfmt --to=iec "${P_SIZE[$p]}"): initial full sync (not part of the comparison)..."
+    pair_fullsync "$p"
+    setup=$T_RUN
+    verify "${P_IMG[$p]}" "${P_LOOP[$p]}" "catch-up $label initial sync"
+    note "   [$label] initial full sync $setup s ($(calc %.1f "${P_SIZE[$p]} / $MB / $setup") MB/s), $VERIFY_NOTE"
+    if [ "$with_rsync" = 1 ]; then
+        timeout 1800 cp --sparse=never "${P_IMG[$p]}" "$copy"
+    fi
+    note "   $(printf '%-6s %-8s %-26s %9s %12s  %s' round disk method seconds 'bytes moved' notes)"
+    for ((r = 1; r <= BENCH_ROUNDS; r++)); do
+        pair_stop_primary "$p"
+        change_blocks "$p" $((1000 + r))
+        if [ "$with_rsync" = 1 ] && [ $((r % 2)) = 0 ]; then order="rsync blkship"; else order="blkship rsync"; fi
+        for first in $order; do
+            if [ "$first" = blkship ]; then
+                catchup_blkship "$p"
+                CU_B[$label,$r]=$T_RUN
+                verify "${P_IMG[$p]}" "${P_LOOP[$p]}" "catch-up $label round $r blkship"
+                local note2=$VERIFY_NOTE
+                [ "$RESENT" = $((NCHANGE * 4096)) ] || note2+="; resent $RESENT B, expected $((NCHANGE * 4096))"
+                note "   $(printf '%-6s %-8s %-26s %9.3f %12s  %s' "$r" "$label" "blkship restart" "$T_RUN" "$RESENT" "$note2")"
+            elif [ "$with_rsync" = 1 ]; then
+                catchup_rsync "${P_IMG[$p]}" "$copy"
+                CU_R[$label,$r]=$T_RUN
+                verify "${P_IMG[$p]}" "$copy" "catch-up $label round $r rsync"
+                note "   $(printf '%-6s %-8s %-26s %9.3f %12s  %s' "$r" "$label" "rsync (local, no ssh)" "$T_RUN" "$LITERAL" "$VERIFY_NOTE; literal data")"
+            fi
+        done
+    done
+    rm -f "$copy"
+}
+
+if has_part catchup; then
+    note "== (2) catch-up: primary agent stopped (SIGTERM), $NCHANGE random 4 KiB blocks changed through NBD"
+    note "   ($(calc %.2f "$NCHANGE * 100 / $BLOCKS")% of the $(numfmt --to=iec "$SIZE") disk; fio randwrite, distinct blocks, fresh random data), agent restarted"
+    note "   blkship: blkship-primary restarted on the same state dir -> connected, dirty_bytes 0 and acked_bytes >= changed bytes"
+    note "   rsync:   rsync --inplace --no-whole-file -I IMAGE COPY, both local files (no ssh, no daemon), COPY = previous state"
+    catchup_series s small 1
+    big_rsync=$BENCH_BIG_RSYNC
+    if [ "$BENCH_BIG_FACTOR" -gt 1 ]; then
+        note "   making a $(numfmt --to=iec "$BIG_SIZE") random image for the big disk..."
+        make_random "$WORK/b.img" "$BIG_SIZE" "blkship-bench-big"
+        pair_init b "$WORK/b.img" "$BIG_SIZE"
+        catchup_series b big "$big_rsync"
+        pair_stop_primary b
+        pair_stop_secondary b
+        stop_pid "${P_NBPID[b]}"
+        rm -f "$WORK/b.img"
+    fi
+    v=() w=() x=() y=() rr=()
+    for ((r = 1; r <= BENCH_ROUNDS; r++)); do
+        v+=("${CU_B[small,$r]}")
+        w+=("${CU_R[small,$r]}")
+        rr+=("$(calc %.4f "${CU_R[small,$r]} / ${CU_B[small,$r]}")")
+        if [ "$BENCH_BIG_FACTOR" -gt 1 ]; then
+            x+=("${CU_B[big,$r]}")
+            [ "$big_rsync" = 1 ] && y+=("${CU_R[big,$r]}")
+        fi
+    done
+    M2_B=$(median "${v[@]}")
+    M2_R=$(median "${w[@]}")
+    S2_RSYNC=$(calc %.1f "$M2_R / $M2_B")
+    S2_RSYNC_R=$(median "${rr[@]}")
+    M2_BB=nan M2_BR=nan
+    if [ "$BENCH_BIG_FACTOR" -gt 1 ]; then
+        M2_BB=$(median "${x[@]}")
+        [ "$big_rsync" = 1 ] && M2_BR=$(median "${y[@]}")
+    fi
+    note "   medians: blkship $M2_B s, rsync $M2_R s (speedup $S2_RSYNC, median of per-round ratios $(calc %.1f "$S2_RSYNC_R")); big disk: blkship $M2_BB s, rsync $M2_BR s"
+    note ""
+fi
+
+# =========================================================================
+# (3) Replication under load
+# =========================================================================
+
+# sampler CTL OUT STOPFILE MAXN: status every BENCH_SAMPLE_MS ms.
+sampler() {
+    local ctl=$1 out=$2 stop=$3 max=$4 i s pause
+    pause=$(calc %.3f "$BENCH_SAMPLE_MS / 1000")
+    for ((i = 0; i < max; i++)); do
+        [ -e "$stop" ] && break
+        # Raw lines, parsed afterwards: no more forks than needed meanwhile.
+        s=$(status_json "$ctl")
+        echo "$EPOCHREALTIME $s" >>"$out"
+        sleep "$pause"
+    done
+}
+
+ensure_synced_running() { # P LABEL
+    local p=$1 label=$2 t0
+    if ! alive "${P_SECPID[$p]}"; then
+        pair_fullsync "$p"
+        note "   (set-up: full sync $T_RUN s)"
+        return
+    fi
+    if ! alive "${P_PRIPID[$p]}"; then
+        # What accumulated while the agent was down is at least one write.
+        sync_watch_start "${P_PCTL[$p]}" 1
+        t0=$(now)
+        pair_start_primary "$p"
+        sync_watch_wait
+        note "   $label: agent restarted, caught up $(iec "$(json_get "$SYNC_JSON" acked_bytes)") written without it in $(calc %.2f "$SYNC_T - $t0") s"
+    else
+        wait_sync "${P_PCTL[$p]}" 0
+    fi
+}
+
+declare -A L_IOPS L_DP50 L_DP99 L_LAG50 L_LAG99 L_LAGMAX L_DRAIN L_NSAMP L_PROBE
+if has_part load; then
+    p=s
+    note "== (3) replication under load: fio randwrite bs=4k iodepth=$BENCH_IODEPTH for $BENCH_LOAD_TIME s through NBD (nbdkit + writelog filter)"
+    note "   with: blkship-primary replicating (in sync at the start); without: blkship-primary not running (the filter still logs)"
+    note "   dirty: \`blkship status --json\` dirty_bytes every $BENCH_SAMPLE_MS ms during the run (grains the replica lacks, sealed ones only)"
+    note "   probe: a 4 KiB block with a sequence number written through NBD every $BENCH_LAG_PERIOD_MS ms outside fio's range;"
+    note "          lag = first sighting on the replica device (polled every 2 ms) - the primary's write acknowledgement"
+    note "   drain: after fio ends, time until in sync again"
+    note "   $(printf '%-6s %-9s %9s %9s %11s %11s %9s %9s %9s %8s  %s' round agent IOPS MB/s 'dirty p50' 'dirty p99' 'lag p50' 'lag p99' 'lag max' drain 'CPU% of one CPU: nbdkit/primary/secondary/fio; host busy')"
+    FIO_SIZE=$((SIZE - 1048576))
+    PROBE_OFF=$((SIZE - 4096))
+    for ((r = 1; r <= BENCH_ROUNDS; r++)); do
+        if [ $((r % 2)) = 1 ]; then order="with without"; else order="without with"; fi
+        for mode in $order; do
+            if [ "$mode" = with ]; then
+                ensure_synced_running "$p" "$(printf '%-6s %-9s' "$r" with) (before the run)"
+            else
+                alive "${P_SECPID[$p]}" || pair_fullsync "$p"
+                pair_stop_primary "$p"
+            fi
+            samples=$WORK/samples-$r-$mode
+            stopf=$WORK/stop-$r-$mode
+            : >"$samples"
+            spid=
+            if [ "$mode" = with ]; then
+                sampler "${P_PCTL[$p]}" "$samples" "$stopf" $(((BENCH_LOAD_TIME + 30) * 1000 / BENCH_SAMPLE_MS)) &
+                spid=$!
+                BG_PIDS+=("$spid")
+            fi
+            probe_mode="write"
+            [ "$mode" = with ] && probe_mode="read"
+            bg_start "$WORK/lagprobe-$r-$mode.out" timeout $((BENCH_LOAD_TIME + 60)) "$PY" "$WORK/lagprobe.py" \
+                "${P_NBSOCK[$p]}" "${P_LOOP[$p]}" "$PROBE_OFF" "$BENCH_LOAD_TIME" "$BENCH_LAG_PERIOD_MS" "$probe_mode"
+            lpid=$LAST_PID
+            c_nb=$(cpu_ticks "${P_NBPID[$p]}")
+            c_pr=0 c_se=$(cpu_ticks "${P_SECPID[$p]}")
+            [ "$mode" = with ] && c_pr=$(cpu_ticks "${P_PRIPID[$p]}")
+            gate=$WORK/gate-$r-$mode
+            [ "$mode" = with ] && sync_watch_start "${P_PCTL[$p]}" 0 "$gate"
+            host_cpu_start
+            tf0=$(now)
+            timeout $((BENCH_LOAD_TIME + 120)) fio --name=load --ioengine=nbd \
+                --uri="nbd+unix:///?socket=${P_NBSOCK[$p]}" --rw=randwrite --bs=4k \
+                --iodepth="$BENCH_IODEPTH" --size="$FIO_SIZE" --time_based --runtime="$BENCH_LOAD_TIME" \
+                --norandommap --randseed=$((2000 + r)) --output-format=json \
+                >"$WORK/fio-load-$r-$mode.json" 2>"$WORK/fio-load.err" ||
+                die "fio (load) failed: $(cat "$WORK/fio-load.err")"
+            tf1=$(now)
+            touch "$gate"
+            hb=$(host_cpu_busy)
+            el=$(calc %.3f "$tf1 - $tf0")
+            cpu_nb=$(calc %.0f "($(cpu_ticks "${P_NBPID[$p]}") - $c_nb) / $CLK_TCK / $el * 100")
+            cpu_se=$(calc %.0f "($(cpu_ticks "${P_SECPID[$p]}") - $c_se) / $CLK_TCK / $el * 100")
+            cpu_pr=-
+            [ "$mode" = with ] && cpu_pr=$(calc %.0f "($(cpu_ticks "${P_PRIPID[$p]}") - $c_pr) / $CLK_TCK / $el * 100")
+            if [ -n "$spid" ]; then
+                touch "$stopf"
+                stop_pid "$spid" TERM
+            fi
+            read -r iops _ _ fusr fsys < <("$PY" "$WORK/fiojson.py" "$WORK/fio-load-$r-$mode.json")
+            L_IOPS[$mode,$r]=$iops
+            drain=- dp50=- dp99=- lag50=- lag99=- lagmax=-
+            if [ "$mode" = with ]; then
+                sync_watch_wait
+                drain=$(calc %.2f "$SYNC_T - $tf1")
+                awk -v a="$tf0" -v b="$tf1" '$1 >= a && $1 <= b && /"connected": true/ && match($0, /"dirty_bytes": [0-9]+/) {
+                    print substr($0, RSTART + 15, RLENGTH - 15) }' "$samples" >"$samples.dirty"
+                dp50=$(pctl 50 "$samples.dirty")
+                dp99=$(pctl 99 "$samples.dirty")
+                L_DP50[$r]=$dp50 L_DP99[$r]=$dp99 L_DRAIN[$r]=$drain
+                L_NSAMP[$r]=$(wc -l <"$samples.dirty")
+            fi
+            for ((i = 0; i < 1800; i++)); do alive "$lpid" || break; sleep 0.05; done
+            wait "$lpid" || die "lag probe failed: $(cat "$WORK/lagprobe-$r-$mode.out")"
+            if [ "$mode" = with ]; then
+                read -r pw ps lag50 lag99 lagmax < <("$PY" "$WORK/jsonf.py" "$(tail -n 1 "$WORK/lagprobe-$r-$mode.out")" \
+                    writes seen lag_p50_ms lag_p99_ms lag_max_ms)
+                L_LAG50[$r]=$lag50 L_LAG99[$r]=$lag99 L_LAGMAX[$r]=$lagmax
+                L_PROBE[$r]="$ps/$pw"
+                lag50=$(calc %.0f "$lag50")ms lag99=$(calc %.0f "$lag99")ms lagmax=$(calc %.0f "$lagmax")ms
+                dp50=$(iec "$dp50") dp99=$(iec "$dp99") drain=${drain}s
+            fi
+            note "   $(printf '%-6s %-9s %9.0f %9.1f %11s %11s %9s %9s %9s %8s  %s' "$r" "$mode" "$iops" \
+                "$(calc %.1f "$iops * 4096 / $MB")" "$dp50" "$dp99" "$lag50" "$lag99" "$lagmax" "$drain" \
+                "$cpu_nb/$cpu_pr/$cpu_se/$(calc %.0f "$fusr + $fsys")  host $hb%")"
+        done
+    done
+    ensure_synced_running "$p" "   after the last run"
+    verify "$IMG" "${P_LOOP[$p]}" "load: replica after the runs"
+    note "   replica after the runs and a final catch-up: $VERIFY_NOTE"
+    v=() w=() x=() y=() z=() q=() dr=() rr=()
+    for ((r = 1; r <= BENCH_ROUNDS; r++)); do
+        v+=("${L_IOPS[with,$r]}")
+        w+=("${L_IOPS[without,$r]}")
+        rr+=("$(calc %.4f "${L_IOPS[with,$r]} / ${L_IOPS[without,$r]}")")
+        x+=("${L_DP50[$r]}") y+=("${L_DP99[$r]}") z+=("${L_LAG50[$r]}") q+=("${L_LAG99[$r]}") dr+=("${L_DRAIN[$r]}")
+    done
+    M3_WITH=$(median "${v[@]}")
+    M3_WITHOUT=$(median "${w[@]}")
+    M3_COST=$(calc %.1f "(1 - $M3_WITH / $M3_WITHOUT) * 100")
+    M3_COST_R=$(calc %.1f "(1 - $(median "${rr[@]}")) * 100")
+    M3_DP50=$(median "${x[@]}") M3_DP99=$(median "${y[@]}")
+    M3_LAG50=$(median "${z[@]}") M3_LAG99=$(median "${q[@]}")
+    M3_LAGMAX=$(printf '%s\n' "${L_LAGMAX[@]}" | sort -g | tail -n 1)
+    M3_DRAIN=$(median "${dr[@]}")
+    M3_EST50=$(calc %.0f "$M3_DP50 / ($M3_WITH * 4096) * 1000")
+    M3_EST99=$(calc %.0f "$M3_DP99 / ($M3_WITH * 4096) * 1000")
+    note ""
+fi
+
+# =========================================================================
+# (profile) where a full sync spends its time
+# =========================================================================
+
+if has_part profile; then
+    note "== (profile) one full sync under perf record -a, one under strace -c -f (not timed for the comparison)"
+    if command -v perf >/dev/null; then
+        pair_stop_primary s
+        pair_stop_secondary s
+        reset_target "${P_LOOP[s]}" "${P_REP[s]}" "$SIZE"
+        pair_start_secondary s fresh
+        drop_caches
+        # System-wide (the loop device and writeback work in kernel threads),
+        # without call graphs: frame pointers are usually absent.  For callers
+        # of a user-space symbol: perf record --call-graph dwarf -p PID.
+        bg_start "$WORK/perf.log" perf record -a -F 999 -o "$WORK/perf.data"
+        perf_pid=$LAST_PID
+        sync_watch_start "${P_PCTL[s]}" "$SIZE"
+        sleep 0.5
+        nb0=$(cpu_ticks "${P_NBPID[s]}")
+        host_cpu_start
+        t0=$(now)
+        pair_start_primary s fresh
+        sync_watch_wait
+        el=$(calc %.3f "$SYNC_T - $t0")
+        hb=$(host_cpu_busy)
+        note "   sync under perf: $el s, host CPU busy $hb%; CPU seconds: primary $(calc %.2f "$(cpu_ticks "${P_PRIPID[s]}") / $CLK_TCK"), secondary $(calc %.2f "$(cpu_ticks "${P_SECPID[s]}") / $CLK_TCK"), nbdkit $(calc %.2f "($(cpu_ticks "${P_NBPID[s]}") - $nb0) / $CLK_TCK")"
+        stop_pid "$perf_pid" INT
+        note "   CPU samples by command, whole host (other tenants' processes included; swapper = idle):"
+        timeout 300 perf report -i "$WORK/perf.data" --no-children --sort comm -q --percent-limit 1 2>/dev/null |
+            awk 'NF' | head -n 15 | sed 's/^/     /'
+        for who in primary secondary nbdkit; do
+            case $who in primary) tp=${P_PRIPID[s]} ;; secondary) tp=${P_SECPID[s]} ;; nbdkit) tp=${P_NBPID[s]} ;; esac
+            # Summed from the symbol list: perf's "--sort dso" with --pid
+            # leaves the kernel out.
+            note "   $who (pid $tp): % of its own samples by object: $(timeout 300 perf report -i "$WORK/perf.data" \
+                --pid="$tp" --percentage relative --no-children --sort dso,sym -q 2>/dev/null |
+                awk '$1 ~ /%$/ { a[$2] += $1 } END { for (k in a) if (a[k] >= 1) printf "%.1f%% %s\n", a[k], k }' |
+                sort -rn | awk '{ printf "%s%s %s", (NR > 1 ? ", " : ""), $2, $1 }')"
+            note "   $who: top symbols (libcrypto is stripped: its AES-GCM shows as many addresses):"
+            timeout 300 perf report -i "$WORK/perf.data" --pid="$tp" --percentage relative --no-children \
+                --sort dso,sym -q --percent-limit 1.5 2>/dev/null | awk 'NF' | head -n 12 | sed 's/^/     /'
+        done
+    else
+        note "   perf not installed: skipped"
+    fi
+    if command -v strace >/dev/null; then
+        pair_stop_primary s
+        pair_stop_secondary s
+        reset_target "${P_LOOP[s]}" "${P_REP[s]}" "$SIZE"
+        pair_start_secondary s fresh
+        drop_caches
+        st=()
+        for who in secondary nbdkit; do
+            case $who in secondary) tp=${P_SECPID[s]} ;; nbdkit) tp=${P_NBPID[s]} ;; esac
+            bg_start "$WORK/strace-$who.log" strace -c -f -o "$WORK/strace-$who.txt" -p "$tp"
+            st+=("$LAST_PID")
+        done
+        sync_watch_start "${P_PCTL[s]}" "$SIZE"
+        sleep 0.5
+        t0=$(now)
+        # The primary starts under strace so that its first system calls count too.
+        rm -rf "${P_PST[s]}"
+        rm -f "${P_PCTL[s]}"
+        bg_start "$WORK/primary-s.log" strace -c -f -o "$WORK/strace-primary.txt" "$PRIMARY" \
+            --writelog "${P_WLCTL[s]}" --connect "127.0.0.1:${P_PORT[s]}" --state-dir "${P_PST[s]}" \
+            --control "${P_PCTL[s]}" --cert "$CERTS/primary.crt" --key "$CERTS/primary.key" \
+            --ca "$CERTS/ca.crt" --peer-name secondary --interval "$BENCH_INTERVAL" "${PRIMARY_EXTRA[@]}"
+        st_pri=$LAST_PID
+        wait_for 30 "the primary under strace" has_child "$st_pri" blkship-primary
+        tp=$(pgrep -P "$st_pri" -x blkship-primary)
+        BG_PIDS+=("$tp")
+        sync_watch_wait
+        note "   sync under strace: $(calc %.3f "$SYNC_T - $t0") s (strace slows system calls down)"
+        # Stop the traced primary itself; strace then writes its summary.
+        kill -TERM "$tp" 2>/dev/null || true
+        stop_pid "$st_pri" CONT
+        for pid in "${st[@]}"; do stop_pid "$pid" INT; done
+        for who in primary secondary nbdkit; do
+            note "   strace -c -f, $who (top 10 by time):"
+            head -n 13 "$WORK/strace-$who.txt" 2>/dev/null | tail -n +1 | sed 's/^/     /'
+        done
+        P_PRIPID[s]=
+    else
+        note "   strace not installed: skipped"
+    fi
+    note ""
+fi
+
+# =========================================================================
+# Summary
+# =========================================================================
+
+note "======================================================================================="
+note "SUMMARY  (medians of $BENCH_ROUNDS rounds; MB = 10^6 bytes; $NCPU CPUs; load average now $(cut -d' ' -f1-3 /proc/loadavg))"
+note "  $DROP_NOTE"
+if has_part sync; then
+    note ""
+    note "(1) initial full sync, $(numfmt --to=iec "$SIZE") random image -> loop device"
+    note "    $(printf '%-30s %9s %9s   %s' method seconds MB/s 'per round (s)')"
+    for m in "${METHODS[@]}"; do
+        per=
+        for ((r = 1; r <= BENCH_ROUNDS; r++)); do per+="${T1[$m,$r]} "; done
+        note "    $(printf '%-30s %9.3f %9.1f   %s' "${MNAME[$m]}" "${M1[$m]}" "$(calc %.1f "$SIZE / $MB / ${M1[$m]}")" "$per")"
+    done
+    note "    blkship vs qemu mirror:     $(printf '%6.2fx faster' "$S1_QEMU") (per-round median $(calc %.2f "$S1_QEMU_R")x)   target >= 2.5x: $(verdict "$S1_QEMU >= 2.5")"
+    note "    blkship vs dd oflag=direct: $(printf '%6.1f%% of its speed' "$(calc %.1f "$S1_DD * 100")") (per-round median $(calc %.1f "$S1_DD_R * 100")%)   target >= 80%: $(verdict "$S1_DD >= 0.8")"
+    note "    blkship vs dd conv=fsync:   $(printf '%6.1f%% of its speed' "$(calc %.1f "$S1_DDS * 100")") (per-round median $(calc %.1f "$S1_DDS_R * 100")%)   (for reference)"
+fi
+if has_part catchup; then
+    note ""
+    note "(2) catch-up after restarting the primary agent, $NCHANGE changed 4 KiB blocks ($(numfmt --to=iec $((NCHANGE * 4096))))"
+    note "    $(printf '%-40s %9s   %s' method seconds 'per round (s)')"
+    per=; for ((r = 1; r <= BENCH_ROUNDS; r++)); do per+="${CU_B[small,$r]} "; done
+    note "    $(printf '%-40s %9.3f   %s' "blkship, $(numfmt --to=iec "$SIZE") disk" "$M2_B" "$per")"
+    per=; for ((r = 1; r <= BENCH_ROUNDS; r++)); do per+="${CU_R[small,$r]} "; done
+    note "    $(printf '%-40s %9.3f   %s' "rsync local, $(numfmt --to=iec "$SIZE") disk" "$M2_R" "$per")"
+    if [ "$BENCH_BIG_FACTOR" -gt 1 ]; then
+        per=; for ((r = 1; r <= BENCH_ROUNDS; r++)); do per+="${CU_B[big,$r]} "; done
+        note "    $(printf '%-40s %9.3f   %s' "blkship, $(numfmt --to=iec "$BIG_SIZE") disk" "$M2_BB" "$per")"
+        if [ "$big_rsync" = 1 ]; then
+            per=; for ((r = 1; r <= BENCH_ROUNDS; r++)); do per+="${CU_R[big,$r]} "; done
+            note "    $(printf '%-40s %9.3f   %s' "rsync local, $(numfmt --to=iec "$BIG_SIZE") disk" "$M2_BR" "$per")"
+        fi
+    fi
+    note "    blkship vs rsync: $(printf '%.1fx faster' "$S2_RSYNC") (per-round median $(calc %.1f "$S2_RSYNC_R")x)   target >= 50x: $(verdict "$S2_RSYNC >= 50")"
+    if [ "$BENCH_BIG_FACTOR" -gt 1 ]; then
+        note "    blkship, ${BENCH_BIG_FACTOR}x disk / 1x disk: $(calc %.2f "$M2_BB / $M2_B") (1.0 = follows the dirty data only)$([ "$big_rsync" = 1 ] && echo "; rsync: $(calc %.2f "$M2_BR / $M2_R")")"
+    fi
+fi
+if has_part load; then
+    note ""
+    note "(3) fio randwrite 4 KiB, iodepth $BENCH_IODEPTH, $BENCH_LOAD_TIME s, through NBD"
+    note "    IOPS without the agent:  $(calc %.0f "$M3_WITHOUT")   per round: $(for ((r = 1; r <= BENCH_ROUNDS; r++)); do printf '%.0f ' "${L_IOPS[without,$r]}"; done)"
+    note "    IOPS while replicating:  $(calc %.0f "$M3_WITH")   per round: $(for ((r = 1; r <= BENCH_ROUNDS; r++)); do printf '%.0f ' "${L_IOPS[with,$r]}"; done)"
+    note "    cost of replicating:     $M3_COST% of IOPS (median of per-round ratios: $M3_COST_R%)"
+    note "    replica behind (dirty_bytes): p50 $(iec "$M3_DP50"), p99 $(iec "$M3_DP99")  (medians over rounds)"
+    note "      as time at the write rate (dirty / (IOPS x 4 KiB)): p50 ~${M3_EST50} ms, p99 ~${M3_EST99} ms (excludes up to ${BENCH_INTERVAL} ms of unsealed writes)"
+    note "    probe lag (write ack -> visible on the replica): p50 $(calc %.0f "$M3_LAG50") ms, p99 $(calc %.0f "$M3_LAG99") ms, max $(calc %.0f "$M3_LAGMAX") ms"
+    note "      (probe blocks seen/written per round: $(for ((r = 1; r <= BENCH_ROUNDS; r++)); do printf '%s ' "${L_PROBE[$r]}"; done); status samples per round: $(for ((r = 1; r <= BENCH_ROUNDS; r++)); do printf '%s ' "${L_NSAMP[$r]}"; done))"
+    note "    drain after the load stops: $M3_DRAIN s"
+fi
+note "======================================================================================="
+if [ "${#VERIFY_FAILS[@]}" -gt 0 ]; then
+    note "REPLICA MISMATCH (cmp): ${VERIFY_FAILS[*]}"
+    exit 1
+fi
+exit 0
