@@ -43,7 +43,9 @@
 #define MAX_SLOTS WL_RING_ENTRIES   /* one ring request per slot */
 #define AREA_PAGE 4096u
 #define AREA_PAGES (WL_DATA_SIZE / AREA_PAGE)
-#define CTRL_SLOTS BS_CONN_MAX_WRITES
+/* One more buffer than the connection can queue: round-robin reuse then
+ * never overwrites a frame still waiting in the queue. */
+#define CTRL_SLOTS (BS_CONN_MAX_WRITES + 1)
 #define SENT_CAP 65536
 #define DEFAULT_PAYLOAD (512u << 10)
 #define FLUSH_BYTES (64ull << 20)      /* ask for durability at least this often */

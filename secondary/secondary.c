@@ -45,7 +45,9 @@
 
 #define MOD "secondary"
 #define HEARTBEAT_MS 1000
-#define OUT_SLOTS BS_CONN_MAX_WRITES
+/* One more buffer than the connection can queue: round-robin reuse then
+ * never overwrites a frame still waiting in the queue. */
+#define OUT_SLOTS (BS_CONN_MAX_WRITES + 1)
 
 enum sess_state {
     ST_TLS,
