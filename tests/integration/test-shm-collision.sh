@@ -28,12 +28,10 @@ ino_a=$(stat -c %i "/dev/shm/log_$name.wlog")
 # Start B with the same name in another directory.
 _nbdkit_count=$((_nbdkit_count + 1))
 log_b=$WORKDIR/b/nbdkit.log
-_nbdkit_logs+=("$log_b")
-"${_nbdkit_env[@]}" nbdkit -f --filter="$FILTER" file "$WORKDIR/b/disk.img" writelog-name="$name" \
+_logs+=("$log_b")
+nbdkit -f --filter="$FILTER" file "$WORKDIR/b/disk.img" writelog-name="$name" \
     writelog-dir="$WORKDIR/b" -U "$WORKDIR/b/nbd.sock" >"$log_b" 2>&1 &
 pid_b=$!
-_ctl_of_pid[$pid_b]=$WORKDIR/b/log_$name.ctl
-_shm_of_pid[$pid_b]=/dev/shm/log_$name.wlog
 cleanup_fn _kill_nbdkit "$pid_b"
 b_settled() { proc_gone "$pid_b" || { [ -S "$WORKDIR/b/log_$name.ctl" ] && [ -S "$WORKDIR/b/nbd.sock" ]; }; }
 poll_until 15 b_settled || fail "B neither started nor failed in 15 s"

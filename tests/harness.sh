@@ -1,0 +1,200 @@
+# The harness every shell test of blkship shares (bash), sourced by the
+# suites' own functions.sh: strict mode, a time limit below CTest's, a
+# cleanup registry run on every exit, `fail` that shows the tails of the
+# logs registered in _logs, skips (exit 77), polling, process and log
+# helpers, and a sanitizer-report scan of those logs.
+#
+# Set WORKDIR_PREFIX before make_workdir to name the work directories.
+
+# shellcheck disable=SC2034,SC2317
+
+TEST_NAME=$(basename "$0" .sh)
+
+set -eEu -o pipefail
+
+# A time limit below CTest's, so that a hung step still ends in our cleanup:
+# timeout runs the test in its own process group and, at the limit, sends
+# SIGTERM to all of it (nbdkit and the agents exit cleanly; the test shell
+# runs its EXIT trap), then SIGKILL 10 s later.
+if [ -z "${_BS_TEST_TIMED:-}" ] && command -v timeout >/dev/null; then
+    export _BS_TEST_TIMED=1
+    exec timeout -k 10 "${TEST_TIME_LIMIT:-300}" bash "$0" "$@"
+fi
+: "${TMPDIR:=/tmp}"
+
+# ---- Cleanup registry -------------------------------------------------------
+
+_cleanup_fns=()
+_logs=()
+
+# cleanup_fn CMD [ARGS...]: run CMD ARGS on exit, last registered first,
+# whether the test passed, failed or was interrupted.
+cleanup_fn() {
+    _cleanup_fns+=("$(printf '%q ' "$@")")
+}
+
+_rc_override=""
+_run_cleanups() {
+    local rc=$? i
+    set +eE
+    trap - ERR
+    for ((i = ${#_cleanup_fns[@]} - 1; i >= 0; i--)); do
+        eval "${_cleanup_fns[i]}"
+    done
+    if [ "$rc" = 0 ] && [ -n "$_rc_override" ]; then
+        rc=$_rc_override
+    fi
+    case $rc in
+    0) echo "PASS: $TEST_NAME" ;;
+    77) ;;
+    *) echo "FAIL: $TEST_NAME (exit status $rc)" ;;
+    esac
+    exit "$rc"
+}
+trap _run_cleanups EXIT
+trap 'echo "FAIL: $TEST_NAME: terminated (time limit ${TEST_TIME_LIMIT:-300} s?)" >&2; _dump_logs; exit 143' TERM
+trap 'exit 130' INT
+trap 'exit 129' HUP
+trap 'exit 141' PIPE
+
+_dump_logs() {
+    local l
+    for l in "${_logs[@]}"; do
+        [ -f "$l" ] || continue
+        echo "---- last lines of $l ----" >&2
+        tail -n "${DUMP_LINES:-30}" "$l" >&2
+    done
+}
+
+_on_err() {
+    echo "FAIL: $TEST_NAME: line $1: command failed (status $2): $3" >&2
+    _dump_logs
+}
+trap '_on_err "$LINENO" "$?" "$BASH_COMMAND"' ERR
+
+# fail MSG: report, show the logs' tails, exit 1.
+fail() {
+    trap - ERR
+    echo "FAIL: $TEST_NAME: $*" >&2
+    _dump_logs
+    exit 1
+}
+
+skip() {
+    echo "SKIP: $TEST_NAME: $*"
+    exit 77
+}
+
+note() {
+    echo "== $TEST_NAME: $*"
+}
+
+kill_quiet() {
+    kill "$@" 2>/dev/null
+    return 0
+}
+
+# requires CMD: skip (exit 77) when a prerequisite is not installed.
+requires() {
+    command -v "$1" >/dev/null 2>&1 || skip "requires $1, which is not installed"
+}
+
+# requires_root: for loop devices, namespaces and iptables.
+requires_root() {
+    [ "$(id -u)" = 0 ] || skip "must run as root (loop devices, network namespaces, iptables)"
+}
+
+# ---- Work directory ------------------------------------------------------------
+
+# Sets WORKDIR to a fresh private directory, removed on exit.  Short, so
+# that socket paths stay under the 108-byte limit.
+make_workdir() {
+    WORKDIR=$(mktemp -d "$TMPDIR/${WORKDIR_PREFIX:-bs-t}-$$.XXXXXX")
+    cleanup_fn rm -rf "$WORKDIR"
+    # Runs once every process is stopped, before the directory goes.
+    cleanup_fn _scan_sanitizer_reports
+}
+
+# A sanitizer build (BLKSHIP_SANITIZE) reports to stderr: any report in an
+# agent's or nbdkit's log fails a test that otherwise passed.
+_scan_sanitizer_reports() {
+    local l
+    for l in "${_logs[@]}"; do
+        [ -f "$l" ] || continue
+        if grep -Eq 'ERROR: (Address|Leak|Undefined)Sanitizer|runtime error:' "$l"; then
+            echo "FAIL: $TEST_NAME: sanitizer report in $l:" >&2
+            grep -E -A 30 'ERROR: (Address|Leak|Undefined)Sanitizer|runtime error:' "$l" | head -n 60 >&2
+            _rc_override=1
+        fi
+    done
+    return 0
+}
+
+# ---- Polling --------------------------------------------------------------------
+
+# poll_until SECONDS CMD...: runs CMD every 50 ms until it succeeds; returns
+# 1 after SECONDS.
+poll_until() {
+    local limit=$1 end
+    shift
+    end=$((SECONDS + limit))
+    while [ "$SECONDS" -lt "$end" ]; do
+        if "$@"; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    "$@"
+}
+
+# A process that has exited but is not yet reaped still answers kill -0.
+proc_alive() {
+    local st
+    [ -r "/proc/$1/stat" ] || return 1
+    st=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+    [ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
+}
+
+proc_gone() { ! proc_alive "$1"; }
+
+# stop_pid PID [SECONDS]: SIGTERM, bounded wait, then SIGKILL.  For cleanups.
+stop_pid() {
+    local pid=$1 limit=${2:-10}
+    if proc_alive "$pid"; then
+        kill -TERM "$pid" 2>/dev/null
+        poll_until "$limit" proc_gone "$pid" || kill -KILL "$pid" 2>/dev/null
+        poll_until 5 proc_gone "$pid"
+    fi
+    wait "$pid" 2>/dev/null
+    return 0
+}
+
+# kill9 PID: SIGKILL and wait (bounded) until it is gone.
+kill9() {
+    kill -KILL "$1" || fail "kill -9 $1"
+    poll_until 10 proc_gone "$1" || fail "process $1 survived SIGKILL"
+    wait "$1" 2>/dev/null || true
+}
+
+# ---- Logs -------------------------------------------------------------------------
+
+# log_has PATTERN LOG: the log contains an extended regexp.
+log_has() {
+    grep -Eq -- "$1" "$2"
+}
+
+# expect_log PATTERN LOG [SECONDS]: polls (logs are written asynchronously).
+expect_log() {
+    poll_until "${3:-10}" log_has "$1" "$2" || fail "log $2 has no line matching: $1"
+}
+
+# log_lines LOG: the number of lines now, to look only at what follows.
+log_lines() {
+    wc -l <"$1"
+}
+
+# log_since LOG LINES: what the log gained after LINES lines.
+log_since() {
+    tail -n "+$(($2 + 1))" "$1"
+}
+
