@@ -262,11 +262,6 @@ uint64_t bs_bitmap_word(const struct bs_bitmap *map, uint64_t word)
     return word < map->nwords[0] ? load(&map->level[0][word]) : 0;
 }
 
-uint64_t bs_bitmap_nwords(const struct bs_bitmap *map)
-{
-    return map->nwords[0];
-}
-
 uint64_t bs_bitmap_count(const struct bs_bitmap *map)
 {
     uint64_t n = 0;

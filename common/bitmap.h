@@ -45,8 +45,6 @@ uint64_t bs_bitmap_next_clear(const struct bs_bitmap *map, uint64_t pos);
 uint64_t bs_bitmap_count(const struct bs_bitmap *map);
 /* Owner only.  The 64 bits [64 * word, 64 * word + 64) as one word. */
 uint64_t bs_bitmap_word(const struct bs_bitmap *map, uint64_t word);
-/* Owner only.  Number of 64-bit leaf words. */
-uint64_t bs_bitmap_nwords(const struct bs_bitmap *map);
 
 /* Owner of both.  Moves every set bit of src into dst (dst |= src, src = 0),
  * word by word with atomic exchanges, so that a bit set in src concurrently

@@ -54,7 +54,6 @@ struct bs_conn {
 
     struct write_op wq[BS_CONN_MAX_WRITES];
     unsigned wq_head, wq_count;
-    size_t wq_bytes;
     /* Set while a read or write waits for the opposite readiness (TLS may
      * need to write to read, or read to write). */
     bool read_wants_write, write_wants_read;
@@ -110,16 +109,6 @@ int bs_conn_new(uv_loop_t *loop, SSL_CTX *ctx, int fd, bool server, const char *
 const char *bs_conn_peer(const struct bs_conn *c)
 {
     return c->peer;
-}
-
-int bs_conn_error(const struct bs_conn *c)
-{
-    return c->error;
-}
-
-size_t bs_conn_write_pending(const struct bs_conn *c)
-{
-    return c->wq_bytes;
 }
 
 static void update_poll(struct bs_conn *c)
@@ -282,7 +271,6 @@ static bool do_write(struct bs_conn *c)
         int r = w->len ? SSL_write_ex(c->ssl, w->buf + w->done, w->len - w->done, &put) : 1;
         if (r == 1) {
             w->done += put;
-            c->wq_bytes -= put;
             if (w->done == w->len) {
                 bs_conn_cb *cb = w->cb;
                 void *arg = w->arg;
@@ -393,7 +381,6 @@ int bs_conn_write(struct bs_conn *c, const void *buf, size_t len, bs_conn_cb *cb
     c->wq[(c->wq_head + c->wq_count) % BS_CONN_MAX_WRITES] =
         (struct write_op){ .buf = buf, .len = len, .cb = cb, .arg = arg };
     c->wq_count++;
-    c->wq_bytes += len;
     if (c->wq_count == 1)
         uv_idle_start(&c->soon, on_soon);
     return 0;

@@ -37,8 +37,6 @@ int bs_conn_read(struct bs_conn *c, void *buf, size_t len, bs_conn_cb *cb, void 
  * are all handed to the kernel.  cb may be NULL.  -ENOBUFS when the queue
  * is full. */
 int bs_conn_write(struct bs_conn *c, const void *buf, size_t len, bs_conn_cb *cb, void *arg);
-/* Bytes queued and not yet written. */
-size_t bs_conn_write_pending(const struct bs_conn *c);
 typedef void bs_conn_closed_cb(void *arg);
 
 /* Ends the connection.  With `flush`, writes already queued still go out
@@ -49,7 +47,5 @@ void bs_conn_close(struct bs_conn *c, bool flush, bs_conn_closed_cb *closed_cb, 
 #define BS_CONN_LINGER_MS 2000
 
 const char *bs_conn_peer(const struct bs_conn *c);
-/* The error the connection stopped with, or 0. */
-int bs_conn_error(const struct bs_conn *c);
 
 #endif

@@ -29,11 +29,6 @@ void bs_log_set_level(enum bs_log_level max_level)
     log_max = max_level;
 }
 
-enum bs_log_level bs_log_get_level(void)
-{
-    return log_max;
-}
-
 int bs_log_parse_level(const char *s, enum bs_log_level *out)
 {
     static const struct { const char *name; enum bs_log_level level; } names[] = {

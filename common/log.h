@@ -22,7 +22,6 @@ typedef void bs_log_sink_fn(enum bs_log_level level, const char *line, void *opa
 /* Not thread-safe against concurrent logging: call at start-up. */
 void bs_log_set_sink(bs_log_sink_fn *sink, void *opaque);
 void bs_log_set_level(enum bs_log_level max_level);
-enum bs_log_level bs_log_get_level(void);
 /* Parses "err", "warn", "info" or "debug"; returns -EINVAL otherwise. */
 int bs_log_parse_level(const char *s, enum bs_log_level *out);
 

@@ -19,7 +19,6 @@ struct log_link {
     uint8_t rx[256];
     size_t rxlen;
     bool export_pending;
-    unsigned kicks;
     bool failed;
     bool closing;
     struct {
@@ -63,8 +62,6 @@ static void handle_message(struct log_link *l, const uint8_t *m)
             link_fail(l, -e.err, "the log reports the ring broken");
             return;
         }
-        if (l->kicks)
-            l->kicks--;
         l->ops->on_kick(l->opaque);
     } else if (!memcmp(m, WL_CMD_SEAL, 4) || !memcmp(m, WL_CMD_NEXT, 4)) {
         struct wl_export_reply rep;
@@ -213,16 +210,6 @@ int log_link_export(struct log_link *l, const char *cmd)
 
 int log_link_kick(struct log_link *l)
 {
-    int r;
-
     RING_PUSH_REQUESTS(&l->c.front);
-    r = send_cmd(l, WL_CMD_KICK);
-    if (r == 0)
-        l->kicks++;
-    return r;
-}
-
-unsigned log_link_kicks_outstanding(const struct log_link *l)
-{
-    return l->kicks;
+    return send_cmd(l, WL_CMD_KICK);
 }

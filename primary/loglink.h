@@ -34,6 +34,5 @@ struct wl_client *log_link_client(struct log_link *l);
 int log_link_export(struct log_link *l, const char *cmd);
 /* Publishes queued ring requests and kicks. */
 int log_link_kick(struct log_link *l);
-unsigned log_link_kicks_outstanding(const struct log_link *l);
 
 #endif

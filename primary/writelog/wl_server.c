@@ -787,8 +787,3 @@ struct wl_log *wl_server_log(struct wl_server *srv)
 {
     return srv->log;
 }
-
-const char *wl_server_socket_path(const struct wl_server *srv)
-{
-    return srv->sock_path;
-}

@@ -47,6 +47,5 @@ int wl_server_start(const struct wl_server_config *cfg, struct wl_server **out);
 void wl_server_stop(struct wl_server *srv);
 
 struct wl_log *wl_server_log(struct wl_server *srv);
-const char *wl_server_socket_path(const struct wl_server *srv);
 
 #endif
