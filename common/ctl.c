@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/uds.h"
 
 #define MOD "control"
 
@@ -127,7 +128,6 @@ int bs_ctl_start(uv_loop_t *loop, const char *path, bs_ctl_handler *handler, voi
                  struct bs_ctl **out)
 {
     struct bs_ctl *ctl = calloc(1, sizeof(*ctl));
-    mode_t old;
     int r;
 
     if (!ctl)
@@ -146,11 +146,7 @@ int bs_ctl_start(uv_loop_t *loop, const char *path, bs_ctl_handler *handler, voi
     }
     uv_pipe_init(loop, &ctl->listener, 0);
     ctl->listener.data = ctl;
-    old = umask(0177);
-    r = uv_pipe_bind(&ctl->listener, path);
-    umask(old);
-    if (r == 0)
-        r = uv_listen((uv_stream_t *)&ctl->listener, 8, on_connection);
+    r = bs_uds_listen(&ctl->listener, path, 8, on_connection);
     if (r < 0) {
         uv_close((uv_handle_t *)&ctl->listener, on_client_closed);
         return r;

@@ -32,6 +32,7 @@
 #include <uv.h>
 
 #include "common/log.h"
+#include "common/uds.h"
 #include "primary/writelog/wl_shm.h"
 
 #define MOD "writelog"
@@ -692,18 +693,9 @@ int wl_server_start(const struct wl_server_config *cfg, struct wl_server **out)
     srv->wake.data = srv;
     uv_timer_init(&srv->loop, &srv->partial_timer);
     srv->partial_timer.data = srv;
-    {
-        mode_t old = umask(0177); /* the socket is created 0600 */
-        r = uv_pipe_bind(&srv->listener, srv->sock_path);
-        umask(old);
-    }
+    r = bs_uds_listen(&srv->listener, srv->sock_path, 4, on_connection);
     if (r < 0) {
-        BS_ERR(MOD, "bind %s: %s", srv->sock_path, uv_strerror(r));
-        goto fail_loop;
-    }
-    r = uv_listen((uv_stream_t *)&srv->listener, 4, on_connection);
-    if (r < 0) {
-        BS_ERR(MOD, "listen %s: %s", srv->sock_path, uv_strerror(r));
+        BS_ERR(MOD, "listen on %s: %s", srv->sock_path, uv_strerror(r));
         goto fail_loop;
     }
 
