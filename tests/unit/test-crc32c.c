@@ -198,6 +198,29 @@ static void test_against_reference_random(void **state)
     assert_int_equal(crc32c(0, buf, MAXLEN), ref_crc32c(0, buf, MAXLEN));
 }
 
+/* Lengths at the edges of the interleaved chunks (3 x 256 and 3 x 8192
+ * bytes) and sums of them, at every offset modulo 8. */
+static void test_chunk_edges(void **state)
+{
+    (void)state;
+    enum { MAXLEN = 3 * 3 * 8192 + 3 * 256 + 64 };
+    static const size_t bases[] = {3 * 256, 2 * 3 * 256, 3 * 8192, 2 * 3 * 8192,
+                                   3 * 8192 + 3 * 256, 3 * 8192 + 7 * 256};
+    uint8_t *buf = track(malloc(MAXLEN + 8));
+
+    fill_random(buf, MAXLEN + 8);
+    for (size_t i = 0; i < sizeof(bases) / sizeof(bases[0]); i++)
+        for (long d = -9; d <= 9; d++)
+            for (size_t off = 0; off < 8; off += 3) {
+                size_t len = (size_t)((long)bases[i] + d);
+                uint32_t seed = (uint32_t)(i * 77 + off);
+                uint32_t got = crc32c(seed, buf + off, len);
+                uint32_t want = ref_crc32c(seed, buf + off, len);
+                if (got != want)
+                    fail_msg("len %zu off %zu: 0x%08x, reference 0x%08x", len, off, got, want);
+            }
+}
+
 static void test_large_buffer(void **state)
 {
     (void)state;
@@ -233,6 +256,7 @@ int main(void)
         cmocka_unit_test_teardown(test_incremental_all_splits, teardown),
         cmocka_unit_test_teardown(test_unaligned, teardown),
         cmocka_unit_test_teardown(test_against_reference_random, teardown),
+        cmocka_unit_test_teardown(test_chunk_edges, teardown),
         cmocka_unit_test_teardown(test_large_buffer, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
