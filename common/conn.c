@@ -2,6 +2,7 @@
 #include "common/conn.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,13 @@ struct bs_conn {
     bs_conn_cb *rcb;
     void *rarg;
 
+    /* TLS records bound for the socket.  OpenSSL writes one record of at
+     * most 16 KiB per BIO call; collecting them here turns a megabyte of
+     * frames into a few large send()s instead of 64 small ones, on this
+     * side and on the receiver's. */
+    char *obuf;
+    size_t ohead, otail;        /* sent up to ohead, filled up to otail */
+
     struct write_op wq[BS_CONN_MAX_WRITES];
     unsigned wq_head, wq_count;
     /* Set while a read or write waits for the opposite readiness (TLS may
@@ -65,25 +73,125 @@ static void on_poll(uv_poll_t *h, int status, int events);
 static void finish_close(struct bs_conn *c);
 static void start_drain(struct bs_conn *c);
 
+/* ---- The write BIO: appends records to c->obuf ------------------------ */
+
+static BIO_METHOD *obuf_method;
+static pthread_once_t obuf_method_once = PTHREAD_ONCE_INIT;
+
+static int obuf_write(BIO *b, const char *data, size_t len, size_t *written)
+{
+    struct bs_conn *c = BIO_get_data(b);
+    size_t room = BS_CONN_OBUF_SIZE - c->otail;
+
+    BIO_clear_retry_flags(b);
+    if (room == 0) {
+        /* Full: the caller flushes and OpenSSL retries the same record. */
+        BIO_set_retry_write(b);
+        *written = 0;
+        return 0;
+    }
+    if (len > room)
+        len = room;
+    memcpy(c->obuf + c->otail, data, len);
+    c->otail += len;
+    *written = len;
+    return 1;
+}
+
+static long obuf_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    struct bs_conn *c = BIO_get_data(b);
+
+    (void)num;
+    (void)ptr;
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        /* Every SSL call is followed by flush_out(). */
+        return 1;
+    case BIO_CTRL_WPENDING:
+    case BIO_CTRL_PENDING:
+        return c ? (long)(c->otail - c->ohead) : 0;
+    default:
+        return 0;
+    }
+}
+
+static int obuf_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static void obuf_method_init(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "blkship output buffer");
+
+    if (m && BIO_meth_set_write_ex(m, obuf_write) == 1 && BIO_meth_set_ctrl(m, obuf_ctrl) == 1 &&
+        BIO_meth_set_create(m, obuf_create) == 1) {
+        obuf_method = m;
+        return;
+    }
+    BIO_meth_free(m);
+}
+
+/* Sends what c->obuf holds.  Returns 0 when it is empty, 1 when the socket
+ * is full (wait for UV_WRITABLE), or -errno. */
+static int flush_out(struct bs_conn *c)
+{
+    while (c->ohead < c->otail) {
+        ssize_t n = send(c->fd, c->obuf + c->ohead, c->otail - c->ohead, MSG_NOSIGNAL);
+        if (n > 0) {
+            c->ohead += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 1;
+        return n < 0 ? -errno : -EPIPE;
+    }
+    c->ohead = c->otail = 0;
+    return 0;
+}
+
+static bool out_pending(const struct bs_conn *c)
+{
+    return c->ohead < c->otail;
+}
+
 int bs_conn_new(uv_loop_t *loop, SSL_CTX *ctx, int fd, bool server, const char *peer,
                 struct bs_conn **out)
 {
     struct bs_conn *c = calloc(1, sizeof(*c));
+    BIO *rbio, *wbio;
     int r;
 
-    if (!c) {
+    pthread_once(&obuf_method_once, obuf_method_init);
+    if (c)
+        c->obuf = malloc(BS_CONN_OBUF_SIZE);
+    if (!c || !c->obuf || !obuf_method) {
+        if (c)
+            free(c->obuf);
+        free(c);
         close(fd);
         return -ENOMEM;
     }
     c->fd = fd;
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
     c->ssl = SSL_new(ctx);
-    if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1) {
+    rbio = BIO_new_socket(fd, BIO_NOCLOSE);
+    wbio = BIO_new(obuf_method);
+    if (!c->ssl || !rbio || !wbio) {
+        BIO_free(rbio);
+        BIO_free(wbio);
         SSL_free(c->ssl);
         close(fd);
+        free(c->obuf);
         free(c);
         return -ENOMEM;
     }
+    BIO_set_data(wbio, c);
+    SSL_set_bio(c->ssl, rbio, wbio); /* the SSL owns both from here */
     if (server)
         SSL_set_accept_state(c->ssl);
     else
@@ -92,6 +200,7 @@ int bs_conn_new(uv_loop_t *loop, SSL_CTX *ctx, int fd, bool server, const char *
     if (r < 0) {
         SSL_free(c->ssl);
         close(fd);
+        free(c->obuf);
         free(c);
         return r;
     }
@@ -125,13 +234,17 @@ static void update_poll(struct bs_conn *c)
         return;
     }
     if (c->state == CS_HANDSHAKE) {
-        ev = c->hs_cb ? (SSL_want_write(c->ssl) ? UV_WRITABLE : UV_READABLE) : 0;
+        /* The handshake's own writes all fit in obuf: it only ever waits
+         * for the peer, or for obuf to drain. */
+        ev = c->hs_cb ? UV_READABLE : 0;
     } else {
         if ((c->rcb && !c->read_wants_write) || (c->wq_count && c->write_wants_read))
             ev |= UV_READABLE;
         if ((c->wq_count && !c->write_wants_read) || (c->rcb && c->read_wants_write))
             ev |= UV_WRITABLE;
     }
+    if (out_pending(c))
+        ev |= UV_WRITABLE;
     if (ev != c->events) {
         if (ev)
             uv_poll_start(&c->poll, ev, on_poll);
@@ -205,7 +318,28 @@ static void fail(struct bs_conn *c, int status)
 static void do_handshake(struct bs_conn *c)
 {
     int r = SSL_do_handshake(c->ssl);
+    int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(c->ssl, r);
+    int saved_errno = errno;
+    /* Whatever happened, send what TLS wrote: the next flight, or the
+     * alert that tells the peer why it is refused. */
+    int f = flush_out(c);
 
+    if (e != SSL_ERROR_NONE && e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+        errno = saved_errno;
+        fail(c, ssl_failure(c, r, "TLS handshake"));
+        return;
+    }
+    if (f < 0) {
+        /* The peer may have said why before it went: read its alert. */
+        r = SSL_do_handshake(c->ssl);
+        e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(c->ssl, r);
+        if (e != SSL_ERROR_NONE && e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE &&
+            e != SSL_ERROR_SYSCALL)
+            fail(c, ssl_failure(c, r, "TLS handshake"));
+        else
+            fail(c, f);
+        return;
+    }
     if (r == 1) {
         bs_conn_cb *cb = c->hs_cb;
         c->hs_cb = NULL;
@@ -214,12 +348,7 @@ static void do_handshake(struct bs_conn *c)
         cb(c, 0, c->hs_arg);
         return;
     }
-    int e = SSL_get_error(c->ssl, r);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-        update_poll(c);
-        return;
-    }
-    fail(c, ssl_failure(c, r, "TLS handshake"));
+    update_poll(c);
 }
 
 void bs_conn_handshake(struct bs_conn *c, bs_conn_cb *cb, void *arg)
@@ -277,13 +406,8 @@ static bool do_write(struct bs_conn *c)
                 c->wq_head = (c->wq_head + 1) % BS_CONN_MAX_WRITES;
                 c->wq_count--;
                 c->write_wants_read = false;
-                if (c->lingering) {
-                    if (c->wq_count == 0) {
-                        start_drain(c);
-                        return false;
-                    }
-                    continue;
-                }
+                if (c->lingering)
+                    continue; /* pump() starts the drain once all is sent */
                 if (cb) {
                     cb(c, 0, arg);
                     if (c->closed)
@@ -294,8 +418,16 @@ static bool do_write(struct bs_conn *c)
         }
         int e = SSL_get_error(c->ssl, 0);
         if (e == SSL_ERROR_WANT_WRITE) {
+            /* obuf is full: send it, and OpenSSL goes on with the same
+             * record. */
+            int f = flush_out(c);
             c->write_wants_read = false;
-            break;
+            if (f == 0)
+                continue;
+            if (f > 0)
+                break;
+            fail(c, f);
+            return false;
         }
         if (e == SSL_ERROR_WANT_READ) {
             c->write_wants_read = true;
@@ -305,6 +437,25 @@ static bool do_write(struct bs_conn *c)
         return false;
     }
     return c->state == CS_OPEN && !c->closed;
+}
+
+/* Reads, writes, then sends what they produced. */
+static void pump(struct bs_conn *c)
+{
+    int f;
+
+    if (!do_read(c) || !do_write(c))
+        return;
+    f = flush_out(c);
+    if (f < 0) {
+        fail(c, f);
+        return;
+    }
+    if (c->lingering && c->wq_count == 0 && f == 0) {
+        start_drain(c);
+        return;
+    }
+    update_poll(c);
 }
 
 static void on_poll(uv_poll_t *h, int status, int events)
@@ -333,9 +484,7 @@ static void on_poll(uv_poll_t *h, int status, int events)
         return;
     }
     /* Either direction may unblock the other, so try both. */
-    if (!do_read(c) || !do_write(c))
-        return;
-    update_poll(c);
+    pump(c);
 }
 
 /* New reads and writes are not attempted inside the call that asks for
@@ -348,9 +497,7 @@ static void on_soon(uv_idle_t *h)
     uv_idle_stop(h);
     if (c->closed || c->state != CS_OPEN)
         return;
-    if (!do_read(c) || !do_write(c))
-        return;
-    update_poll(c);
+    pump(c);
 }
 
 int bs_conn_read(struct bs_conn *c, void *buf, size_t len, bs_conn_cb *cb, void *arg)
@@ -398,6 +545,7 @@ static void on_closed(uv_handle_t *h)
     arg = c->closed_arg;
     SSL_free(c->ssl);
     close(c->fd);
+    free(c->obuf);
     free(c);
     if (cb)
         cb(arg);
@@ -411,8 +559,10 @@ static void start_drain(struct bs_conn *c)
 {
     c->lingering = false;
     c->draining = true;
-    if (c->state == CS_OPEN)
+    if (c->state == CS_OPEN) {
         SSL_shutdown(c->ssl);
+        (void)flush_out(c); /* close_notify: a few bytes into an empty socket buffer */
+    }
     shutdown(c->fd, SHUT_WR);
     uv_poll_start(&c->poll, UV_READABLE, on_poll);
     c->events = UV_READABLE;
@@ -424,8 +574,10 @@ static void finish_close(struct bs_conn *c)
         return;
     c->closed = true;
     c->lingering = false;
-    if (c->state == CS_OPEN && !c->draining)
+    if (c->state == CS_OPEN && !c->draining) {
         SSL_shutdown(c->ssl); /* best effort close_notify; never waits */
+        (void)flush_out(c);
+    }
     uv_close((uv_handle_t *)&c->poll, on_closed);
     uv_close((uv_handle_t *)&c->linger, on_closed);
     uv_close((uv_handle_t *)&c->soon, on_closed);
@@ -446,7 +598,7 @@ void bs_conn_close(struct bs_conn *c, bool flush, bs_conn_closed_cb *closed_cb, 
     c->hs_cb = NULL;
     if (flush && c->state == CS_OPEN) {
         uv_timer_start(&c->linger, on_linger_timeout, BS_CONN_LINGER_MS, 0);
-        if (c->wq_count) {
+        if (c->wq_count || out_pending(c)) {
             c->lingering = true;
             update_poll(c);
         } else {

@@ -1,6 +1,8 @@
 /* A TLS connection over a non-blocking TCP socket, driven by a libuv poll
- * handle: SSL reads and writes go straight to the socket, so data is
- * encrypted from the caller's buffer with no intermediate copy.
+ * handle.  Data is encrypted from the caller's buffer; the records are
+ * collected in a buffer of BS_CONN_OBUF_SIZE and sent with one send() per
+ * buffer-full (or per loop turn), not one per 16 KiB record.  Reads come
+ * straight from the socket.
  *
  * One read may be outstanding at a time; writes queue in order up to
  * BS_CONN_MAX_WRITES.  Callbacks run on the loop thread.  After an error a
@@ -17,6 +19,7 @@
 #include <uv.h>
 
 #define BS_CONN_MAX_WRITES 256
+#define BS_CONN_OBUF_SIZE (256 * 1024)
 
 struct bs_conn;
 
@@ -34,7 +37,8 @@ void bs_conn_handshake(struct bs_conn *c, bs_conn_cb *cb, void *arg);
 /* Reads exactly len bytes into buf, then cb(0). */
 int bs_conn_read(struct bs_conn *c, void *buf, size_t len, bs_conn_cb *cb, void *arg);
 /* Queues len bytes of buf (which must stay valid until cb); cb(0) once they
- * are all handed to the kernel.  cb may be NULL.  -ENOBUFS when the queue
+ * are all encrypted (buf may then be reused; the records may still wait in
+ * the connection's buffer, and go out in order before anything later).  cb may be NULL.  -ENOBUFS when the queue
  * is full. */
 int bs_conn_write(struct bs_conn *c, const void *buf, size_t len, bs_conn_cb *cb, void *arg);
 typedef void bs_conn_closed_cb(void *arg);
