@@ -41,6 +41,7 @@
 #define MOD "primary"
 #define TICK_MS 1000
 #define MAX_SLOTS WL_RING_ENTRIES   /* one ring request per slot */
+#define KICK_BATCH 32              /* ring requests per kick, at most */
 #define AREA_PAGE 4096u
 #define AREA_PAGES (WL_DATA_SIZE / AREA_PAGE)
 /* One more buffer than the connection can queue: round-robin reuse then
@@ -601,6 +602,17 @@ static void pump(struct primary *p)
         c->front.req_prod_pvt++;
         queued++;
         reading = true;
+        /* The log notifies a kick once all of its reads are done.  Smaller
+         * kicks let the first reads' frames go out while the later ones are
+         * still being read, instead of the ring alternating between
+         * reading everything and sending everything. */
+        if (queued == KICK_BATCH) {
+            if (log_link_kick(p->log) < 0) {
+                log_down(p, "cannot kick");
+                return;
+            }
+            queued = 0;
+        }
     }
     if (queued && log_link_kick(p->log) < 0) {
         log_down(p, "cannot kick");
