@@ -277,12 +277,13 @@ json_get() {
 # 20 ms).  It is started before the timed action, and the `blkship status
 # --json` CLI confirms the result once at the end.
 #
-# sync_watch_start CTL MIN_ACKED [GATE]: starts the poller; with GATE, it
-# only judges statuses taken once the file GATE exists.
+# sync_watch_start CTL MIN_ACKED [GATE [PERIOD]]: starts the poller; with
+# GATE, it only judges statuses taken once the file GATE exists.  PERIOD:
+# seconds between polls (default 0.02).
 sync_watch_start() {
     local out=$WORK/syncwait.out
     : >"$out"
-    bg_start "$out" "$PY" "$WORK/syncwait.py" "$1" "$2" "$BENCH_SYNC_TIMEOUT" 0.02 "${3:-}"
+    bg_start "$out" "$PY" "$WORK/syncwait.py" "$1" "$2" "$BENCH_SYNC_TIMEOUT" "${4:-0.02}" "${3:-}"
     SW_PID=$LAST_PID
     SW_CTL=$1
     wait_for 30 "syncwait.py to start" grep -q '^ready' "$out"
@@ -824,7 +825,9 @@ change_blocks() {
 # to in sync.  Sets T_RUN and RESENT (acked_bytes of the new process).
 catchup_blkship() {
     local p=$1 t0
-    sync_watch_start "${P_PCTL[$p]}" $((NCHANGE * 4096))
+    # A catch-up takes a few hundred ms at most: poll every 5 ms, so that
+    # the polling period is not a tenth of the result.
+    sync_watch_start "${P_PCTL[$p]}" $((NCHANGE * 4096)) "" 0.005
     drop_caches
     t0=$(now)
     pair_start_primary "$p"
