@@ -62,6 +62,7 @@ enum sess_state {
 
 #define NBUF 8
 #define SMALL_WRITE (64u << 10) /* payloads up to this are written inline */
+#define WRITEBACK_BYTES (1u << 20) /* inline bytes between writeback starts */
 
 /* One payload buffer and the asynchronous write that uses it. */
 struct wbuf {
@@ -132,6 +133,14 @@ struct secondary {
     bool flush_waiting;
     uint64_t flush_waiting_seq;
     uint64_t written_since_fsync_start; /* bytes written after the running fsync began */
+
+    /* Small frames go through the page cache.  Their writeback is started
+     * every WRITEBACK_BYTES (sync_file_range, in the thread pool) so that
+     * it overlaps with the frames still arriving, and the fdatasync of
+     * the next FLUSH finds little left to write. */
+    uv_work_t writeback_req;
+    bool writeback_running;
+    uint64_t cached_since_writeback;
 
     /* Counters for status. */
     uint64_t received_bytes;
@@ -342,6 +351,37 @@ static void account_written(struct secondary *sec, uint64_t bytes)
         sec->written_since_fsync_start += bytes;
 }
 
+static void writeback_work(uv_work_t *req)
+{
+    struct secondary *sec = req->data;
+
+    /* Only a hint: a failure shows up in the fdatasync that follows. */
+    (void)sync_file_range(sec->target.fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+}
+
+static void writeback_done(uv_work_t *req, int status)
+{
+    struct secondary *sec = req->data;
+
+    (void)status;
+    sec->writeback_running = false;
+}
+
+/* Counts bytes written through the page cache; starts their writeback
+ * once enough have gathered. */
+static void note_cached_write(struct secondary *sec, uint64_t bytes)
+{
+    sec->cached_since_writeback += bytes;
+    if (sec->cached_since_writeback < WRITEBACK_BYTES || sec->writeback_running ||
+        sec->stopping)
+        return;
+    sec->writeback_req.data = sec;
+    if (uv_queue_work(sec->loop, &sec->writeback_req, writeback_work, writeback_done) == 0) {
+        sec->writeback_running = true;
+        sec->cached_since_writeback = 0;
+    }
+}
+
 /* A write finished: account for it, then let a stalled session go on. */
 static void on_write_done(uv_fs_t *req)
 {
@@ -435,6 +475,7 @@ static void apply_frame(struct session *s)
                 return;
             }
             account_written(sec, plen);
+            note_cached_write(sec, plen);
             break;
         }
         submit_write(s, b, plen, s->frame.sector * BSR_SECTOR_SIZE);
