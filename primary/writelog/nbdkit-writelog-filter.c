@@ -99,7 +99,7 @@ static int writelog_config_complete(nbdkit_next_config_complete *next, nbdkit_ba
     "writelog-name=NAME     (required) Log name: socket DIR/log_NAME.ctl.\n"  \
     "writelog-dir=DIR       Control socket directory (default " WL_DEFAULT_DIR ").\n" \
     "writelog-grain=SIZE    Bytes per dirty bit (default: 4K, coarser past 2T).\n" \
-    "writelog-readers=N     Threads serving ring reads (default 16)."
+    "writelog-readers=N     Threads serving ring reads (default 32)."
 
 static int writelog_get_ready(int thread_model)
 {

@@ -11,7 +11,7 @@
 #include "primary/writelog/wlog.h"
 
 #define WL_DEFAULT_DIR "/run/blkship"
-#define WL_DEFAULT_READERS 16u
+#define WL_DEFAULT_READERS 32u
 #define WL_MAX_READERS 64u
 /* A client that sends part of a command and then nothing for this long is
  * disconnected. */
