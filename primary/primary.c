@@ -550,6 +550,16 @@ static void on_slot_sent(struct bs_conn *c, int status, void *arg)
         schedule_pump(s->owner);
 }
 
+/* Tells the log that requests wait in the ring; false if the log is gone. */
+static bool kick_log(struct primary *p)
+{
+    if (log_link_kick(p->log) < 0) {
+        log_down(p, "cannot kick");
+        return false;
+    }
+    return true;
+}
+
 /* Takes dirty runs into free slots and asks the log to read them. */
 static void pump(struct primary *p)
 {
@@ -607,17 +617,13 @@ static void pump(struct primary *p)
          * still being read, instead of the ring alternating between
          * reading everything and sending everything. */
         if (queued == KICK_BATCH) {
-            if (log_link_kick(p->log) < 0) {
-                log_down(p, "cannot kick");
+            if (!kick_log(p))
                 return;
-            }
             queued = 0;
         }
     }
-    if (queued && log_link_kick(p->log) < 0) {
-        log_down(p, "cannot kick");
+    if (queued && !kick_log(p))
         return;
-    }
     /* Nothing left to send and nothing being read: make what was sent
      * durable now rather than at the next FLUSH_BYTES.  (A full data area
      * is not "nothing left": flushing then would fdatasync every few MiB.) */

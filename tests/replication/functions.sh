@@ -49,6 +49,29 @@ requires_fio_nbd() {
 
 # ---- Data ---------------------------------------------------------------------------
 
+# fio_verify_job FILE IODEPTH IO_SIZE [RATE]: writes a fio job of random
+# 4 KiB writes over the whole disk ($bytes) through NBD ($NBD_URI), each
+# block read back and checked (crc32c), at most RATE per second if given.
+fio_verify_job() {
+    cat >"$1" <<EOF
+[global]
+thread
+ioengine=nbd
+uri=$NBD_URI
+rw=randwrite
+bs=4k
+iodepth=$2
+${4:+rate=$4}
+verify=crc32c
+verify_fatal=1
+randseed=$$
+runtime=60
+[w]
+size=$bytes
+io_size=$3
+EOF
+}
+
 # random_file PATH SIZE SEED: SIZE (as for head -c: 512M) bytes of fast,
 # reproducible pseudo-random data (AES-CTR of zeroes).
 random_file() {

@@ -43,22 +43,7 @@ note "connected; initial sync running: $(status "$pri_ctl")"
 
 # fio through NBD while the full sync runs: random 4k writes over the whole
 # disk, each block verified (crc32c) by reading it back through NBD.
-cat >"$WORKDIR/rw.fio" <<EOF
-[global]
-thread
-ioengine=nbd
-uri=$NBD_URI
-rw=randwrite
-bs=4k
-iodepth=16
-verify=crc32c
-verify_fatal=1
-randseed=$$
-runtime=60
-[w]
-size=$bytes
-io_size=256m
-EOF
+fio_verify_job "$WORKDIR/rw.fio" 16 256m
 dirty_at_fio=$(field "$pri_ctl" dirty_bytes)
 fio --output="$WORKDIR/fio.out" "$WORKDIR/rw.fio" ||
     fail "fio failed:"$'\n'"$(tail -n 30 "$WORKDIR/fio.out")"

@@ -85,23 +85,7 @@ note "A: sent $sent_a before the kill, $resent_a after (dirty at the kill: $dirt
 # ---- B: kill -9 during a fio load, fio going on across the restart -------------
 
 fio_io=64M
-cat >"$WORKDIR/load.fio" <<EOF
-[global]
-thread
-ioengine=nbd
-uri=$NBD_URI
-rw=randwrite
-bs=4k
-iodepth=8
-rate=16m
-verify=crc32c
-verify_fatal=1
-randseed=$$
-runtime=60
-[w]
-size=$bytes
-io_size=$fio_io
-EOF
+fio_verify_job "$WORKDIR/load.fio" 8 "$fio_io" 16m
 acked0=$(field "$PRI_CTL" acked_bytes)
 fio --output="$WORKDIR/fio.out" "$WORKDIR/load.fio" &
 fio_pid=$!

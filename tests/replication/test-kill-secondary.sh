@@ -90,23 +90,7 @@ expect_alive "$pri_pid" blkship-primary
 # ---- B: under fio load ----------------------------------------------------------------
 
 fio_io=48M
-cat >"$WORKDIR/load.fio" <<EOF
-[global]
-thread
-ioengine=nbd
-uri=$NBD_URI
-rw=randwrite
-bs=4k
-iodepth=8
-rate=16m
-verify=crc32c
-verify_fatal=1
-randseed=$$
-runtime=60
-[w]
-size=$bytes
-io_size=$fio_io
-EOF
+fio_verify_job "$WORKDIR/load.fio" 8 "$fio_io" 16m
 acked0=$(field "$pri_ctl" acked_bytes)
 fio --output="$WORKDIR/fio.out" "$WORKDIR/load.fio" &
 fio_pid=$!
