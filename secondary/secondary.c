@@ -14,12 +14,9 @@
  *               the writes before it to complete
  *   ST_CLOSED   the session ended; waiting for libuv to release it
  *
- * Large DATA payloads are written with O_DIRECT while the loop decrypts the
- * next frames: through the kernel's AIO (up to NBUF in flight) when the
- * target allows it, else through libuv's thread pool.  Small ones are
- * copied into the page cache inline, and their writeback is started every
- * WRITEBACK_BYTES: under a random-write load, the page cache lets the
- * kernel merge them and write them at a deeper queue than NBUF.  Writes
+ * Large DATA payloads are written by libuv's thread pool (O_DIRECT where
+ * the target allows it) while the loop decrypts the next frames; small
+ * ones are copied into the page cache inline.  Writes
  * between two FLUSHes may complete in any order: the primary never has two
  * unacknowledged copies of a grain, so they never overlap.  A FLUSH waits
  * for every write before it, then runs fdatasync, then sends its ACK.
@@ -28,7 +25,6 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,7 +42,6 @@
 #include "common/state.h"
 #include "common/tls.h"
 #include "proto/repl.h"
-#include "secondary/aio.h"
 #include "secondary/target.h"
 
 #define MOD "secondary"
@@ -73,7 +68,6 @@ enum sess_state {
 struct wbuf {
     struct secondary *sec;
     uv_fs_t req;
-    struct bs_aio_req aio;
     uint8_t *data;
     uint32_t len;
     uint64_t offset;
@@ -110,8 +104,6 @@ struct secondary {
     SSL_CTX *tls;
     struct bs_target target;
     int direct_fd;              /* the target opened O_DIRECT, or -1 */
-    struct bs_aio aio;
-    bool use_aio;               /* large DATA goes to direct_fd through aio */
     uint64_t disk_bytes;
     struct wbuf bufs[NBUF];
     unsigned writes_inflight;
@@ -391,20 +383,20 @@ static void note_cached_write(struct secondary *sec, uint64_t bytes)
 }
 
 /* A write finished: account for it, then let a stalled session go on. */
-static void write_done(struct wbuf *b, ssize_t result)
+static void on_write_done(uv_fs_t *req)
 {
+    struct wbuf *b = req->data;
     struct secondary *sec = b->sec;
+    ssize_t result = req->result;
     struct session *s = sec->session;
 
-    if (result == -EINVAL && sec->direct_fd >= 0) {
-        /* The target refuses this alignment for direct I/O: go buffered.
-         * Direct writes still in flight keep their own reference to the
-         * file. */
+    uv_fs_req_cleanup(req);
+    if (result == UV_EINVAL && sec->direct_fd >= 0) {
+        /* The target refuses this alignment for direct I/O: go buffered. */
         BS_WARN(MOD, "%s refuses direct I/O for this write; writing through the page cache",
                 sec->target.path);
         close(sec->direct_fd);
         sec->direct_fd = -1;
-        sec->use_aio = false;
         int r = bs_target_write(&sec->target, b->data, b->len, b->offset);
         result = r < 0 ? r : (ssize_t)b->len;
     }
@@ -425,22 +417,6 @@ static void write_done(struct wbuf *b, ssize_t result)
         resume(s);
 }
 
-static void on_write_done(uv_fs_t *req)
-{
-    struct wbuf *b = req->data;
-    ssize_t result = req->result;
-
-    uv_fs_req_cleanup(req);
-    write_done(b, result);
-}
-
-static void on_aio_done(struct bs_aio_req *req, int64_t res)
-{
-    struct wbuf *b = (struct wbuf *)((char *)req - offsetof(struct wbuf, aio));
-
-    write_done(b, (ssize_t)res);
-}
-
 static void submit_write(struct session *s, struct wbuf *b, uint32_t len, uint64_t offset)
 {
     struct secondary *sec = s->sec;
@@ -451,10 +427,7 @@ static void submit_write(struct session *s, struct wbuf *b, uint32_t len, uint64
     b->len = len;
     b->offset = offset;
     b->req.data = b;
-    if (sec->use_aio)
-        r = bs_aio_pwrite(&sec->aio, &b->aio, sec->direct_fd, b->data, len, offset, on_aio_done);
-    else
-        r = uv_fs_write(sec->loop, &b->req, fd, &ub, 1, (int64_t)offset, on_write_done);
+    r = uv_fs_write(sec->loop, &b->req, fd, &ub, 1, (int64_t)offset, on_write_done);
     if (r < 0) {
         b->busy = false;
         b->req.data = NULL;
@@ -992,12 +965,6 @@ int main(int argc, char **argv)
         return 1;
 
     sec->loop = uv_default_loop();
-    if (sec->direct_fd >= 0) {
-        r = bs_aio_init(&sec->aio, sec->loop, NBUF);
-        if (r < 0)
-            BS_WARN(MOD, "no kernel AIO (%s): writing through the thread pool", strerror(-r));
-        sec->use_aio = r == 0;
-    }
     sec->listen_fd = bs_tcp_listen(listen_addr);
     if (sec->listen_fd < 0)
         return 1;
@@ -1021,11 +988,8 @@ int main(int argc, char **argv)
     {
         char rid[33];
         bs_id_to_hex(sec->replica_id, rid);
-        BS_INFO(MOD, "replica %s (%s, %" PRIu64 " bytes, id %s, %s) listening on %s", device,
-                sec->target.ops->name, sec->disk_bytes, rid,
-                sec->use_aio ? "large writes direct with kernel AIO"
-                : sec->direct_fd >= 0 ? "large writes direct in the thread pool" : "buffered writes",
-                listen_addr);
+        BS_INFO(MOD, "replica %s (%s, %" PRIu64 " bytes, id %s) listening on %s", device,
+                sec->target.ops->name, sec->disk_bytes, rid, listen_addr);
     }
     bs_notify("READY=1\nSTATUS=listening");
     uv_run(sec->loop, UV_RUN_DEFAULT);
@@ -1035,7 +999,6 @@ int main(int argc, char **argv)
     uv_close((uv_handle_t *)&sec->tick, NULL);
     uv_close((uv_handle_t *)&sec->sigterm, NULL);
     uv_close((uv_handle_t *)&sec->sigint, NULL);
-    bs_aio_close(&sec->aio);
     uv_run(sec->loop, UV_RUN_DEFAULT);
     close(sec->listen_fd);
     if (fdatasync(sec->target.fd) < 0)
