@@ -27,7 +27,6 @@ static struct wl_server *server;
 static struct wl_log *wlog;      /* set once in after_fork, read on the I/O path */
 static nbdkit_next *reader_ctx[WL_MAX_READERS];
 static unsigned reader_ctx_count;
-static nbdkit_next *prefetch_ctx; /* used by the server thread only */
 static int64_t disk_bytes;
 
 static void nbdkit_sink(enum bs_log_level level, const char *line, void *opaque)
@@ -127,34 +126,12 @@ static int reader_read(void *opaque, unsigned reader, void *buf, uint64_t sector
     return 0;
 }
 
-/* Asks the plugin to start reading a range that a ring reader will want
- * soon (the file plugin turns this into posix_fadvise WILLNEED).  Only set
- * up for a plugin that caches natively: an emulated cache would read the
- * data here, on the server's thread. */
-static void reader_prefetch(void *opaque, uint64_t sector, uint32_t count)
-{
-    uint64_t off = sector * WL_SECTOR_SIZE;
-    uint64_t len = (uint64_t)count * WL_SECTOR_SIZE;
-    int err = 0;
-
-    (void)opaque;
-    if (off + len > (uint64_t)disk_bytes)
-        len = (uint64_t)disk_bytes - off;
-    (void)prefetch_ctx->cache(prefetch_ctx, (uint32_t)len, off, 0, &err);
-}
-
-static struct wl_reader_ops reader_ops = {
+static const struct wl_reader_ops reader_ops = {
     .read = reader_read,
 };
 
 static void close_readers(void)
 {
-    if (prefetch_ctx) {
-        prefetch_ctx->finalize(prefetch_ctx);
-        nbdkit_next_context_close(prefetch_ctx);
-        prefetch_ctx = NULL;
-        reader_ops.prefetch = NULL;
-    }
     for (unsigned i = 0; i < reader_ctx_count; i++) {
         reader_ctx[i]->finalize(reader_ctx[i]);
         nbdkit_next_context_close(reader_ctx[i]);
@@ -195,20 +172,6 @@ static int writelog_after_fork(nbdkit_backend *backend)
             goto fail;
         }
         disk_bytes = size;
-    }
-    prefetch_ctx = nbdkit_next_context_open(backend, 1, "", 1);
-    if (prefetch_ctx && prefetch_ctx->prepare(prefetch_ctx) < 0) {
-        nbdkit_next_context_close(prefetch_ctx);
-        prefetch_ctx = NULL;
-    }
-    if (prefetch_ctx && prefetch_ctx->get_size(prefetch_ctx) == disk_bytes &&
-        prefetch_ctx->can_cache(prefetch_ctx) == NBDKIT_CACHE_NATIVE) {
-        reader_ops.prefetch = reader_prefetch;
-        nbdkit_debug("writelog: the plugin caches natively; queued ring reads are prefetched");
-    } else if (prefetch_ctx) {
-        prefetch_ctx->finalize(prefetch_ctx);
-        nbdkit_next_context_close(prefetch_ctx);
-        prefetch_ctx = NULL;
     }
     cfg = (struct wl_server_config){
         .name = wl_name,

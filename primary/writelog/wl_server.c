@@ -98,7 +98,6 @@ struct wl_server {
     struct wl_job *done[NJOBS];
     unsigned ndone;
     unsigned nreaders;
-    unsigned idle;                     /* readers waiting for a job */
     pthread_t readers[WL_MAX_READERS];
     bool sync_init;
 };
@@ -121,10 +120,8 @@ static void *reader_main(void *arg_)
     free(arg);
     pthread_mutex_lock(&srv->lock);
     for (;;) {
-        srv->idle++;
         while (srv->ntodo == 0 && !srv->stopping)
             pthread_cond_wait(&srv->cond, &srv->lock);
-        srv->idle--;
         if (srv->ntodo == 0 && srv->stopping)
             break;
         struct wl_job *job = srv->todo[srv->todo_head];
@@ -344,9 +341,8 @@ static int validate_request(const struct wl_server *srv, const log_request_t *re
 static void handle_kick(struct wl_server *srv)
 {
     RING_IDX rp, rc;
-    unsigned queued = 0, waiting = 0;
+    unsigned queued = 0;
     uint32_t dropped;
-    log_request_t ahead[NJOBS];
 
     if (srv->ring_broken) {
         send_ctlmsg(srv, WL_CMD_KICK, EPROTO, WL_CMD_KICK);
@@ -390,19 +386,8 @@ static void handle_kick(struct wl_server *srv)
     srv->back.req_cons = rc;
     if (queued)
         pthread_cond_broadcast(&srv->cond);
-    /* The jobs at the tail of the queue that no idle reader will take now
-     * are announced to the frontend, which can start reading them. */
-    if (srv->ops->prefetch && srv->ntodo > srv->idle) {
-        waiting = srv->ntodo - srv->idle;
-        if (waiting > queued)
-            waiting = queued;
-        for (unsigned i = 0; i < waiting; i++)
-            ahead[i] = srv->todo[(srv->todo_head + srv->ntodo - waiting + i) % NJOBS]->req;
-    }
     pthread_mutex_unlock(&srv->lock);
     RING_PUSH_RESPONSES(&srv->back);
-    for (unsigned i = 0; i < waiting; i++)
-        srv->ops->prefetch(srv->opaque, ahead[i].sector, ahead[i].count);
 
     srv->inflight += queued;
     if (queued) {

@@ -23,12 +23,6 @@ struct wl_reader_ops {
      * time per reader, possibly in parallel with other readers and with the
      * frontend's I/O.  Returns 0 or -errno. */
     int (*read)(void *opaque, unsigned reader, void *buf, uint64_t sector, uint32_t count);
-    /* Optional.  Says that [sector, sector + count) will be read soon: a
-     * request that has to wait for a busy reader.  Runs on the server's
-     * thread; it should start the I/O (readahead into a cache) and return
-     * without waiting for it, so that a disk sees all the queued reads at
-     * once rather than one per reader.  Failures are ignored. */
-    void (*prefetch)(void *opaque, uint64_t sector, uint32_t count);
 };
 
 struct wl_server_config {
