@@ -15,13 +15,6 @@
  * area, framed in place (header before the payload, CRC after it) and
  * written to TLS straight from the slot.  Every frame sent belongs to the
  * next FLUSH sequence; the secondary's ACK of that sequence clears them.
- *
- * Reading ahead: while the first connection since the last durable ACK is
- * being set up (TCP, TLS, hello), the ring already reads dirty runs into
- * slots, which wait as SLOT_READY and go out as soon as the link streams.
- * A restart then reads the disk while the handshake runs instead of
- * after it.  Not after a failed attempt: a peer that stays away must not
- * make us read the same data again at every retry.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -71,7 +64,6 @@ enum link_state {
 enum slot_state {
     SLOT_FREE,
     SLOT_READING,   /* a ring request is out */
-    SLOT_READY,     /* read ahead of the link, waiting for it to stream */
     SLOT_SENDING,   /* queued on the TLS connection */
 };
 
@@ -85,7 +77,7 @@ struct slot {
     uint64_t first, n;      /* grains */
     uint64_t sector;
     uint32_t count;
-    uint64_t session;       /* p->session when the read was issued */
+    uint64_t session;       /* link session that issued the read */
 };
 
 struct sent {
@@ -97,13 +89,6 @@ struct sent {
 struct primary {
     uv_loop_t *loop;
     SSL_CTX *tls;
-    /* The TLS context is loaded on a thread (OpenSSL 3.0 takes a few ms
-     * for it) while the loop opens the log and starts reading ahead. */
-    struct bs_tls_config tls_cfg;
-    uv_thread_t tls_thread;
-    uv_async_t tls_ready;
-    bool tls_loading;
-    int exit_code;
     const char *writelog_path;
     const char *connect_addr;
     char state_path[4096];
@@ -130,7 +115,7 @@ struct primary {
 
     /* Replication link. */
     enum link_state ls;
-    uint64_t session;               /* increments whenever in-flight grains are requeued */
+    uint64_t session;               /* increments on every connect attempt */
     int connect_fd;
     uv_poll_t connect_poll;
     bool connect_poll_active;
@@ -177,7 +162,6 @@ struct primary {
 };
 
 static void link_down(struct primary *p, const char *why);
-static void requeue_in_flight(struct primary *p);
 static void pump(struct primary *p);
 static void schedule_pump(struct primary *p);
 static void schedule_retry(struct primary *p);
@@ -292,12 +276,11 @@ static void log_down(struct primary *p, const char *why)
     log_link_close(p->log);
     p->log = NULL;
     p->sealing = false;
-    /* Reads the log had not answered will never be, and data read ahead
-     * of the link was in the log's memory: their grains go back to the
-     * bitmap. */
+    /* Reads the log had not answered will never be: their grains go back
+     * to the bitmap. */
     for (unsigned i = 0; i < p->nslots; i++) {
         struct slot *s = &p->slots[i];
-        if (s->state == SLOT_READING || s->state == SLOT_READY) {
+        if (s->state == SLOT_READING) {
             bs_dirty_requeue(p->dirty, s->first, s->n);
             slot_release(p, s);
         }
@@ -442,13 +425,9 @@ static void on_log_kick(void *opaque)
             log_down(p, "a ring response matches no request");
             return;
         }
-        if (s->session != p->session) {
+        if (p->ls != LS_STREAMING || s->session != p->session) {
             /* The link went down while reading; the grains were requeued. */
             slot_release(p, s);
-            continue;
-        }
-        if (p->ls != LS_STREAMING) {
-            s->state = SLOT_READY;
             continue;
         }
         send_slot(p, s);
@@ -540,7 +519,6 @@ static void on_log_retry(uv_timer_t *t)
         setup_slots(p);
     if (p->ls == LS_IDLE && !uv_is_active((uv_handle_t *)&p->retry))
         uv_timer_start(&p->retry, on_retry, 0, 0);
-    pump(p); /* reads ahead of the link, when it may */
     on_seal_timer(&p->seal_timer);
 }
 
@@ -582,29 +560,17 @@ static bool kick_log(struct primary *p)
     return true;
 }
 
-/* Whether the ring may read while the link is not streaming: only before
- * and during the first attempt since data was last made durable (a failed
- * one sets a back-off), and only once paired (a first pairing marks the
- * whole disk at the welcome). */
-static bool may_read_ahead(const struct primary *p)
-{
-    return p->ls != LS_STREAMING && p->backoff_ms == 0 && !bs_id_is_zero(p->replica_id);
-}
-
 /* Takes dirty runs into free slots and asks the log to read them. */
 static void pump(struct primary *p)
 {
     struct wl_client *c;
     unsigned queued = 0;
     bool reading = false, exhausted = false;
-    bool streaming = p->ls == LS_STREAMING;
 
-    if (!p->log || p->stopping || (!streaming && !may_read_ahead(p)))
+    if (p->ls != LS_STREAMING || !p->log || p->stopping)
         return;
     c = log_link_client(p->log);
-    /* Ahead of the welcome, frames have our preferred size; any larger
-     * than the secondary then accepts are read again. */
-    uint64_t max_grains = (streaming ? p->max_payload : p->payload_pref) / grain_bytes(p);
+    uint64_t max_grains = p->max_payload / grain_bytes(p);
     for (unsigned i = 0; i < p->nslots; i++) {
         struct slot *s = &p->slots[i];
         uint64_t first, n;
@@ -661,7 +627,7 @@ static void pump(struct primary *p)
     /* Nothing left to send and nothing being read: make what was sent
      * durable now rather than at the next FLUSH_BYTES.  (A full data area
      * is not "nothing left": flushing then would fdatasync every few MiB.) */
-    if (streaming && exhausted && !reading && p->bytes_since_flush) {
+    if (exhausted && !reading && p->bytes_since_flush) {
         send_ctrl(p, BSR_FLUSH, p->next_seq++);
         p->bytes_since_flush = 0;
     }
@@ -760,31 +726,6 @@ static void read_frame(struct primary *p)
         link_down(p, "read error");
 }
 
-/* The link streams: frames read ahead of it go out first. */
-static void send_ready(struct primary *p)
-{
-    unsigned frames = 0;
-    uint64_t bytes = 0;
-
-    for (unsigned i = 0; i < p->nslots && p->ls == LS_STREAMING; i++) {
-        struct slot *s = &p->slots[i];
-
-        if (s->state != SLOT_READY)
-            continue;
-        if ((uint64_t)s->count * BSR_SECTOR_SIZE > p->max_payload) {
-            bs_dirty_requeue(p->dirty, s->first, s->n);
-            slot_release(p, s);
-            continue;
-        }
-        frames++;
-        bytes += (uint64_t)s->count * BSR_SECTOR_SIZE;
-        send_slot(p, s);
-    }
-    if (frames)
-        BS_INFO(MOD, "sending %u frames (%" PRIu64 " KiB) read while the link came up", frames,
-                bytes >> 10);
-}
-
 static void on_welcome(struct bs_conn *c, int status, void *arg)
 {
     struct primary *p = arg;
@@ -836,9 +777,7 @@ static void on_welcome(struct bs_conn *c, int status, void *arg)
             p->max_payload, (bs_dirty_todo_grains(p->dirty) + bs_dirty_inflight_grains(p->dirty)) *
                                 grain_bytes(p));
     read_frame(p);
-    send_ready(p);
-    if (p->ls == LS_STREAMING)
-        pump(p);
+    pump(p);
 }
 
 static void on_handshake(struct bs_conn *c, int status, void *arg)
@@ -888,7 +827,6 @@ static void on_connect_poll(uv_poll_t *h, int status, int events)
         if (failures++ % 10 == 0)
             BS_WARN(MOD, "cannot connect to %s: %s", p->connect_addr, strerror(-r));
         p->ls = LS_IDLE;
-        requeue_in_flight(p); /* what was read ahead of the attempt */
         schedule_retry(p);
         return;
     }
@@ -896,7 +834,6 @@ static void on_connect_poll(uv_poll_t *h, int status, int events)
     r = bs_conn_new(p->loop, p->tls, fd, false, p->connect_addr, &p->conn);
     if (r < 0) {
         p->ls = LS_IDLE;
-        requeue_in_flight(p);
         schedule_retry(p);
         return;
     }
@@ -920,7 +857,6 @@ static void on_connect_timeout(uv_timer_t *t)
     p->connect_fd = -1;
     BS_WARN(MOD, "connecting to %s timed out", p->connect_addr);
     p->ls = LS_IDLE;
-    requeue_in_flight(p);
     schedule_retry(p);
 }
 
@@ -929,12 +865,11 @@ static void on_retry(uv_timer_t *t)
     struct primary *p = t->data;
     int fd;
 
-    if (p->ls != LS_IDLE || p->stopping || !p->dirty || p->tls_loading)
-        return; /* (on_tls_ready calls again) */
+    if (p->ls != LS_IDLE || p->stopping || !p->dirty)
+        return;
+    p->session++;
     fd = bs_tcp_connect_start(p->connect_addr);
     if (fd < 0) {
-        /* (It said why.) */
-        requeue_in_flight(p);
         schedule_retry(p);
         return;
     }
@@ -957,21 +892,6 @@ static void schedule_retry(struct primary *p)
         p->backoff_ms = 5000;
 }
 
-/* Nothing unacknowledged is lost: every grain in flight, whether read
- * ahead, being read or sent, is due again.  Reads still out are dropped
- * when they complete (their session is over). */
-static void requeue_in_flight(struct primary *p)
-{
-    for (unsigned i = 0; i < p->nslots; i++)
-        if (p->slots[i].state == SLOT_SENDING || p->slots[i].state == SLOT_READY)
-            slot_release(p, &p->slots[i]);
-    bs_dirty_requeue_all(p->dirty);
-    p->sent_head = p->sent_count = 0;
-    p->unacked_bytes = 0;
-    p->bytes_since_flush = 0;
-    p->session++;
-}
-
 static void link_down(struct primary *p, const char *why)
 {
     if (p->ls == LS_IDLE)
@@ -984,8 +904,16 @@ static void link_down(struct primary *p, const char *why)
         bs_conn_close(p->conn, false, NULL, NULL);
         p->conn = NULL;
     }
-    requeue_in_flight(p);
+    /* Nothing unacknowledged is lost: every grain in flight is due again. */
+    for (unsigned i = 0; i < p->nslots; i++)
+        if (p->slots[i].state == SLOT_SENDING)
+            slot_release(p, &p->slots[i]);
+    bs_dirty_requeue_all(p->dirty);
+    p->sent_head = p->sent_count = 0;
+    p->unacked_bytes = 0;
+    p->bytes_since_flush = 0;
     p->ls = LS_IDLE;
+    p->session++;
     schedule_retry(p);
 }
 
@@ -1055,33 +983,6 @@ static void on_signal(uv_signal_t *h, int signum)
 }
 
 /* ---- Main ------------------------------------------------------------------ */
-
-static void tls_main(void *arg)
-{
-    struct primary *p = arg;
-
-    p->tls = bs_tls_ctx_new(&p->tls_cfg, false);
-    uv_async_send(&p->tls_ready);
-}
-
-static void on_tls_ready(uv_async_t *h)
-{
-    struct primary *p = h->data;
-
-    if (!p->tls_loading)
-        return;
-    uv_thread_join(&p->tls_thread);
-    p->tls_loading = false;
-    if (!p->tls) {
-        /* bs_tls_ctx_new said why. */
-        p->exit_code = 1;
-        uv_stop(p->loop);
-        return;
-    }
-    bs_notify("READY=1\nSTATUS=waiting for the write log and the secondary");
-    if (p->ls == LS_IDLE && p->dirty && !uv_is_active((uv_handle_t *)&p->retry))
-        uv_timer_start(&p->retry, on_retry, 0, 0);
-}
 
 static void usage(FILE *f)
 {
@@ -1178,6 +1079,9 @@ int main(int argc, char **argv)
         p->heartbeat_timeout_ms = 2000;
     signal(SIGPIPE, SIG_IGN);
 
+    p->tls = bs_tls_ctx_new(&tls, false);
+    if (!p->tls)
+        return 1;
     r = bs_mkdir(state_dir);
     if (r < 0) {
         BS_ERR(MOD, "state directory %s: %s", state_dir, strerror(-r));
@@ -1211,16 +1115,8 @@ int main(int argc, char **argv)
     uv_signal_start(&p->sigint, on_signal, SIGINT);
     uv_timer_start(&p->tick, on_tick, TICK_MS, TICK_MS);
     uv_timer_start(&p->seal_timer, on_seal_timer, p->interval_ms, p->interval_ms);
-    p->tls_cfg = tls;
-    uv_async_init(p->loop, &p->tls_ready, on_tls_ready);
-    p->tls_ready.data = p;
-    r = uv_thread_create(&p->tls_thread, tls_main, p);
-    if (r < 0) {
-        BS_ERR(MOD, "cannot start a thread: %s", uv_strerror(r));
-        return 1;
-    }
-    p->tls_loading = true;
     uv_timer_start(&p->log_retry, on_log_retry, 0, 0);
+    bs_notify("READY=1\nSTATUS=waiting for the write log and the secondary");
 
     uv_run(p->loop, UV_RUN_DEFAULT);
 
@@ -1240,14 +1136,11 @@ int main(int argc, char **argv)
     uv_close((uv_handle_t *)&p->pump_soon, NULL);
     uv_close((uv_handle_t *)&p->sigterm, NULL);
     uv_close((uv_handle_t *)&p->sigint, NULL);
-    if (p->tls_loading)
-        uv_thread_join(&p->tls_thread);
-    uv_close((uv_handle_t *)&p->tls_ready, NULL);
     uv_run(p->loop, UV_RUN_DEFAULT);
     bs_dirty_close(p->dirty);
     SSL_CTX_free(p->tls);
     free(p->sent);
     uv_loop_close(p->loop);
     BS_INFO(MOD, "stopped");
-    return p->exit_code;
+    return 0;
 }
