@@ -18,11 +18,15 @@
 #    writes, so the bound is dirty_bytes at the read plus all of fio's
 #    writes in this phase (its io_size), at 4 KiB each.  That is far less
 #    than the disk, and is asserted to be.
+# C: restarted while the secondary is down, after 8 MiB changed through
+#    NBD.  The new process keeps retrying; once the secondary is back on
+#    its port the replica converges, and no more than the change is sent.
 source "$(dirname "$0")/functions.sh"
 requires_root
 requires nbdkit
 requires losetup
 requires openssl
+requires qemu-io
 requires_fio_nbd
 require_build
 make_workdir
@@ -118,3 +122,24 @@ s=$(status "$sec_ctl")
 [ "$(jget "$s" bad_frames)" = 0 ] || fail "the secondary counted bad frames: $s"
 expect_alive "$sec_pid" blkship-secondary
 note "B: sent $resent_b after the restart (bound $bound; dirty at the kill $dirty_b)"
+
+# ---- C: restarted while the secondary is down ------------------------------------
+
+kill9 "$PRI_PID"
+kill9 "$sec_pid"
+qemu-io -f raw -c "write -P 0x5c 300M 8M" "$NBD_URI" >/dev/null || fail "C: qemu-io write failed"
+start_primary pri "$WL_CTL" "$sec_addr"
+poll_until 20 log_has 'cannot connect to|connecting to .* failed' "$PRI_LOG" ||
+    fail "C: the primary did not report the refused connection: $(tail -n 5 "$PRI_LOG")"
+sleep 1 # a few retries
+start_secondary --port "$SEC_PORT" sec "$LOOP"
+sec_pid=$SEC_PID
+wait_synced "$PRI_CTL" 60
+s=$(status "$PRI_CTL")
+note "C: after the secondary came back: $s"
+expect_same "$img" "$LOOP" "C: replica after a restart while the secondary was down"
+resent_c=$(jget "$s" sent_bytes)
+[ "$resent_c" -ge $((8 << 20)) ] || fail "C: sent $resent_c bytes, less than the 8 MiB changed"
+[ "$resent_c" -lt $((bytes / 4)) ] || fail "C: the restart resent $resent_c of $bytes bytes"
+expect_alive "$sec_pid" blkship-secondary
+note "C: sent $resent_c after the secondary came back"
