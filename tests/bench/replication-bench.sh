@@ -47,6 +47,7 @@ fi
 : "${BENCH_DROP_CACHES:=1}"
 : "${BENCH_LOOP_DIO:=1}"
 : "${BENCH_INTERVAL:=100}"
+: "${BENCH_FILTER_ARGS:=}"
 : "${BENCH_PRIMARY_ARGS:=}"
 : "${BENCH_SECONDARY_ARGS:=}"
 : "${BENCH_QEMU_NBD_ARGS:=}"
@@ -58,6 +59,7 @@ PRIMARY=$BENCH_BUILD_DIR/primary/blkship-primary
 SECONDARY=$BENCH_BUILD_DIR/secondary/blkship-secondary
 CLI=$BENCH_BUILD_DIR/cli/blkship
 MKCERTS=$REPO/scripts/mkcerts.sh
+read -r -a FILTER_EXTRA <<<"$BENCH_FILTER_ARGS"
 read -r -a PRIMARY_EXTRA <<<"$BENCH_PRIMARY_ARGS"
 read -r -a SECONDARY_EXTRA <<<"$BENCH_SECONDARY_ARGS"
 read -r -a QEMU_NBD_EXTRA <<<"$BENCH_QEMU_NBD_ARGS"
@@ -616,7 +618,8 @@ pair_init() { # P IMAGE BYTES
     P_SECPID[$p]=
     P_PRIPID[$p]=
     bg_start "$WORK/nbdkit-$p.log" nbdkit -f --exit-with-parent --filter="$FILTER" file \
-        file="${P_IMG[$p]}" writelog-name="$NAMEPFX$p" writelog-dir="$WORK" -U "${P_NBSOCK[$p]}"
+        file="${P_IMG[$p]}" writelog-name="$NAMEPFX$p" writelog-dir="$WORK" "${FILTER_EXTRA[@]}" \
+        -U "${P_NBSOCK[$p]}"
     P_NBPID[$p]=$LAST_PID
     wait_for 30 "nbdkit ($p)" test -S "${P_WLCTL[$p]}" -a -S "${P_NBSOCK[$p]}"
 }
