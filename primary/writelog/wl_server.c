@@ -98,6 +98,7 @@ struct wl_server {
     struct wl_job *done[NJOBS];
     unsigned ndone;
     unsigned nreaders;
+    unsigned idle;                     /* readers waiting for a job */
     pthread_t readers[WL_MAX_READERS];
     bool sync_init;
 };
@@ -120,8 +121,10 @@ static void *reader_main(void *arg_)
     free(arg);
     pthread_mutex_lock(&srv->lock);
     for (;;) {
+        srv->idle++;
         while (srv->ntodo == 0 && !srv->stopping)
             pthread_cond_wait(&srv->cond, &srv->lock);
+        srv->idle--;
         if (srv->ntodo == 0 && srv->stopping)
             break;
         struct wl_job *job = srv->todo[srv->todo_head];
@@ -384,8 +387,11 @@ static void handle_kick(struct wl_server *srv)
         queued++;
     }
     srv->back.req_cons = rc;
-    if (queued)
-        pthread_cond_broadcast(&srv->cond);
+    /* One wake-up per new job, as far as readers are idle: waking them all
+     * for a kick of a few requests would have most of them take the lock
+     * only to sleep again.  A busy reader takes the rest when it is done. */
+    for (unsigned i = 0; i < queued && i < srv->idle; i++)
+        pthread_cond_signal(&srv->cond);
     pthread_mutex_unlock(&srv->lock);
     RING_PUSH_RESPONSES(&srv->back);
 
