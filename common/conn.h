@@ -38,8 +38,8 @@ void bs_conn_handshake(struct bs_conn *c, bs_conn_cb *cb, void *arg);
 int bs_conn_read(struct bs_conn *c, void *buf, size_t len, bs_conn_cb *cb, void *arg);
 /* Queues len bytes of buf (which must stay valid until cb); cb(0) once they
  * are all encrypted (buf may then be reused; the records may still wait in
- * the connection's buffer, and go out in order before anything later).  cb may be NULL.  -ENOBUFS when the queue
- * is full. */
+ * the connection's buffer, and go out in order before anything later).
+ * cb may be NULL.  -ENOBUFS when the queue is full. */
 int bs_conn_write(struct bs_conn *c, const void *buf, size_t len, bs_conn_cb *cb, void *arg);
 typedef void bs_conn_closed_cb(void *arg);
 
