@@ -13,51 +13,27 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/opt.h"
 
 #define MOD "net"
 
-int bs_split_hostport(const char *s, char *host, size_t hsize, char *port, size_t psize)
+int bs_resolve(const char *hostport, bool passive, struct addrinfo **res)
 {
-    const char *colon;
-    size_t hlen;
-
-    if (s[0] == '[') {
-        const char *end = strchr(s, ']');
-        if (!end || end[1] != ':')
-            return -EINVAL;
-        hlen = (size_t)(end - s - 1);
-        s++;
-        colon = end + 1;
-    } else {
-        colon = strrchr(s, ':');
-        if (!colon)
-            return -EINVAL;
-        hlen = (size_t)(colon - s);
-    }
-    if (hlen == 0 || hlen >= hsize || strlen(colon + 1) == 0 || strlen(colon + 1) >= psize)
-        return -EINVAL;
-    memcpy(host, s, hlen);
-    host[hlen] = '\0';
-    strcpy(port, colon + 1);
-    return 0;
-}
-
-static int resolve(const char *hostport, bool passive, struct addrinfo **res)
-{
-    char host[256], port[16];
+    char host[BS_HOST_MAX], port[8];
     struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_family = AF_UNSPEC };
+    uint16_t portnum;
     int r;
 
-    if (bs_split_hostport(hostport, host, sizeof(host), port, sizeof(port)) < 0) {
+    if (bs_parse_hostport(hostport, host, &portnum) < 0) {
         BS_ERR(MOD, "'%s' is not HOST:PORT", hostport);
         return -EINVAL;
     }
-    if (passive)
-        hints.ai_flags = AI_PASSIVE;
+    snprintf(port, sizeof(port), "%u", portnum);
+    hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
     r = getaddrinfo(host, port, &hints, res);
     if (r != 0) {
         BS_ERR(MOD, "cannot resolve %s: %s", hostport, gai_strerror(r));
-        return -EHOSTUNREACH;
+        return r == EAI_AGAIN ? -EAGAIN : -EHOSTUNREACH;
     }
     return 0;
 }
@@ -67,7 +43,7 @@ int bs_tcp_listen(const char *hostport)
     struct addrinfo *res;
     int fd, one = 1, r;
 
-    r = resolve(hostport, true, &res);
+    r = bs_resolve(hostport, true, &res);
     if (r < 0)
         return r;
     fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -76,7 +52,7 @@ int bs_tcp_listen(const char *hostport)
         goto out;
     }
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 16) < 0) {
+    if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, SOMAXCONN) < 0) {
         r = -errno;
         BS_ERR(MOD, "cannot listen on %s: %s", hostport, strerror(-r));
         close(fd);
@@ -88,29 +64,19 @@ out:
     return r;
 }
 
-int bs_tcp_connect_start(const char *hostport)
+int bs_tcp_connect_start(const struct sockaddr *sa, socklen_t len)
 {
-    struct addrinfo *res;
-    int fd, r;
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
-    r = resolve(hostport, false, &res);
-    if (r < 0)
-        return r;
-    fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        r = -errno;
-        goto out;
-    }
+    if (fd < 0)
+        return -errno;
     bs_tcp_tune(fd);
-    if (connect(fd, res->ai_addr, res->ai_addrlen) < 0 && errno != EINPROGRESS) {
-        r = -errno;
+    if (connect(fd, sa, len) < 0 && errno != EINPROGRESS) {
+        int e = errno;
         close(fd);
-        goto out;
+        return -e;
     }
-    r = fd;
-out:
-    freeaddrinfo(res);
-    return r;
+    return fd;
 }
 
 int bs_tcp_connect_result(int fd)

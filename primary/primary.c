@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,7 @@
 #include "common/log.h"
 #include "common/notify.h"
 #include "common/net.h"
+#include "common/opt.h"
 #include "common/state.h"
 #include "common/tls.h"
 #include "primary/dirty.h"
@@ -88,9 +90,11 @@ struct sent {
 
 struct primary {
     uv_loop_t *loop;
-    SSL_CTX *tls;
+    struct bs_tls *tls;
     const char *writelog_path;
     const char *connect_addr;
+    char connect_host[BS_HOST_MAX]; /* connect_addr split, for the resolver */
+    char connect_port[8];
     char state_path[4096];
     char dirty_path[4096];
     unsigned interval_ms;
@@ -117,6 +121,8 @@ struct primary {
     enum link_state ls;
     uint64_t session;               /* increments on every connect attempt */
     int connect_fd;
+    uv_getaddrinfo_t resolve_req;   /* the name is resolved off the loop */
+    bool resolving;
     uv_poll_t connect_poll;
     bool connect_poll_active;
     struct bs_conn *conn;
@@ -166,6 +172,7 @@ static void pump(struct primary *p);
 static void schedule_pump(struct primary *p);
 static void schedule_retry(struct primary *p);
 static void on_retry(uv_timer_t *t);
+static int resolve_at_start(struct primary *p);
 
 static uint64_t grain_bytes(const struct primary *p)
 {
@@ -831,8 +838,11 @@ static void on_connect_poll(uv_poll_t *h, int status, int events)
         return;
     }
     p->connect_fd = -1;
-    r = bs_conn_new(p->loop, p->tls, fd, false, p->connect_addr, &p->conn);
+    SSL_CTX *ctx = bs_tls_ctx(p->tls);
+    r = ctx ? bs_conn_new(p->loop, ctx, fd, false, p->connect_addr, &p->conn) : -EINVAL;
     if (r < 0) {
+        if (!ctx)
+            close(fd);
         p->ls = LS_IDLE;
         schedule_retry(p);
         return;
@@ -860,26 +870,81 @@ static void on_connect_timeout(uv_timer_t *t)
     schedule_retry(p);
 }
 
-static void on_retry(uv_timer_t *t)
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
-    struct primary *p = t->data;
+    struct primary *p = req->data;
+    static struct bs_ratelimit rl = BS_RATELIMIT_INIT(60000, 3);
+    uint32_t dropped;
     int fd;
 
-    if (p->ls != LS_IDLE || p->stopping || !p->dirty)
+    p->resolving = false;
+    if (status < 0 || p->stopping) {
+        if (status < 0 && status != UV_ECANCELED && bs_ratelimit_ok(&rl, &dropped))
+            BS_WARN(MOD, "cannot resolve %s: %s", p->connect_addr, uv_strerror(status));
+        uv_freeaddrinfo(res);
+        p->ls = LS_IDLE;
+        schedule_retry(p);
         return;
-    p->session++;
-    fd = bs_tcp_connect_start(p->connect_addr);
+    }
+    /* The first address; every attempt resolves again, so a changed DNS
+     * record is followed. */
+    fd = bs_tcp_connect_start(res->ai_addr, res->ai_addrlen);
+    uv_freeaddrinfo(res);
     if (fd < 0) {
+        if (bs_ratelimit_ok(&rl, &dropped))
+            BS_WARN(MOD, "cannot connect to %s: %s", p->connect_addr, strerror(-fd));
+        p->ls = LS_IDLE;
         schedule_retry(p);
         return;
     }
     p->connect_fd = fd;
-    p->ls = LS_CONNECTING;
     uv_poll_init(p->loop, &p->connect_poll, fd);
     p->connect_poll.data = p;
     p->connect_poll_active = true;
     uv_poll_start(&p->connect_poll, UV_WRITABLE, on_connect_poll);
     uv_timer_start(&p->retry, on_connect_timeout, CONNECT_TIMEOUT_MS, 0);
+}
+
+/* Starts a connection attempt: the name is resolved in libuv's thread
+ * pool, never on the loop. */
+static void on_retry(uv_timer_t *t)
+{
+    struct primary *p = t->data;
+    struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
+    int r;
+
+    if (p->ls != LS_IDLE || p->stopping || !p->dirty)
+        return;
+    p->session++;
+    p->resolve_req.data = p;
+    r = uv_getaddrinfo(p->loop, &p->resolve_req, on_resolved, p->connect_host, p->connect_port,
+                       &hints);
+    if (r < 0) {
+        BS_WARN(MOD, "cannot start resolving %s: %s", p->connect_addr, uv_strerror(r));
+        schedule_retry(p);
+        return;
+    }
+    p->resolving = true;
+    p->ls = LS_CONNECTING;
+}
+
+/* Checks --connect once before anything starts, blocking: a name that
+ * does not exist is reported at once.  -EAGAIN: the resolver is down for
+ * now (connecting will retry). */
+static int resolve_at_start(struct primary *p)
+{
+    struct addrinfo *res;
+    uint16_t port;
+    int r;
+
+    if (bs_parse_hostport(p->connect_addr, p->connect_host, &port) < 0)
+        return -EINVAL;
+    snprintf(p->connect_port, sizeof(p->connect_port), "%u", port);
+    r = bs_resolve(p->connect_addr, false, &res);
+    if (r < 0)
+        return r;
+    freeaddrinfo(res);
+    return 0;
 }
 
 static void schedule_retry(struct primary *p)
@@ -994,16 +1059,23 @@ static void usage(FILE *f)
           "replicates it over mutual TLS to blkship-secondary.\n"
           "\n"
           "  --writelog CTLSOCK       the log's control socket (/run/blkship/log_NAME.ctl)\n"
-          "  --connect HOST:PORT      the secondary\n"
+          "  --connect HOST:PORT      the secondary ([IPv6]:PORT for an address)\n"
           "  --state-dir DIR          identity, pairing and the dirty bitmap (created 0700)\n"
           "  --control SOCK           local control socket for 'blkship status'\n"
-          "  --cert, --key FILE       this host's certificate and key (PEM)\n"
+          "  --cert, --key FILE       this host's certificate and key (PEM; key mode 0600)\n"
           "  --ca FILE                CA the secondary's certificate must chain to\n"
-          "  --peer-name NAME         name the secondary's certificate must carry\n"
-          "  --interval MS            how often the log is sealed (default 100)\n"
-          "  --max-payload BYTES      largest data frame (default 512 KiB)\n"
-          "  --heartbeat-timeout SEC  drop a silent link after SEC seconds (default 10)\n"
-          "  --log-level LEVEL        err, warn, info (default) or debug\n",
+          "  --crl FILE               revocation list of that CA (PEM), checked every handshake\n"
+          "  --peer-name NAME         DNS name (or IP address) the secondary's certificate\n"
+          "                           must carry as a subject alternative name\n"
+          "  --interval DURATION      how often the log is sealed (default 100ms; 1ms-1h)\n"
+          "  --max-payload SIZE       largest data frame (default 512K; 4K-8M, 4K multiple)\n"
+          "  --heartbeat-timeout DUR  drop a silent link after DUR (default 10s; 2s-1h;\n"
+          "                           a bare number is seconds)\n"
+          "  --log-level LEVEL        err, warn, info (default) or debug\n"
+          "  --version, --help\n"
+          "\n"
+          "Exit status: 0 stopped by a signal, 1 runtime failure, 2 usage or\n"
+          "configuration error.\n",
           f);
 }
 
@@ -1017,11 +1089,13 @@ int main(int argc, char **argv)
         { "cert", required_argument, NULL, 'C' },
         { "key", required_argument, NULL, 'K' },
         { "ca", required_argument, NULL, 'A' },
+        { "crl", required_argument, NULL, 'R' },
         { "peer-name", required_argument, NULL, 'P' },
         { "interval", required_argument, NULL, 'i' },
         { "max-payload", required_argument, NULL, 'm' },
         { "heartbeat-timeout", required_argument, NULL, 't' },
         { "log-level", required_argument, NULL, 'L' },
+        { "version", no_argument, NULL, 'V' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -1030,6 +1104,7 @@ int main(int argc, char **argv)
     struct bs_tls_config tls = { 0 };
     const char *state_dir = NULL, *control = NULL;
     enum bs_log_level level;
+    uint64_t v;
     int opt, r;
 
     p->interval_ms = 100;
@@ -1045,55 +1120,77 @@ int main(int argc, char **argv)
         case 'C': tls.cert = optarg; break;
         case 'K': tls.key = optarg; break;
         case 'A': tls.ca = optarg; break;
+        case 'R': tls.crl = optarg; break;
         case 'P': tls.peer_name = optarg; break;
-        case 'i': p->interval_ms = (unsigned)strtoul(optarg, NULL, 0); break;
-        case 'm': {
-            unsigned long v = strtoul(optarg, NULL, 0);
-            if (v < 4096 || v > BSR_MAX_PAYLOAD_LIMIT || v % 4096) {
-                fprintf(stderr, "blkship-primary: --max-payload must be a multiple of 4096 up to %u\n",
-                        BSR_MAX_PAYLOAD_LIMIT);
-                return 2;
+        case 'i':
+            if (bs_opt_duration_ms("--interval", optarg, 1, 1, 3600000, &v) < 0)
+                return BS_EXIT_USAGE;
+            p->interval_ms = (unsigned)v;
+            break;
+        case 'm':
+            if (bs_opt_size("--max-payload", optarg, 4096, BSR_MAX_PAYLOAD_LIMIT, &v) < 0)
+                return BS_EXIT_USAGE;
+            if (v % 4096) {
+                bs_usage_error("--max-payload %s: not a multiple of 4096", optarg);
+                return BS_EXIT_USAGE;
             }
             p->payload_pref = (uint32_t)v;
             break;
-        }
-        case 't': p->heartbeat_timeout_ms = (unsigned)(strtoul(optarg, NULL, 0) * 1000); break;
+        case 't':
+            if (bs_opt_duration_ms("--heartbeat-timeout", optarg, 1000, 2000, 3600000, &v) < 0)
+                return BS_EXIT_USAGE;
+            p->heartbeat_timeout_ms = (unsigned)v;
+            break;
         case 'L':
             if (bs_log_parse_level(optarg, &level) < 0) {
-                fprintf(stderr, "blkship-primary: bad --log-level %s\n", optarg);
-                return 2;
+                bs_usage_error("--log-level '%s': not err, warn, info or debug", optarg);
+                return BS_EXIT_USAGE;
             }
             bs_log_set_level(level);
             break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'V': puts("blkship-primary " BLKSHIP_VERSION); return BS_EXIT_OK;
+        case 'h': usage(stdout); return BS_EXIT_OK;
+        default: usage(stderr); return BS_EXIT_USAGE;
         }
     }
-    if (!p->writelog_path || !p->connect_addr || !state_dir || !control || optind != argc) {
-        usage(stderr);
-        return 2;
+    {
+        const struct bs_opt_required required[] = {
+            { "--writelog", p->writelog_path, false }, { "--connect", p->connect_addr, false },
+            { "--state-dir", state_dir, false },       { "--control", control, false },
+            { "--cert", tls.cert, false },             { "--key", tls.key, false },
+            { "--ca", tls.ca, false },                 { "--peer-name", tls.peer_name, false },
+            { "--crl", tls.crl, true },
+        };
+        if (bs_opt_check_required(required, sizeof(required) / sizeof(required[0])) < 0)
+            return BS_EXIT_USAGE;
     }
-    if (p->interval_ms < 1)
-        p->interval_ms = 1;
-    if (p->heartbeat_timeout_ms < 2000)
-        p->heartbeat_timeout_ms = 2000;
+    if (optind != argc) {
+        bs_usage_error("unexpected argument '%s'", argv[optind]);
+        return BS_EXIT_USAGE;
+    }
+    if (bs_opt_hostport("--connect", p->connect_addr) < 0)
+        return BS_EXIT_USAGE;
     signal(SIGPIPE, SIG_IGN);
 
-    p->tls = bs_tls_ctx_new(&tls, false);
-    if (!p->tls)
-        return 1;
+    if (bs_tls_new(&tls, false, &p->tls) < 0)
+        return BS_EXIT_USAGE;
+    /* A name that cannot resolve is a mistake to report now; a resolver
+     * that is down for the moment is retried with the connection. */
+    r = resolve_at_start(p);
+    if (r < 0 && r != -EAGAIN)
+        return BS_EXIT_FAILURE;
     r = bs_mkdir(state_dir);
     if (r < 0) {
         BS_ERR(MOD, "state directory %s: %s", state_dir, strerror(-r));
-        return 1;
+        return BS_EXIT_FAILURE;
     }
     snprintf(p->state_path, sizeof(p->state_path), "%s/primary.state", state_dir);
     snprintf(p->dirty_path, sizeof(p->dirty_path), "%s/dirty.bitmap", state_dir);
     if (load_state(p) < 0)
-        return 1;
+        return BS_EXIT_FAILURE;
     p->sent = calloc(SENT_CAP, sizeof(*p->sent));
     if (!p->sent)
-        return 1;
+        return BS_EXIT_FAILURE;
 
     p->loop = uv_default_loop();
     uv_timer_init(p->loop, &p->retry);
@@ -1106,7 +1203,7 @@ int main(int argc, char **argv)
     r = bs_ctl_start(p->loop, control, status_handler, p, &p->ctl);
     if (r < 0) {
         BS_ERR(MOD, "control socket %s: %s", control, uv_strerror(r));
-        return 1;
+        return BS_EXIT_FAILURE;
     }
     uv_signal_init(p->loop, &p->sigterm);
     uv_signal_init(p->loop, &p->sigint);
@@ -1128,6 +1225,8 @@ int main(int argc, char **argv)
         uv_close((uv_handle_t *)&p->connect_poll, NULL);
         close(p->connect_fd);
     }
+    if (p->resolving)
+        uv_cancel((uv_req_t *)&p->resolve_req);
     bs_ctl_stop(p->ctl);
     uv_close((uv_handle_t *)&p->retry, NULL);
     uv_close((uv_handle_t *)&p->log_retry, NULL);
@@ -1138,9 +1237,9 @@ int main(int argc, char **argv)
     uv_close((uv_handle_t *)&p->sigint, NULL);
     uv_run(p->loop, UV_RUN_DEFAULT);
     bs_dirty_close(p->dirty);
-    SSL_CTX_free(p->tls);
+    bs_tls_free(p->tls);
     free(p->sent);
     uv_loop_close(p->loop);
     BS_INFO(MOD, "stopped");
-    return 0;
+    return BS_EXIT_OK;
 }

@@ -39,6 +39,7 @@
 #include "common/log.h"
 #include "common/notify.h"
 #include "common/net.h"
+#include "common/opt.h"
 #include "common/state.h"
 #include "common/tls.h"
 #include "proto/repl.h"
@@ -101,7 +102,7 @@ struct session {
 
 struct secondary {
     uv_loop_t *loop;
-    SSL_CTX *tls;
+    struct bs_tls *tls;
     struct bs_target target;
     int direct_fd;              /* the target opened O_DIRECT, or -1 */
     uint64_t disk_bytes;
@@ -114,6 +115,7 @@ struct secondary {
     uint64_t epoch;
     uint32_t max_payload;
     unsigned heartbeat_timeout_ms;
+    unsigned handshake_timeout_ms;  /* TLS and the hello must be done by then */
 
     int listen_fd;
     uv_poll_t listen_poll;
@@ -217,6 +219,17 @@ static void session_end(struct session *s, const char *why);
 static void read_header(struct session *s);
 
 #define MAX_PENDING 16
+
+/* The connection that has been authenticating longest: new ones are
+ * pushed at the head, so it is the last of the list. */
+static struct session *oldest_pending(struct secondary *sec)
+{
+    struct session *s = sec->pending;
+
+    while (s && s->next_pending)
+        s = s->next_pending;
+    return s;
+}
 
 static void pending_remove(struct session *s)
 {
@@ -758,12 +771,16 @@ static void on_listen_readable(uv_poll_t *h, int status, int events)
             continue;
         }
         if (sec->npending >= MAX_PENDING) {
-            /* Unauthenticated peers must not pile up connections. */
-            BS_WARN(MOD, "refusing %s: %u connections are still authenticating", peer,
-                    sec->npending);
-            close(fd);
-            free(s);
-            continue;
+            /* Unauthenticated peers must not pile up connections, nor keep
+             * the real primary out by holding them: the oldest one yields.
+             * A primary's handshake takes milliseconds, so only a flood
+             * faster than that can push it out, and it retries. */
+            struct session *old = oldest_pending(sec);
+            BS_WARN(MOD, "%u connections are still authenticating: dropping the oldest, from %s "
+                    "(%.1f s), for %s",
+                    sec->npending, bs_conn_peer(old->conn),
+                    (double)(now_ms(sec) - old->started_ms) / 1000.0, peer);
+            session_end(old, "evicted for a newer connection");
         }
         bs_tcp_tune(fd);
         s->sec = sec;
@@ -771,7 +788,10 @@ static void on_listen_readable(uv_poll_t *h, int status, int events)
         s->id = ++sec->next_session_id;
         s->state = ST_TLS;
         s->limits.max_payload = sec->max_payload;
-        if (bs_conn_new(sec->loop, sec->tls, fd, true, peer, &s->conn) < 0) {
+        SSL_CTX *ctx = bs_tls_ctx(sec->tls);
+        if (!ctx || bs_conn_new(sec->loop, ctx, fd, true, peer, &s->conn) < 0) {
+            if (!ctx)
+                close(fd);
             free(s);
             continue;
         }
@@ -790,11 +810,11 @@ static void on_tick(uv_timer_t *t)
     struct secondary *sec = t->data;
     struct session *s = sec->session;
 
-    /* A connection gets one heartbeat timeout to authenticate and say hello. */
+    /* A connection has the handshake timeout to authenticate and say hello. */
     for (struct session *p = sec->pending, *next; p; p = next) {
         next = p->next_pending;
-        if (now_ms(sec) - p->started_ms > sec->heartbeat_timeout_ms)
-            session_end(p, "no TLS handshake and hello within the heartbeat timeout");
+        if (now_ms(sec) - p->started_ms > sec->handshake_timeout_ms)
+            session_end(p, "no TLS handshake and hello within the handshake timeout");
     }
     if (!s || s->state == ST_CLOSED)
         return;
@@ -855,16 +875,26 @@ static void usage(FILE *f)
           "to PATH (a block device or a regular file of the same size as the primary's\n"
           "disk).\n"
           "\n"
-          "  --listen HOST:PORT       address to accept the primary on\n"
+          "  --listen HOST:PORT       address to accept the primary on ([IPv6]:PORT)\n"
           "  --device PATH            replica block device or file\n"
           "  --state-dir DIR          replica identity and pairing (created 0700)\n"
           "  --control SOCK           local control socket for 'blkship status'\n"
-          "  --cert, --key FILE       this host's certificate and key (PEM)\n"
+          "  --cert, --key FILE       this host's certificate and key (PEM; key mode 0600)\n"
           "  --ca FILE                CA the primary's certificate must chain to\n"
-          "  --peer-name NAME         name the primary's certificate must carry\n"
-          "  --max-payload BYTES      largest data frame accepted (default 1 MiB)\n"
-          "  --heartbeat-timeout SEC  end a session after SEC silent seconds (default 10)\n"
-          "  --log-level LEVEL        err, warn, info (default) or debug\n",
+          "  --crl FILE               revocation list of that CA (PEM), checked every handshake\n"
+          "  --peer-name NAME         DNS name (or IP address) the primary's certificate\n"
+          "                           must carry as a subject alternative name\n"
+          "  --max-payload SIZE       largest data frame accepted (default 1M; 512-8M,\n"
+          "                           a multiple of 512)\n"
+          "  --heartbeat-timeout DUR  end a session after DUR of silence (default 10s;\n"
+          "                           2s-1h; a bare number is seconds)\n"
+          "  --handshake-timeout DUR  a connection must finish TLS and its hello within\n"
+          "                           DUR (default 5s; 1s-1h)\n"
+          "  --log-level LEVEL        err, warn, info (default) or debug\n"
+          "  --version, --help\n"
+          "\n"
+          "Exit status: 0 stopped by a signal, 1 runtime failure, 2 usage or\n"
+          "configuration error.\n",
           f);
 }
 
@@ -878,10 +908,13 @@ int main(int argc, char **argv)
         { "cert", required_argument, NULL, 'C' },
         { "key", required_argument, NULL, 'K' },
         { "ca", required_argument, NULL, 'A' },
+        { "crl", required_argument, NULL, 'R' },
         { "peer-name", required_argument, NULL, 'P' },
         { "max-payload", required_argument, NULL, 'm' },
         { "heartbeat-timeout", required_argument, NULL, 't' },
+        { "handshake-timeout", required_argument, NULL, 'H' },
         { "log-level", required_argument, NULL, 'L' },
+        { "version", no_argument, NULL, 'V' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -889,10 +922,12 @@ int main(int argc, char **argv)
     struct bs_tls_config tls = { 0 };
     const char *listen_addr = NULL, *device = NULL, *state_dir = NULL, *control = NULL;
     enum bs_log_level level;
+    uint64_t v;
     int opt, r;
 
     sec->max_payload = BSR_DEFAULT_MAX_PAYLOAD;
     sec->heartbeat_timeout_ms = 10000;
+    sec->handshake_timeout_ms = 5000;
     while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (opt) {
         case 'l': listen_addr = optarg; break;
@@ -902,40 +937,60 @@ int main(int argc, char **argv)
         case 'C': tls.cert = optarg; break;
         case 'K': tls.key = optarg; break;
         case 'A': tls.ca = optarg; break;
+        case 'R': tls.crl = optarg; break;
         case 'P': tls.peer_name = optarg; break;
-        case 'm': {
-            unsigned long v = strtoul(optarg, NULL, 0);
-            if (v < BSR_SECTOR_SIZE || v > BSR_MAX_PAYLOAD_LIMIT || v % BSR_SECTOR_SIZE) {
-                fprintf(stderr, "blkship-secondary: --max-payload must be a multiple of 512 up to %u\n",
-                        BSR_MAX_PAYLOAD_LIMIT);
-                return 2;
+        case 'm':
+            if (bs_opt_size("--max-payload", optarg, BSR_SECTOR_SIZE, BSR_MAX_PAYLOAD_LIMIT, &v) < 0)
+                return BS_EXIT_USAGE;
+            if (v % BSR_SECTOR_SIZE) {
+                bs_usage_error("--max-payload %s: not a multiple of 512", optarg);
+                return BS_EXIT_USAGE;
             }
             sec->max_payload = (uint32_t)v;
             break;
-        }
-        case 't': sec->heartbeat_timeout_ms = (unsigned)(strtoul(optarg, NULL, 0) * 1000); break;
+        case 't':
+            if (bs_opt_duration_ms("--heartbeat-timeout", optarg, 1000, 2000, 3600000, &v) < 0)
+                return BS_EXIT_USAGE;
+            sec->heartbeat_timeout_ms = (unsigned)v;
+            break;
+        case 'H':
+            if (bs_opt_duration_ms("--handshake-timeout", optarg, 1000, 1000, 3600000, &v) < 0)
+                return BS_EXIT_USAGE;
+            sec->handshake_timeout_ms = (unsigned)v;
+            break;
         case 'L':
             if (bs_log_parse_level(optarg, &level) < 0) {
-                fprintf(stderr, "blkship-secondary: bad --log-level %s\n", optarg);
-                return 2;
+                bs_usage_error("--log-level '%s': not err, warn, info or debug", optarg);
+                return BS_EXIT_USAGE;
             }
             bs_log_set_level(level);
             break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'V': puts("blkship-secondary " BLKSHIP_VERSION); return BS_EXIT_OK;
+        case 'h': usage(stdout); return BS_EXIT_OK;
+        default: usage(stderr); return BS_EXIT_USAGE;
         }
     }
-    if (!listen_addr || !device || !state_dir || !control || optind != argc) {
-        usage(stderr);
-        return 2;
+    {
+        const struct bs_opt_required required[] = {
+            { "--listen", listen_addr, false }, { "--device", device, false },
+            { "--state-dir", state_dir, false }, { "--control", control, false },
+            { "--cert", tls.cert, false },       { "--key", tls.key, false },
+            { "--ca", tls.ca, false },           { "--peer-name", tls.peer_name, false },
+            { "--crl", tls.crl, true },
+        };
+        if (bs_opt_check_required(required, sizeof(required) / sizeof(required[0])) < 0)
+            return BS_EXIT_USAGE;
     }
-    if (sec->heartbeat_timeout_ms < 2000)
-        sec->heartbeat_timeout_ms = 2000;
+    if (optind != argc) {
+        bs_usage_error("unexpected argument '%s'", argv[optind]);
+        return BS_EXIT_USAGE;
+    }
+    if (bs_opt_hostport("--listen", listen_addr) < 0)
+        return BS_EXIT_USAGE;
     signal(SIGPIPE, SIG_IGN);
 
-    sec->tls = bs_tls_ctx_new(&tls, true);
-    if (!sec->tls)
-        return 1;
+    if (bs_tls_new(&tls, true, &sec->tls) < 0)
+        return BS_EXIT_USAGE;
     if (bs_target_open(&sec->target, device) < 0)
         return 1;
     int64_t size = sec->target.ops->size(&sec->target);
@@ -1008,8 +1063,8 @@ int main(int argc, char **argv)
         close(sec->direct_fd);
     for (unsigned i = 0; i < NBUF; i++)
         free(sec->bufs[i].data);
-    SSL_CTX_free(sec->tls);
+    bs_tls_free(sec->tls);
     uv_loop_close(sec->loop);
     BS_INFO(MOD, "stopped");
-    return 0;
+    return BS_EXIT_OK;
 }
