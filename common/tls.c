@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
@@ -242,6 +243,11 @@ int bs_tls_new(const struct bs_tls_config *cfg, bool server, struct bs_tls **out
         if (v && !*v) {
             BS_ERR(MOD, "%s is empty", opt[i]);
             return -EINVAL;
+        }
+        if (v && access(v, R_OK) < 0) {
+            int e = errno;
+            BS_ERR(MOD, "%s %s: %s", opt[i], v, strerror(e));
+            return -e;
         }
     }
     if (!cfg->peer_name || !*cfg->peer_name) {

@@ -35,8 +35,20 @@
  *   bad-crc     a whole DATA frame whose CRC32C does not match
  *   truncated   a DATA header and half its payload, then close_notify
  *   truncated-abrupt  the same, then close() without close_notify
+ *   unknown-kind     a header of kind 9, which no version defines (header only)
+ *   wrong-direction  an ACK header, which only the secondary may send
+ *   huge-count  a DATA header at sector 0 with count 2^32-1 (header only)
+ *   garbage     after the welcome, 64 KiB of random bytes
+ *   reset       a DATA header and half its payload, then a TCP reset
+ *               (SO_LINGER 0), neither close_notify nor FIN
  *   good        a DATA frame of --pattern at --sector/--count, then FLUSH 1;
  *               waits for ACK 1
+ *
+ * And one case without TLS that takes --count as a number of connections:
+ *   hold        opens COUNT TCP connections that send nothing, prints
+ *               "held: COUNT" once all are open, and keeps them until
+ *               --timeout; ends with "result: held COUNT closed K", K being
+ *               how many the secondary closed meanwhile
  */
 #include <arpa/inet.h>
 #include <endian.h>
@@ -44,6 +56,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <netdb.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -80,7 +93,9 @@ static void usage(FILE *f)
           "                 [--sector S] [--count C] [--pattern BYTE] [--timeout SEC]\n"
           "                 CASE HOST:PORT\n"
           "CASE: handshake silent-tls bad-magic size beyond-end wrap count0 over-limit\n"
-          "      bad-crc truncated truncated-abrupt good\n",
+          "      unknown-kind wrong-direction huge-count garbage reset bad-crc truncated\n"
+          "      truncated-abrupt good\n"
+          "       repl-peer [--count N] [--timeout SEC] hold HOST:PORT\n",
           f);
 }
 
@@ -215,6 +230,45 @@ static int run_silent(const char *hostport)
         result("closed");
     }
     close(fd);
+    return 0;
+}
+
+/* Opens opt_count silent connections and counts how many the secondary
+ * closes before the timeout. */
+static int run_hold(const char *hostport)
+{
+    unsigned n = opt_count, closed = 0;
+    struct pollfd *fds = calloc(n ? n : 1, sizeof(*fds));
+    double end;
+
+    if (!fds)
+        return 1;
+    for (unsigned i = 0; i < n; i++) {
+        fds[i].fd = tcp_connect(hostport);
+        fds[i].events = POLLIN;
+    }
+    say("held: %u", n);
+    end = now_s() + opt_timeout;
+    while (closed < n && now_s() < end) {
+        int r = poll(fds, n, (int)((end - now_s()) * 1000) + 1);
+        if (r <= 0)
+            continue;
+        for (unsigned i = 0; i < n; i++) {
+            char buf[512];
+            if (fds[i].fd < 0 || !fds[i].revents)
+                continue;
+            if (read(fds[i].fd, buf, sizeof(buf)) <= 0) {
+                close(fds[i].fd);
+                fds[i].fd = -1;
+                closed++;
+            }
+        }
+    }
+    for (unsigned i = 0; i < n; i++)
+        if (fds[i].fd >= 0)
+            close(fds[i].fd);
+    free(fds);
+    result("held %u closed %u", n, closed);
     return 0;
 }
 
@@ -527,6 +581,12 @@ static int run_tls(const char *c, const char *hostport, bool with_cert)
     } else if (strcmp(c, "over-limit") == 0) {
         f = (struct bsr_frame){ .sector = 0, .count = p.limits.max_payload / BSR_SECTOR_SIZE + 1,
                                 .kind = BSR_DATA };
+    } else if (strcmp(c, "unknown-kind") == 0) {
+        f = (struct bsr_frame){ .sector = 0, .count = 0, .kind = 9 };
+    } else if (strcmp(c, "wrong-direction") == 0) {
+        f = (struct bsr_frame){ .sector = 1, .count = 0, .kind = BSR_ACK };
+    } else if (strcmp(c, "huge-count") == 0) {
+        f = (struct bsr_frame){ .sector = 0, .count = UINT32_MAX, .kind = BSR_DATA };
     }
     if (f.kind) {
         /* The header alone: the secondary must judge it before reading on. */
@@ -565,6 +625,31 @@ static int run_tls(const char *c, const char *hostport, bool with_cert)
         free(frame);
         free(payload);
         tls_end(&p, notify);
+        return 0;
+    } else if (strcmp(c, "garbage") == 0) {
+        static uint8_t junk[64 << 10];
+        uint64_t x = 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
+        for (size_t i = 0; i < sizeof(junk); i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17; /* xorshift64 */
+            junk[i] = (uint8_t)x;
+        }
+        /* The secondary may stop reading at the first bad header, so a
+         * failed send is expected: what it answers is the result. */
+        if (send_some(&p, junk, sizeof(junk), "sending random bytes", true))
+            say("sent: %zu random bytes", sizeof(junk));
+        read_answers(&p, false, 0);
+    } else if (strcmp(c, "reset") == 0) {
+        struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+        build_frame(frame, opt_sector, opt_count, BSR_DATA, payload, plen, 0);
+        if (send_all(&p, frame, BSR_FRAME_HDR_LEN + plen / 2, "sending part of a frame")) {
+            say("sent: DATA sector %" PRIu64 " count %u: header and %u of %u payload bytes, "
+                "then a TCP reset", opt_sector, opt_count, plen / 2, plen);
+            result("sent");
+        }
+        setsockopt(p.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        free(frame);
+        free(payload);
+        tls_end(&p, false);
         return 0;
     } else if (strcmp(c, "good") == 0) {
         size_t len = build_frame(frame, opt_sector, opt_count, BSR_DATA, payload, plen, 0);
@@ -659,6 +744,8 @@ int main(int argc, char **argv)
         return run_plain(argv[optind + 1]);
     if (strcmp(argv[optind], "silent") == 0)
         return run_silent(argv[optind + 1]);
+    if (strcmp(argv[optind], "hold") == 0)
+        return run_hold(argv[optind + 1]);
     if (!opt_ca || (with_cert && (!opt_cert || !opt_key))) {
         fprintf(stderr, "repl-peer: --ca, and --cert and --key unless --no-cert, are required\n");
         return 2;

@@ -19,9 +19,11 @@
 #   frames, after an accepted hello: a header beyond the disk's end; a
 #          header whose sector + count wraps past 2^64; count 0; a count one
 #          sector over the negotiated payload limit; a payload whose CRC32C
-#          does not match (each answered with an ERROR frame and counted in
+#          does not match; a header of an unknown kind; an ACK header (only
+#          the secondary sends those); a DATA header with count 2^32-1; 64 KiB
+#          of random bytes (each answered with an ERROR frame and counted in
 #          bad_frames); a frame cut off mid-payload, with and without
-#          close_notify.
+#          close_notify, and by a TCP reset.
 #   pairing: a hello from a primary of another identity (refused, status 4).
 # Last, a valid hello still gets a welcome: the secondary survived it all.
 source "$(dirname "$0")/functions.sh"
@@ -173,6 +175,23 @@ case_run "frame truncated mid-payload (close_notify)" 'ended: connection closed 
 expect_result sent
 case_run "frame truncated mid-payload (no close_notify)" 'session with .* ended' \
     --sector 64 --count 16 truncated-abrupt "$addr"
+expect_result sent
+
+bad_frames=6
+case_run "header of an unknown kind" 'bad frame .*kind 9\): unknown frame kind' unknown-kind "$addr"
+expect_result 'error-frame 8'
+bad_frames=7
+case_run "ACK header from the primary" 'bad frame .*: acknowledgement from the primary' \
+    wrong-direction "$addr"
+expect_result 'error-frame 8'
+bad_frames=8
+case_run "DATA header with count 2^32-1" \
+    'bad frame .*count 4294967295 .*: count over the negotiated payload limit' huge-count "$addr"
+expect_result 'error-frame 8'
+bad_frames=9
+case_run "64 KiB of random bytes after the welcome" 'bad frame .*nothing applied' garbage "$addr"
+expect_result '(error-frame 8|closed)'
+case_run "frame cut off by a TCP reset" 'session with .* ended' --sector 64 --count 16 reset "$addr"
 expect_result sent
 
 # ---- Pairing -----------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Connections that never finish the handshake must not be held forever.
-# blkship-secondary (--heartbeat-timeout 2) gets two silent clients: one
-# that opens TCP and sends nothing, one that completes mutual TLS with a
-# valid certificate and then sends no hello.  Each must be closed by the
-# secondary within the heartbeat timeout plus a margin (here 10 s);
+# Connections that never finish the handshake must not be held forever,
+# nor keep the real primary out.
+#
+# Part 1: blkship-secondary (--handshake-timeout 2) gets two silent
+# clients: one that opens TCP and sends nothing, one that completes mutual
+# TLS with a valid certificate and then sends no hello.  Each must be
+# closed by the secondary within the handshake timeout plus a margin (10 s);
 # otherwise anyone who can reach the port can pin file descriptors and
 # memory without authenticating (and a TLS-authenticated peer can sit in
 # front of the hello indefinitely).  The replica stays untouched and a real
@@ -20,7 +22,7 @@ CERTS=$WORKDIR/pki
 make_certs "$CERTS"
 rep=$WORKDIR/replica.img
 truncate -s $size "$rep"
-start_secondary idle "$rep" --heartbeat-timeout 2
+start_secondary idle "$rep" --handshake-timeout 2
 addr=$SEC_ADDR
 
 creds=(--cert "$CERTS/primary.crt" --key "$CERTS/primary.key" --ca "$CERTS/ca.crt" --disk-bytes "$bytes")
@@ -49,4 +51,35 @@ grep -q '^result: closed' "$WORKDIR/silent.out" ||
 grep -q '^result: closed' "$WORKDIR/silent-tls.out" ||
     bad+=("a TLS client that sends no hello was still connected 10 s later")
 [ ${#bad[@]} = 0 ] ||
-    fail "$(printf '%s; ' "${bad[@]}")with --heartbeat-timeout 2 (secondary.c: on_tick times out only the accepted session; connections in ST_TLS and ST_HELLO have no deadline)"
+    fail "$(printf '%s; ' "${bad[@]}")with --handshake-timeout 2 (secondary.c: on_tick must time out connections in ST_TLS and ST_HELLO)"
+stop_pid "$SEC_PID"
+
+# Part 2: 100 idle TCP connections held open against a secondary whose
+# handshake timeout (60 s) will not rescue it, then the real primary
+# (nbdkit with the writelog filter, blkship-primary) starts: it must get
+# in and sync.  The secondary keeps at most 16 connections authenticating
+# and drops the oldest for each newcomer, so at least 100 - 16 of the idle
+# ones are closed, and the log says why.
+note "100 idle connections held open, then the real primary"
+img=$WORKDIR/disk.img
+random_file "$img" $size 7
+rep2=$WORKDIR/replica2.img
+truncate -s $size "$rep2"
+start_nbdkit "$WORKDIR" "idle$$" "$img"
+start_secondary crowd "$rep2" --handshake-timeout 60
+"$REPL_PEER" --count 100 --timeout 20 hold "$SEC_ADDR" >"$WORKDIR/hold.out" 2>&1 &
+hold=$!
+cleanup_fn kill_quiet "$hold"
+_held() { grep -q '^held: 100$' "$WORKDIR/hold.out" || ! proc_alive "$hold"; }
+poll_until 15 _held
+grep -q '^held: 100$' "$WORKDIR/hold.out" || fail "repl-peer could not open 100 connections: $(tail -n 3 "$WORKDIR/hold.out")"
+start_primary crowdpri "$WL_CTL" "$SEC_ADDR"
+wait_synced "$PRI_CTL" 30
+expect_same "$img" "$rep2" "the replica synced past 100 idle connections"
+expect_log 'connections are still authenticating: dropping the oldest' "$SEC_LOG"
+wait "$hold" || fail "repl-peer hold failed: $(tail -n 3 "$WORKDIR/hold.out")"
+res=$(grep '^result:' "$WORKDIR/hold.out")
+note "idle connections: $res"
+[[ $res =~ ^result:\ held\ 100\ closed\ ([0-9]+)$ ]] || fail "repl-peer hold: $res"
+[ "${BASH_REMATCH[1]}" -ge 84 ] ||
+    fail "only ${BASH_REMATCH[1]} of 100 idle connections were closed: more than 16 are pending"
