@@ -10,6 +10,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/log.h"
+
 /* Reads the digits at *s into *out, advancing *s.  Decimal, or hex after
  * 0x.  Fails on no digits and on overflow. */
 static int take_number(const char **s, uint64_t *out)
@@ -291,6 +293,27 @@ int bs_opt_check_required(const struct bs_opt_required *req, size_t n)
         }
         if (bs_opt_nonempty(req[i].opt, req[i].val) < 0)
             return -EINVAL;
+    }
+    return 0;
+}
+
+int bs_opt_log_level(const char *s)
+{
+    enum bs_log_level level;
+
+    if (bs_log_parse_level(s, &level) < 0) {
+        bs_usage_error("--log-level '%s': not err, warn, info or debug", s);
+        return -EINVAL;
+    }
+    bs_log_set_level(level);
+    return 0;
+}
+
+int bs_opt_no_arguments(int first, int argc, char **argv)
+{
+    if (first < argc) {
+        bs_usage_error("unexpected argument '%s'", argv[first]);
+        return -EINVAL;
     }
     return 0;
 }

@@ -60,6 +60,10 @@ struct bs_opt_required {
 };
 /* Names the first option that is missing or empty; -EINVAL then. */
 int bs_opt_check_required(const struct bs_opt_required *req, size_t n);
+/* --log-level: sets the level of common/log.h, or reports the value. */
+int bs_opt_log_level(const char *s);
+/* Refuses arguments left after the options (argv[first] on). */
+int bs_opt_no_arguments(int first, int argc, char **argv);
 /* Prints "PROG: " and the formatted message to stderr, then a hint to
  * run --help. */
 void bs_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

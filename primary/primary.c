@@ -1103,7 +1103,6 @@ int main(int argc, char **argv)
     struct primary *p = &prim;
     struct bs_tls_config tls = { 0 };
     const char *state_dir = NULL, *control = NULL;
-    enum bs_log_level level;
     uint64_t v;
     int opt, r;
 
@@ -1142,11 +1141,8 @@ int main(int argc, char **argv)
             p->heartbeat_timeout_ms = (unsigned)v;
             break;
         case 'L':
-            if (bs_log_parse_level(optarg, &level) < 0) {
-                bs_usage_error("--log-level '%s': not err, warn, info or debug", optarg);
+            if (bs_opt_log_level(optarg) < 0)
                 return BS_EXIT_USAGE;
-            }
-            bs_log_set_level(level);
             break;
         case 'V': puts("blkship-primary " BLKSHIP_VERSION); return BS_EXIT_OK;
         case 'h': usage(stdout); return BS_EXIT_OK;
@@ -1164,10 +1160,8 @@ int main(int argc, char **argv)
         if (bs_opt_check_required(required, sizeof(required) / sizeof(required[0])) < 0)
             return BS_EXIT_USAGE;
     }
-    if (optind != argc) {
-        bs_usage_error("unexpected argument '%s'", argv[optind]);
+    if (bs_opt_no_arguments(optind, argc, argv) < 0)
         return BS_EXIT_USAGE;
-    }
     if (bs_opt_hostport("--connect", p->connect_addr) < 0)
         return BS_EXIT_USAGE;
     signal(SIGPIPE, SIG_IGN);

@@ -921,7 +921,6 @@ int main(int argc, char **argv)
     struct secondary sec_s = { 0 }, *sec = &sec_s;
     struct bs_tls_config tls = { 0 };
     const char *listen_addr = NULL, *device = NULL, *state_dir = NULL, *control = NULL;
-    enum bs_log_level level;
     uint64_t v;
     int opt, r;
 
@@ -959,11 +958,8 @@ int main(int argc, char **argv)
             sec->handshake_timeout_ms = (unsigned)v;
             break;
         case 'L':
-            if (bs_log_parse_level(optarg, &level) < 0) {
-                bs_usage_error("--log-level '%s': not err, warn, info or debug", optarg);
+            if (bs_opt_log_level(optarg) < 0)
                 return BS_EXIT_USAGE;
-            }
-            bs_log_set_level(level);
             break;
         case 'V': puts("blkship-secondary " BLKSHIP_VERSION); return BS_EXIT_OK;
         case 'h': usage(stdout); return BS_EXIT_OK;
@@ -981,10 +977,8 @@ int main(int argc, char **argv)
         if (bs_opt_check_required(required, sizeof(required) / sizeof(required[0])) < 0)
             return BS_EXIT_USAGE;
     }
-    if (optind != argc) {
-        bs_usage_error("unexpected argument '%s'", argv[optind]);
+    if (bs_opt_no_arguments(optind, argc, argv) < 0)
         return BS_EXIT_USAGE;
-    }
     if (bs_opt_hostport("--listen", listen_addr) < 0)
         return BS_EXIT_USAGE;
     signal(SIGPIPE, SIG_IGN);
