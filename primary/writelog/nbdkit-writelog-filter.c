@@ -58,6 +58,10 @@ static int writelog_config(nbdkit_next_config *next, nbdkit_backend *nxdata, con
         return 0;
     }
     if (strcmp(key, "writelog-dir") == 0) {
+        if (!*value) {
+            nbdkit_error("writelog-dir must not be empty");
+            return -1;
+        }
         wl_dir = value;
         return 0;
     }
@@ -66,7 +70,8 @@ static int writelog_config(nbdkit_next_config *next, nbdkit_backend *nxdata, con
         if (bytes < 0)
             return -1;
         if (bytes < WL_SECTOR_SIZE || (bytes & (bytes - 1)) || bytes > (INT64_C(1) << 39)) {
-            nbdkit_error("writelog-grain must be a power of two from 512 bytes to 512 GiB");
+            nbdkit_error("writelog-grain=%s: must be a power of two from 512 bytes to 512 GiB",
+                         value);
             return -1;
         }
         wl_grain = (uint32_t)(bytes / WL_SECTOR_SIZE);
@@ -77,7 +82,7 @@ static int writelog_config(nbdkit_next_config *next, nbdkit_backend *nxdata, con
         if (nbdkit_parse_unsigned("writelog-readers", value, &n) < 0)
             return -1;
         if (n < 1 || n > WL_MAX_READERS) {
-            nbdkit_error("writelog-readers must be 1 to %u", WL_MAX_READERS);
+            nbdkit_error("writelog-readers=%s: must be 1 to %u", value, WL_MAX_READERS);
             return -1;
         }
         wl_readers = n;

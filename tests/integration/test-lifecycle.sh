@@ -136,10 +136,13 @@ fi
 grep -q 'writelog-name=NAME is required' "$WORKDIR/noname.log" || fail "no clear error without a name"
 expect_nbdkit_failure "$WORKDIR/grain.log" "$WORKDIR" "$name" "$img" "$WORKDIR/nbd6.sock" \
     writelog-grain=3000
-grep -q 'writelog-grain must be a power of two' "$WORKDIR/grain.log" || fail "no clear error for a bad grain"
+grep -q 'writelog-grain=3000: must be a power of two' "$WORKDIR/grain.log" || fail "no clear error for a bad grain"
 expect_nbdkit_failure "$WORKDIR/readers.log" "$WORKDIR" "$name" "$img" "$WORKDIR/nbd7.sock" \
     writelog-readers=0
-grep -q 'writelog-readers must be 1 to' "$WORKDIR/readers.log" || fail "no clear error for 0 readers"
+grep -q 'writelog-readers=0: must be 1 to' "$WORKDIR/readers.log" || fail "no clear error for 0 readers"
+expect_nbdkit_failure "$WORKDIR/dir.log" "$WORKDIR" "$name" "$img" "$WORKDIR/nbd8.sock" \
+    writelog-dir=
+grep -q 'writelog-dir must not be empty' "$WORKDIR/dir.log" || fail "no clear error for an empty writelog-dir"
 [ ! -e "$CTL" ] && [ ! -e "/dev/shm/log_$safe.wlog" ] || fail "refused starts left files behind"
 
 # A control directory that does not exist yet is created.
