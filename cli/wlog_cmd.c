@@ -11,11 +11,12 @@
 #include <unistd.h>
 
 #include "cli/blkship.h"
+#include "common/json.h"
 #include "primary/writelog/wl_client.h"
 
 static void wlog_usage(FILE *f)
 {
-    fputs("Usage: blkship wlog VERB SOCKET [ARGS] [--json]\n"
+    fputs("Usage: blkship wlog VERB SOCKET [ARGS] [--json] [--force]\n"
           "\n"
           "SOCKET is the log's control socket, e.g. /run/blkship/log_NAME.ctl.\n"
           "\n"
@@ -24,7 +25,9 @@ static void wlog_usage(FILE *f)
           "  peek                 list the dirty extents; the log is unchanged\n"
           "  getw                 seal the log and list every extent of the new epoch;\n"
           "                       the listed extents leave the log\n"
-          "  clrw                 forget every dirty extent\n"
+          "  clrw --force         forget every dirty extent: the replica then silently\n"
+          "                       differs from the disk until it is fully resynchronised;\n"
+          "                       without --force, only says what would be lost\n"
           "  read SECTOR COUNT [--output FILE]\n"
           "                       read sectors through the ring to FILE or stdout\n"
           "\n"
@@ -39,19 +42,61 @@ static int fail(const char *what, int err)
     return 1;
 }
 
+/* Extents as JSON: the members of an array, one object per line.  An
+ * epoch may hold millions of extents, so they are written as they come
+ * rather than built into one document; each object is serialised by
+ * json-c, only the commas between them are ours. */
+struct extent_out {
+    bool json;
+    bool first;
+    bool failed;                /* json-c ran out of memory */
+    struct json_object *obj;    /* reused: {"sector": N, "count": N} */
+};
+
+static int extent_out_init(struct extent_out *eo, bool json)
+{
+    eo->json = json;
+    eo->first = true;
+    eo->failed = false;
+    eo->obj = NULL;
+    if (!json)
+        return 0;
+    eo->obj = json_object_new_object();
+    if (!eo->obj || json_object_object_add(eo->obj, "sector", json_object_new_uint64(0)) < 0 ||
+        json_object_object_add(eo->obj, "count", json_object_new_uint64(0)) < 0) {
+        json_object_put(eo->obj);
+        eo->obj = NULL;
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+static void extent_out_free(struct extent_out *eo)
+{
+    json_object_put(eo->obj);
+}
+
 /* Prints the extents in the export area; returns how many there were. */
-static uint64_t print_extents(const struct wl_client *c, bool json, bool *first)
+static uint64_t print_extents(const struct wl_client *c, struct extent_out *eo)
 {
     const struct wl_disk_range *r = wl_client_extents(c);
     uint64_t n = 0;
 
     for (; n < WL_EXPORT_MAX && r[n].count; n++) {
-        if (json)
-            printf("%s\n    {\"sector\": %" PRIu64 ", \"count\": %" PRIu32 "}", *first ? "" : ",",
-                   (uint64_t)r[n].sector, r[n].count);
-        else
+        if (eo->json) {
+            json_object_set_uint64(json_object_object_get(eo->obj, "sector"), r[n].sector);
+            json_object_set_uint64(json_object_object_get(eo->obj, "count"), r[n].count);
+            const char *text = json_object_to_json_string_ext(eo->obj, BS_JSON_FLAGS);
+            if (!text) {
+                eo->failed = true;
+                return n;
+            }
+            fputs(eo->first ? "\n    " : ",\n    ", stdout);
+            fputs(text, stdout);
+        } else {
             printf("%" PRIu64 " %" PRIu32 "\n", (uint64_t)r[n].sector, r[n].count);
-        *first = false;
+        }
+        eo->first = false;
     }
     return n;
 }
@@ -59,43 +104,60 @@ static uint64_t print_extents(const struct wl_client *c, bool json, bool *first)
 static int do_info(struct wl_client *c, bool json)
 {
     const struct wl_info_reply *i = &c->info;
+    struct bs_json_builder b;
+    char id[17];
+    int r;
 
+    snprintf(id, sizeof(id), "%016" PRIx64, (uint64_t)i->log_id);
     if (json) {
-        printf("{\"version\": %u, \"disk_sectors\": %" PRIu64 ", \"disk_bytes\": %" PRIu64
-               ", \"sector_size\": %u, \"grain_sectors\": %u, \"export_max\": %u"
-               ", \"ring_max_sectors\": %u, \"log_id\": \"%016" PRIx64 "\", \"epoch\": %" PRIu64
-               ", \"live_grains\": %" PRIu64 ", \"pending_grains\": %" PRIu64 "}\n",
-               i->version, (uint64_t)i->disk_sectors, (uint64_t)i->disk_sectors * WL_SECTOR_SIZE,
-               i->sector_size, i->grain_sectors, i->export_max, i->ring_max_sectors,
-               (uint64_t)i->log_id, (uint64_t)i->epoch, (uint64_t)i->live_grains,
-               (uint64_t)i->pending_grains);
-    } else {
-        printf("protocol version  %u\n", i->version);
-        printf("disk              %" PRIu64 " sectors (%" PRIu64 " bytes)\n",
-               (uint64_t)i->disk_sectors, (uint64_t)i->disk_sectors * WL_SECTOR_SIZE);
-        printf("grain             %u sectors (%u bytes)\n", i->grain_sectors,
-               i->grain_sectors * WL_SECTOR_SIZE);
-        printf("log id            %016" PRIx64 "\n", (uint64_t)i->log_id);
-        printf("epoch             %" PRIu64 "\n", (uint64_t)i->epoch);
-        printf("dirty, unsealed   %" PRIu64 " grains\n", (uint64_t)i->live_grains);
-        printf("sealed, unacked   %" PRIu64 " grains\n", (uint64_t)i->pending_grains);
+        bs_json_begin(&b);
+        bs_json_add_u64(&b, "version", i->version);
+        bs_json_add_u64(&b, "disk_sectors", i->disk_sectors);
+        bs_json_add_u64(&b, "disk_bytes", (uint64_t)i->disk_sectors * WL_SECTOR_SIZE);
+        bs_json_add_u64(&b, "sector_size", i->sector_size);
+        bs_json_add_u64(&b, "grain_sectors", i->grain_sectors);
+        bs_json_add_u64(&b, "export_max", i->export_max);
+        bs_json_add_u64(&b, "ring_max_sectors", i->ring_max_sectors);
+        bs_json_add_str(&b, "log_id", id);
+        bs_json_add_u64(&b, "epoch", i->epoch);
+        bs_json_add_u64(&b, "live_grains", i->live_grains);
+        bs_json_add_u64(&b, "pending_grains", i->pending_grains);
+        r = bs_json_finish_print(&b, stdout);
+        return r < 0 ? fail("info", r) : 0;
     }
+    printf("protocol version  %u\n", i->version);
+    printf("disk              %" PRIu64 " sectors (%" PRIu64 " bytes)\n",
+           (uint64_t)i->disk_sectors, (uint64_t)i->disk_sectors * WL_SECTOR_SIZE);
+    printf("grain             %u sectors (%u bytes)\n", i->grain_sectors,
+           i->grain_sectors * WL_SECTOR_SIZE);
+    printf("log id            %s\n", id);
+    printf("epoch             %" PRIu64 "\n", (uint64_t)i->epoch);
+    printf("dirty, unsealed   %" PRIu64 " grains\n", (uint64_t)i->live_grains);
+    printf("sealed, unacked   %" PRIu64 " grains\n", (uint64_t)i->pending_grains);
     return 0;
 }
 
 static int do_peek(struct wl_client *c, bool json)
 {
-    bool first = true;
+    struct extent_out eo;
     int r = wl_client_simple(c, WL_CMD_PEEK);
 
     if (r < 0)
         return fail("peek", r);
+    r = extent_out_init(&eo, json);
+    if (r < 0)
+        return fail("peek", r);
     if (json)
-        printf("{\"extents\": [");
-    uint64_t n = print_extents(c, json, &first);
+        printf("{ \"extents\": [");
+    uint64_t n = print_extents(c, &eo);
+    if (eo.failed) {
+        extent_out_free(&eo);
+        return fail("peek", -ENOMEM);
+    }
     if (json)
-        printf("%s], \"truncated\": %s}\n", first ? "" : "\n  ",
+        printf("%s], \"truncated\": %s }\n", eo.first ? " " : "\n  ",
                n == WL_EXPORT_MAX ? "true" : "false");
+    extent_out_free(&eo);
     return 0;
 }
 
@@ -104,32 +166,87 @@ static int do_peek(struct wl_client *c, bool json)
 static int do_getw(struct wl_client *c, bool json)
 {
     struct wl_export_reply rep;
-    bool first = true;
-    int r = wl_client_export(c, WL_CMD_SEAL, &rep);
+    struct extent_out eo;
+    int r = extent_out_init(&eo, json);
 
     if (r < 0)
-        return fail("seal", r);
+        return fail("getw", r);
+    r = wl_client_export(c, WL_CMD_SEAL, &rep);
+    if (r < 0) {
+        r = fail("seal", r);
+        goto out;
+    }
     if (json)
-        printf("{\"epoch\": %" PRIu64 ", \"extents\": [", (uint64_t)rep.epoch);
+        printf("{ \"epoch\": %" PRIu64 ", \"extents\": [", (uint64_t)rep.epoch);
     for (;;) {
-        print_extents(c, json, &first);
+        print_extents(c, &eo);
+        if (eo.failed) {
+            /* Not acknowledged: the rest stays pending in the log. */
+            r = fail("getw", -ENOMEM);
+            goto out;
+        }
         /* "next" acknowledges what we printed and fetches the rest. */
         r = wl_client_export(c, WL_CMD_NEXT, &rep);
-        if (r < 0)
-            return fail("next", r);
+        if (r < 0) {
+            r = fail("next", r);
+            goto out;
+        }
         if (rep.extents == 0)
             break;
     }
     if (json)
-        printf("%s]}\n", first ? "" : "\n  ");
-    return 0;
+        printf("%s] }\n", eo.first ? " " : "\n  ");
+out:
+    extent_out_free(&eo);
+    return r;
 }
 
-static int do_clrw(struct wl_client *c)
+static void human_bytes(uint64_t bytes, char *out, size_t size)
 {
-    int r = wl_client_simple(c, WL_CMD_CLRW);
+    static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+    double b = (double)bytes;
+    int u = 0;
 
-    return r < 0 ? fail("clrw", r) : 0;
+    while (b >= 1024 && u < 6) {
+        b /= 1024;
+        u++;
+    }
+    snprintf(out, size, u ? "%.1f %s" : "%.0f %s", b, units[u]);
+}
+
+/* Clearing discards what the replica has not received yet, so without
+ * --force it only peeks and says what would go. */
+static int do_clrw(struct wl_client *c, const char *sock, bool force)
+{
+    const struct wl_disk_range *ext;
+    uint64_t n = 0, sectors = 0;
+    char size[32];
+    int r = wl_client_simple(c, WL_CMD_PEEK);
+
+    if (r < 0)
+        return fail("peek", r);
+    ext = wl_client_extents(c);
+    for (; n < WL_EXPORT_MAX && ext[n].count; n++)
+        sectors += ext[n].count;
+    human_bytes(sectors * WL_SECTOR_SIZE, size, sizeof(size));
+    /* A peek shows one export area of extents; past that, more remain. */
+    const char *atleast = n == WL_EXPORT_MAX ? "at least " : "";
+    if (!force) {
+        fprintf(stderr,
+                "blkship wlog clrw: refusing without --force.\n"
+                "The log %s holds %s%" PRIu64 " dirty extents, %s%s (%" PRIu64 " bytes),\n"
+                "that blkship-primary has not taken from the log yet.  Clearing forgets\n"
+                "them: the replica then silently differs from this disk until it is fully\n"
+                "resynchronised.  Run again with --force to clear.\n",
+                sock, atleast, n, atleast, size, sectors * WL_SECTOR_SIZE);
+        return 2;
+    }
+    r = wl_client_simple(c, WL_CMD_CLRW);
+    if (r < 0)
+        return fail("clrw", r);
+    fprintf(stderr, "blkship wlog clrw: forgot %s%" PRIu64 " dirty extents (%s%s)\n", atleast, n,
+            atleast, size);
+    return 0;
 }
 
 static int parse_u64(const char *s, uint64_t *out)
@@ -202,18 +319,20 @@ int cmd_wlog(int argc, char **argv)
     static const struct option opts[] = {
         { "json", no_argument, NULL, 'j' },
         { "output", required_argument, NULL, 'o' },
+        { "force", no_argument, NULL, 'f' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     const char *output = NULL;
-    bool json = false;
+    bool json = false, force = false;
     struct wl_client c;
     int opt, r;
 
-    while ((opt = getopt_long(argc, argv, "+jo:h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "+jo:fh", opts, NULL)) != -1) {
         switch (opt) {
         case 'j': json = true; break;
         case 'o': output = optarg; break;
+        case 'f': force = true; break;
         case 'h': wlog_usage(stdout); return 0;
         default: wlog_usage(stderr); return 2;
         }
@@ -224,6 +343,8 @@ int cmd_wlog(int argc, char **argv)
     for (int i = optind; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0) {
             json = true;
+        } else if (strcmp(argv[i], "--force") == 0 || strcmp(argv[i], "-f") == 0) {
+            force = true;
         } else if ((strcmp(argv[i], "--output") == 0 || strcmp(argv[i], "-o") == 0) &&
                    i + 1 < argc) {
             output = argv[++i];
@@ -261,7 +382,7 @@ int cmd_wlog(int argc, char **argv)
     else if (!strcmp(verb, "getw"))
         r = do_getw(&c, json);
     else if (!strcmp(verb, "clrw"))
-        r = do_clrw(&c);
+        r = do_clrw(&c, sock, force);
     else
         r = do_read(&c, npos - 2, pos + 2, output);
     wl_client_close(&c);

@@ -80,7 +80,24 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     *nl = '\0';
     uv_read_stop(s);
-    size_t n = cl->ctl->handler(cl->ctl->opaque, cl->req, cl->reply, sizeof(cl->reply));
+    ssize_t n = cl->ctl->handler(cl->ctl->opaque, cl->req, cl->reply, sizeof(cl->reply));
+    if (n < 0 || (size_t)n >= sizeof(cl->reply)) {
+        /* Only numbers go into this text: it needs no escaping. */
+        if (n < 0) {
+            BS_WARN(MOD, "control reply to '%s' failed: %s", cl->req, strerror((int)-n));
+            n = snprintf(cl->reply, sizeof(cl->reply),
+                         "{ \"schema\": %d, \"error\": \"the reply could not be built "
+                         "(errno %d)\" }\n",
+                         BS_CTL_SCHEMA, (int)-n);
+        } else {
+            BS_WARN(MOD, "control reply to '%s' is %zd bytes, more than the %d allowed",
+                    cl->req, n, BS_CTL_MAX_REPLY - 1);
+            n = snprintf(cl->reply, sizeof(cl->reply),
+                         "{ \"schema\": %d, \"error\": \"the reply of %zd bytes exceeds "
+                         "the control socket's limit of %d\" }\n",
+                         BS_CTL_SCHEMA, n, BS_CTL_MAX_REPLY - 1);
+        }
+    }
     uv_buf_t out = uv_buf_init(cl->reply, (unsigned)n);
     cl->wreq.data = cl;
     if (uv_write(&cl->wreq, s, &out, 1, on_written) < 0)
@@ -196,16 +213,22 @@ int bs_ctl_call(const char *path, const char *request, char *reply, size_t size)
             r = p == 0 ? -ETIMEDOUT : -errno;
             goto out;
         }
-        ssize_t got = read(fd, reply + len, size - 1 - len);
+        /* Once the buffer is full, the reply fits only if EOF follows:
+         * one more byte means it was longer. */
+        bool full = len == size - 1;
+        char extra;
+        ssize_t got = full ? read(fd, &extra, 1) : read(fd, reply + len, size - 1 - len);
         if (got < 0) {
             r = -errno;
             goto out;
         }
         if (got == 0)
             break;
+        if (full) {
+            r = -EMSGSIZE;
+            goto out;
+        }
         len += (size_t)got;
-        if (len == size - 1)
-            break;
     }
     reply[len] = '\0';
     r = (int)len;

@@ -30,6 +30,7 @@
 #include "common/conn.h"
 #include "common/crc32c.h"
 #include "common/ctl.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/notify.h"
 #include "common/net.h"
@@ -1000,7 +1001,10 @@ static void on_tick(uv_timer_t *t)
     send_ctrl(p, BSR_HEARTBEAT, uv_now(p->loop));
 }
 
-static size_t status_handler(void *opaque, const char *request, char *reply, size_t size)
+/* Answers "status" with the agent's state as one JSON object (see
+ * docs/man/blkship.8.md for the fields); a change that is not an addition
+ * needs BS_CTL_SCHEMA incremented. */
+static ssize_t status_handler(void *opaque, const char *request, char *reply, size_t size)
 {
     struct primary *p = opaque;
     static const char *const names[] = { "disconnected", "connecting", "tls", "handshake",
@@ -1010,11 +1014,15 @@ static size_t status_handler(void *opaque, const char *request, char *reply, siz
     uint64_t infl = p->dirty ? bs_dirty_inflight_grains(p->dirty) : 0;
     uint64_t dirty = (todo + infl) * (p->grain ? grain_bytes(p) : 0);
     uint64_t inflight = infl * (p->grain ? grain_bytes(p) : 0);
+    struct bs_json_builder b;
     char rid[33];
-    int n;
 
-    if (strcmp(request, "status") != 0)
-        return (size_t)snprintf(reply, size, "{\"error\": \"unknown request\"}\n");
+    bs_json_begin(&b);
+    bs_json_add_i64(&b, "schema", BS_CTL_SCHEMA);
+    if (strcmp(request, "status") != 0) {
+        bs_json_add_str(&b, "error", "unknown request");
+        return bs_json_finish(&b, reply, size);
+    }
     if (dirty > total)
         dirty = total;
     if (inflight > dirty)
@@ -1022,19 +1030,25 @@ static size_t status_handler(void *opaque, const char *request, char *reply, siz
     double pct = total ? 100.0 * (double)(total - dirty) / (double)total : 0.0;
     double eta = p->rate > 0 ? (double)dirty / p->rate : -1;
     bs_id_to_hex(p->replica_id, rid);
-    n = snprintf(reply, size,
-                 "{\"role\": \"primary\", \"connected\": %s, \"state\": \"%s\", \"peer\": \"%s\", "
-                 "\"disk_bytes\": %" PRIu64 ", \"grain_bytes\": %" PRIu64 ", "
-                 "\"dirty_bytes\": %" PRIu64 ", \"inflight_bytes\": %" PRIu64 ", "
-                 "\"sent_bytes\": %" PRIu64 ", \"acked_bytes\": %" PRIu64 ", "
-                 "\"zero_bytes\": %" PRIu64 ", \"sync_percent\": %.2f, \"rate_bytes_per_sec\": %.0f, "
-                 "\"eta_seconds\": %.0f, \"epoch\": %" PRIu64 ", \"log_connected\": %s, "
-                 "\"read_errors\": %" PRIu64 ", \"replica_id\": \"%s\"}\n",
-                 p->ls == LS_STREAMING ? "true" : "false", names[p->ls], p->connect_addr, total,
-                 p->grain ? grain_bytes(p) : 0, dirty, inflight, p->sent_bytes, p->acked_bytes,
-                 p->zero_bytes, pct, p->rate, eta, p->epoch, p->log ? "true" : "false",
-                 p->read_errors, rid);
-    return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
+    bs_json_add_str(&b, "role", "primary");
+    bs_json_add_bool(&b, "connected", p->ls == LS_STREAMING);
+    bs_json_add_str(&b, "state", names[p->ls]);
+    bs_json_add_str(&b, "peer", p->connect_addr);
+    bs_json_add_u64(&b, "disk_bytes", total);
+    bs_json_add_u64(&b, "grain_bytes", p->grain ? grain_bytes(p) : 0);
+    bs_json_add_u64(&b, "dirty_bytes", dirty);
+    bs_json_add_u64(&b, "inflight_bytes", inflight);
+    bs_json_add_u64(&b, "sent_bytes", p->sent_bytes);
+    bs_json_add_u64(&b, "acked_bytes", p->acked_bytes);
+    bs_json_add_u64(&b, "zero_bytes", p->zero_bytes);
+    bs_json_add_fixed(&b, "sync_percent", pct, 2);
+    bs_json_add_fixed(&b, "rate_bytes_per_sec", p->rate, 0);
+    bs_json_add_fixed(&b, "eta_seconds", eta, 0);
+    bs_json_add_u64(&b, "epoch", p->epoch);
+    bs_json_add_bool(&b, "log_connected", p->log != NULL);
+    bs_json_add_u64(&b, "read_errors", p->read_errors);
+    bs_json_add_str(&b, "replica_id", rid);
+    return bs_json_finish(&b, reply, size);
 }
 
 static void on_signal(uv_signal_t *h, int signum)

@@ -6,9 +6,10 @@ set -euo pipefail
 packages=(
   # build
   build-essential cmake pkg-config
-  libuv1-dev libssl-dev libxen-dev nbdkit-plugin-dev libcmocka-dev
+  libuv1-dev libssl-dev libxen-dev nbdkit-plugin-dev libcmocka-dev libjson-c-dev
   # run and test
   nbdkit qemu-utils fio libnbd-bin openssl util-linux iproute2 iptables xxd procps
+  python3   # the tests check JSON with its json module, and fake agents
   # benchmarks: the peers they compare against
   qemu-system-common rsync
 )

@@ -36,6 +36,7 @@
 #include "common/conn.h"
 #include "common/crc32c.h"
 #include "common/ctl.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/notify.h"
 #include "common/net.h"
@@ -825,29 +826,41 @@ static void on_tick(uv_timer_t *t)
     send_control(s, BSR_HEARTBEAT, now_ms(sec), 0);
 }
 
-static size_t status_handler(void *opaque, const char *request, char *reply, size_t size)
+/* Answers "status" with the replica's state as one JSON object (see
+ * docs/man/blkship.8.md for the fields); a change that is not an addition
+ * needs BS_CTL_SCHEMA incremented. */
+static ssize_t status_handler(void *opaque, const char *request, char *reply, size_t size)
 {
     struct secondary *sec = opaque;
+    struct bs_json_builder b;
     char rid[33], pid[33];
-    int n;
 
-    if (strcmp(request, "status") != 0)
-        return (size_t)snprintf(reply, size, "{\"error\": \"unknown request\"}\n");
+    bs_json_begin(&b);
+    bs_json_add_i64(&b, "schema", BS_CTL_SCHEMA);
+    if (strcmp(request, "status") != 0) {
+        bs_json_add_str(&b, "error", "unknown request");
+        return bs_json_finish(&b, reply, size);
+    }
     bs_id_to_hex(sec->replica_id, rid);
     bs_id_to_hex(sec->primary_id, pid);
-    n = snprintf(reply, size,
-                 "{\"role\": \"secondary\", \"connected\": %s, \"peer\": \"%s\", "
-                 "\"device\": \"%s\", \"disk_bytes\": %" PRIu64 ", \"replica_id\": \"%s\", "
-                 "\"primary_id\": \"%s\", \"generation\": %" PRIu64 ", "
-                 "\"dirty_bytes\": null, \"inflight_bytes\": %" PRIu64 ", \"sent_bytes\": 0, "
-                 "\"received_bytes\": %" PRIu64 ", \"written_bytes\": %" PRIu64
-                 ", \"acked_bytes\": %" PRIu64 ", \"bad_frames\": %" PRIu64
-                 ", \"sync_percent\": null}\n",
-                 sec->session ? "true" : "false", sec->session ? sec->peer : "",
-                 sec->target.path, sec->disk_bytes, rid, pid, sec->generation,
-                 sec->unflushed_bytes, sec->received_bytes, sec->written_bytes,
-                 sec->durable_bytes, sec->bad_frames);
-    return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
+    bs_json_add_str(&b, "role", "secondary");
+    bs_json_add_bool(&b, "connected", sec->session != NULL);
+    bs_json_add_str(&b, "peer", sec->session ? sec->peer : "");
+    bs_json_add_str(&b, "device", sec->target.path);
+    bs_json_add_u64(&b, "disk_bytes", sec->disk_bytes);
+    bs_json_add_str(&b, "replica_id", rid);
+    bs_json_add_str(&b, "primary_id", pid);
+    bs_json_add_u64(&b, "generation", sec->generation);
+    /* Only the primary knows what the replica lacks. */
+    bs_json_add_null(&b, "dirty_bytes");
+    bs_json_add_u64(&b, "inflight_bytes", sec->unflushed_bytes);
+    bs_json_add_u64(&b, "sent_bytes", 0);
+    bs_json_add_u64(&b, "received_bytes", sec->received_bytes);
+    bs_json_add_u64(&b, "written_bytes", sec->written_bytes);
+    bs_json_add_u64(&b, "acked_bytes", sec->durable_bytes);
+    bs_json_add_u64(&b, "bad_frames", sec->bad_frames);
+    bs_json_add_null(&b, "sync_percent");
+    return bs_json_finish(&b, reply, size);
 }
 
 static void on_signal(uv_signal_t *h, int signum)

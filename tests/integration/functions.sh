@@ -193,7 +193,9 @@ ring_cmp() {
 }
 
 # info_field KEY: one field of `blkship wlog info --json` (an integer or a
-# quoted string, printed without quotes).
+# quoted string, printed without quotes; the " }" after the last member is
+# not part of its value).
 info_field() {
-    "$BLKSHIP" wlog info "$CTL" --json | sed -n "s/.*\"$1\": \"\{0,1\}\([^,\"}]*\).*/\1/p"
+    "$BLKSHIP" wlog info "$CTL" --json |
+        sed -n "s/.*\"$1\": \"\{0,1\}\([^,\"}]*\).*/\1/;T;s/ *\$//;p"
 }

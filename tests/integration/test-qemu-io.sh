@@ -113,7 +113,7 @@ wlog peek >"$WORKDIR/peek4"
 expect_extents "peek after a new write" "$WORKDIR/peek4" "80 8
 "
 # clrw forgets it.
-wlog clrw
+wlog clrw --force
 wlog peek >"$WORKDIR/peek5"
 [ ! -s "$WORKDIR/peek5" ] || fail "peek after clrw is not empty"
 

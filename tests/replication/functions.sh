@@ -142,9 +142,11 @@ status() {
 }
 
 # jget JSON KEY: a field of the flat JSON (numbers, booleans, strings
-# without their quotes).
+# without their quotes; for strings free of '"', ',' and '}' and of
+# escapes, which the fields tests poll are).  The last member is followed
+# by " }": the space is not part of the value.
 jget() {
-    sed -n "s/.*\"$2\": \"\{0,1\}\([^,\"}]*\).*/\1/p" <<<"$1"
+    sed -n "s/.*\"$2\": \"\{0,1\}\([^,\"}]*\).*/\1/;T;s/ *\$//;p" <<<"$1"
 }
 
 # field CTL KEY: one field of the agent's status now.

@@ -1,0 +1,344 @@
+/* Checks and renders an agent's status reply (see status_view.h).  The
+ * fields read here are the ones docs/man/blkship.8.md promises for every
+ * role; a reply without one of them is refused whole rather than shown in
+ * part, so that a person never reads a zero that was really a gap. */
+#include "cli/status_view.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "common/ctl.h"
+#include "common/json.h"
+
+/* What a field may hold. */
+enum {
+    T_STR = 1 << 0,
+    T_BOOL = 1 << 1,
+    T_NUM = 1 << 2,     /* a finite number */
+    T_NULL = 1 << 3,
+};
+
+struct field_rule {
+    const char *name;
+    unsigned types;
+    bool required;
+    double min, max;    /* for numbers */
+};
+
+#define ANY_BYTES 0, 1.8446744073709552e19
+
+static const struct field_rule rules[] = {
+    { "role", T_STR, true, 0, 0 },
+    { "connected", T_BOOL, true, 0, 0 },
+    { "dirty_bytes", T_NUM | T_NULL, true, ANY_BYTES },
+    { "inflight_bytes", T_NUM, true, ANY_BYTES },
+    { "sent_bytes", T_NUM, true, ANY_BYTES },
+    { "acked_bytes", T_NUM, true, ANY_BYTES },
+    { "sync_percent", T_NUM | T_NULL, true, 0, 100 },
+    { "state", T_STR, false, 0, 0 },
+    { "peer", T_STR, false, 0, 0 },
+    { "device", T_STR, false, 0, 0 },
+    { "rate_bytes_per_sec", T_NUM, false, ANY_BYTES },
+    /* -1: unknown. */
+    { "eta_seconds", T_NUM, false, -1, 1e300 },
+};
+
+static const char *type_name(struct json_object *v)
+{
+    switch (json_object_get_type(v)) {
+    case json_type_null: return "null";
+    case json_type_boolean: return "a boolean";
+    case json_type_double:
+    case json_type_int: return "a number";
+    case json_type_string: return "a string";
+    case json_type_array: return "an array";
+    case json_type_object: return "an object";
+    }
+    return "?";
+}
+
+static const char *wanted(unsigned types)
+{
+    switch (types) {
+    case T_STR: return "a string";
+    case T_BOOL: return "a boolean";
+    case T_NUM: return "a number";
+    case T_NUM | T_NULL: return "a number or null";
+    }
+    return "?";
+}
+
+static bool is_number(struct json_object *v)
+{
+    enum json_type t = json_object_get_type(v);
+
+    return t == json_type_int || t == json_type_double;
+}
+
+/* Checks one rule; returns 0 or -EBADMSG with the reason in err. */
+static int check_field(struct json_object *obj, const struct field_rule *r, char *err,
+                       size_t errsize)
+{
+    struct json_object *v;
+    unsigned have;
+
+    if (!json_object_object_get_ex(obj, r->name, &v)) {
+        if (!r->required)
+            return 0;
+        snprintf(err, errsize, "the status has no \"%s\" field", r->name);
+        return -EBADMSG;
+    }
+    have = !v ? T_NULL
+         : is_number(v) ? T_NUM
+         : json_object_is_type(v, json_type_string) ? T_STR
+         : json_object_is_type(v, json_type_boolean) ? T_BOOL
+         : 0;
+    if (!(have & r->types)) {
+        snprintf(err, errsize, "the status field \"%s\" is %s, not %s", r->name, type_name(v),
+                 wanted(r->types));
+        return -EBADMSG;
+    }
+    if (have == T_NUM) {
+        double d = json_object_get_double(v);
+        if (d < r->min || d > r->max) {
+            snprintf(err, errsize, "the status field \"%s\" is %g, outside [%g, %g]", r->name, d,
+                     r->min, r->max);
+            return -EBADMSG;
+        }
+    }
+    return 0;
+}
+
+/* ---- Text for a terminal ----------------------------------------------------- */
+
+/* Encodes the character at s (left bytes, valid UTF-8 as json-c returns
+ * it) for a terminal: control characters, C0 and C1, and the backslash
+ * become C-style escapes so that a string can neither move the cursor nor
+ * hide what it holds; everything else is copied.  Writes at most 7 bytes
+ * to out and returns how many; *used gets the bytes of s consumed. */
+static size_t escape_char(const unsigned char *s, size_t left, char out[8], size_t *used)
+{
+    unsigned char c = s[0];
+
+    *used = 1;
+    switch (c) {
+    case '\\': memcpy(out, "\\\\", 2); return 2;
+    case '\t': memcpy(out, "\\t", 2); return 2;
+    case '\n': memcpy(out, "\\n", 2); return 2;
+    case '\r': memcpy(out, "\\r", 2); return 2;
+    default: break;
+    }
+    if (c < 0x20 || c == 0x7f)
+        return (size_t)snprintf(out, 8, "\\x%02x", c);
+    if (c == 0xc2 && left >= 2 && s[1] >= 0x80 && s[1] <= 0x9f) {
+        *used = 2;
+        return (size_t)snprintf(out, 8, "\\u%04x", s[1]);
+    }
+    out[0] = (char)c;
+    return 1;
+}
+
+static void put_text(FILE *f, const char *s, size_t len)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    char enc[8];
+    size_t used;
+
+    for (size_t i = 0; i < len; i += used)
+        fwrite(enc, 1, escape_char(u + i, len - i, enc, &used), f);
+}
+
+/* The same into buf (always terminated), cut short with "..." if need be. */
+static void escape_into(const char *s, size_t len, char *buf, size_t size)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t o = 0, used, n;
+    char enc[8];
+
+    if (!size)
+        return;
+    for (size_t i = 0; i < len; i += used) {
+        n = escape_char(u + i, len - i, enc, &used);
+        if (o + n + 4 > size) {
+            if (o + 4 <= size) {
+                memcpy(buf + o, "...", 3);
+                o += 3;
+            }
+            break;
+        }
+        memcpy(buf + o, enc, n);
+        o += n;
+    }
+    buf[o] = '\0';
+}
+
+/* ---- Human output ------------------------------------------------------------ */
+
+static struct json_object *member(struct json_object *obj, const char *key)
+{
+    struct json_object *v = NULL;
+
+    json_object_object_get_ex(obj, key, &v);
+    return v;
+}
+
+/* A number field, or -1 when it is absent or null. */
+static double num(struct json_object *obj, const char *key)
+{
+    struct json_object *v = member(obj, key);
+
+    return v ? json_object_get_double(v) : -1;
+}
+
+static void put_field_text(FILE *f, struct json_object *obj, const char *key)
+{
+    struct json_object *v = member(obj, key);
+
+    put_text(f, json_object_get_string(v), (size_t)json_object_get_string_len(v));
+}
+
+static void human_bytes(double b, char *out, size_t size)
+{
+    static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+    int u = 0;
+
+    while (b >= 1024 && u < 5) {
+        b /= 1024;
+        u++;
+    }
+    snprintf(out, size, u ? "%.1f %s" : "%.0f %s", b, units[u]);
+}
+
+static void print_human(struct json_object *obj, FILE *f)
+{
+    struct json_object *peer = member(obj, "peer");
+    double pct = num(obj, "sync_percent");
+    double dirty = num(obj, "dirty_bytes");
+    double rate = num(obj, "rate_bytes_per_sec");
+    double eta = num(obj, "eta_seconds");
+    char a[64], b[64], c[64];
+
+    fputs("role        ", f);
+    put_field_text(f, obj, "role");
+    fprintf(f, "\nconnected   %s",
+            json_object_get_boolean(member(obj, "connected")) ? "yes" : "no");
+    if (peer && json_object_get_string_len(peer) > 0) {
+        fputs(" — ", f);
+        put_field_text(f, obj, "peer");
+    }
+    fputc('\n', f);
+    if (member(obj, "device")) {
+        fputs("device      ", f);
+        put_field_text(f, obj, "device");
+        fputc('\n', f);
+    }
+    if (member(obj, "state")) {
+        fputs("state       ", f);
+        put_field_text(f, obj, "state");
+        fputc('\n', f);
+    }
+    if (pct >= 0) {
+        int width = 40, fill = (int)(pct / 100.0 * width + 0.5);
+        fputs("in sync     [", f);
+        for (int i = 0; i < width; i++)
+            fputc(i < fill ? '#' : '.', f);
+        fprintf(f, "] %.1f%%\n", pct);
+    }
+    if (dirty >= 0) {
+        human_bytes(dirty, a, sizeof(a));
+        fprintf(f, "dirty       %s\n", a);
+    }
+    human_bytes(num(obj, "sent_bytes"), a, sizeof(a));
+    human_bytes(num(obj, "acked_bytes"), b, sizeof(b));
+    human_bytes(num(obj, "inflight_bytes"), c, sizeof(c));
+    fprintf(f, "sent        %s, durable on the replica %s, in flight %s\n", a, b, c);
+    if (rate >= 0) {
+        human_bytes(rate, a, sizeof(a));
+        if (eta >= 0 && dirty > 0)
+            fprintf(f, "rate        %s/s, ETA %.0f s\n", a, eta);
+        else
+            fprintf(f, "rate        %s/s\n", a);
+    }
+}
+
+/* ---- Entry point ------------------------------------------------------------- */
+
+/* Checks everything the renderers read, so that they cannot fail. */
+static int check_status(struct json_object *obj, char *err, size_t errsize)
+{
+    struct json_object *v;
+    int64_t schema;
+    int r;
+
+    if (!json_object_is_type(obj, json_type_object)) {
+        snprintf(err, errsize, "the reply is %s, not a JSON object", type_name(obj));
+        return -EBADMSG;
+    }
+    if (json_object_object_get_ex(obj, "error", &v)) {
+        if (json_object_is_type(v, json_type_string)) {
+            char text[512];
+            escape_into(json_object_get_string(v), (size_t)json_object_get_string_len(v), text,
+                        sizeof(text));
+            snprintf(err, errsize, "the agent answered with an error: %s", text);
+        } else {
+            snprintf(err, errsize, "the agent answered with an error (%s)", type_name(v));
+        }
+        return -EREMOTEIO;
+    }
+    if (!json_object_object_get_ex(obj, "schema", &v)) {
+        snprintf(err, errsize, "the status has no \"schema\" field");
+        return -EBADMSG;
+    }
+    if (!json_object_is_type(v, json_type_int)) {
+        snprintf(err, errsize, "the status field \"schema\" is %s, not an integer",
+                 type_name(v));
+        return -EBADMSG;
+    }
+    schema = json_object_get_int64(v);
+    if (schema < 1) {
+        snprintf(err, errsize, "the status schema %" PRId64 " is not a schema (1 or more)", schema);
+        return -EBADMSG;
+    }
+    if (schema > BS_CTL_SCHEMA) {
+        snprintf(err, errsize,
+                 "the status is in schema %" PRId64 ", newer than this blkship reads (%d): "
+                 "use the blkship of the agent's version",
+                 schema, BS_CTL_SCHEMA);
+        return -EPROTONOSUPPORT;
+    }
+    for (size_t i = 0; i < sizeof(rules) / sizeof(rules[0]); i++) {
+        r = check_field(obj, &rules[i], err, errsize);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+int bs_status_view(const char *reply, size_t len, enum bs_status_view_mode mode, FILE *out,
+                   char *err, size_t errsize)
+{
+    struct json_object *obj;
+    int r;
+
+    if (errsize)
+        err[0] = '\0';
+    r = bs_json_parse(reply, len, &obj, err, errsize);
+    if (r < 0)
+        return r;
+    r = check_status(obj, err, errsize);
+    if (r == 0) {
+        if (mode == BS_STATUS_JSON) {
+            r = bs_json_print(obj, out);
+        } else {
+            print_human(obj, out);
+            r = ferror(out) ? -EIO : 0;
+        }
+        if (r < 0)
+            snprintf(err, errsize, "%s", r == -ENOMEM ? "out of memory" : "writing failed");
+    }
+    json_object_put(obj);
+    return r;
+}
