@@ -12,6 +12,7 @@
 
 #include "cli/blkship.h"
 #include "common/json.h"
+#include "common/opt.h"
 #include "primary/writelog/wl_client.h"
 
 static void wlog_usage(FILE *f)
@@ -249,18 +250,6 @@ static int do_clrw(struct wl_client *c, const char *sock, bool force)
     return 0;
 }
 
-static int parse_u64(const char *s, uint64_t *out)
-{
-    char *end;
-
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 0);
-    if (errno || end == s || *end || s[0] == '-')
-        return -EINVAL;
-    *out = v;
-    return 0;
-}
-
 static int do_read(struct wl_client *c, int argc, char **argv, const char *output)
 {
     uint64_t sector, count, chunk = 8192;
@@ -268,7 +257,7 @@ static int do_read(struct wl_client *c, int argc, char **argv, const char *outpu
     char *buf;
     int r = 0;
 
-    if (argc != 2 || parse_u64(argv[0], &sector) < 0 || parse_u64(argv[1], &count) < 0 ||
+    if (argc != 2 || bs_parse_u64(argv[0], &sector) < 0 || bs_parse_u64(argv[1], &count) < 0 ||
         count == 0) {
         fprintf(stderr, "blkship wlog read: need SECTOR and COUNT (> 0)\n");
         return 2;
