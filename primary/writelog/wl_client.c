@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "primary/writelog/wl_proto.h"
+
 /* Sectors per ring request: small enough that many are in flight at once. */
 #define READ_CHUNK_SECTORS 512u
 
@@ -79,13 +81,13 @@ static int read_reply(struct wl_client *c, const char *tag, void *buf, size_t le
     r = read_all(c, head, sizeof(head));
     if (r < 0)
         return r;
-    if (memcmp(head, WL_MSG_ERRR, WL_CMD_LEN) == 0 || memcmp(head, WL_MSG_BUSY, WL_CMD_LEN) == 0) {
+    if (wl_msg_is_refusal((const uint8_t *)head)) {
         struct wl_ctlmsg_err e;
         memcpy(e.cmd, head, WL_CMD_LEN);
         r = read_all(c, (char *)&e + WL_CMD_LEN, sizeof(e) - WL_CMD_LEN);
         if (r < 0)
             return r;
-        return e.err > 0 ? -e.err : -EPROTO;
+        return wl_msg_errno(e.err);
     }
     if (tag && memcmp(head, tag, WL_CMD_LEN) != 0)
         return -EPROTO;
@@ -120,10 +122,9 @@ int wl_client_open(struct wl_client *c, const char *sock_path)
     r = read_reply(c, NULL, &shmp, sizeof(shmp));
     if (r < 0)
         goto fail;
-    if (shmp.shm_size != WL_SHM_SIZE || memchr(shmp.shm_name, 0, sizeof(shmp.shm_name)) == NULL) {
-        r = -EPROTO;
+    r = wl_shmp_reply_check(&shmp);
+    if (r < 0)
         goto fail;
-    }
     memcpy(c->shm_name, shmp.shm_name, sizeof(c->shm_name));
     fd = shm_open(c->shm_name, O_RDWR | O_CLOEXEC, 0);
     if (fd < 0) {
@@ -172,9 +173,9 @@ int wl_client_info(struct wl_client *c)
     r = read_reply(c, WL_CMD_INFO, &info, sizeof(info));
     if (r < 0)
         return r;
-    if (info.version < 1 || info.sector_size != WL_SECTOR_SIZE || info.grain_sectors == 0 ||
-        info.ring_max_sectors == 0)
-        return -EPROTO;
+    r = wl_info_reply_check(&info);
+    if (r < 0)
+        return r;
     c->info = info;
     return 0;
 }
@@ -200,9 +201,7 @@ int wl_client_export(struct wl_client *c, const char *cmd, struct wl_export_repl
     r = read_reply(c, cmd, out, sizeof(*out));
     if (r < 0)
         return r;
-    if (out->extents > WL_EXPORT_MAX)
-        return -EPROTO;
-    return 0;
+    return wl_export_reply_check(out);
 }
 
 const struct wl_disk_range *wl_client_extents(const struct wl_client *c)
@@ -252,7 +251,7 @@ int wl_client_read(struct wl_client *c, uint64_t sector, uint64_t count, void *b
             struct wl_ctlmsg_err e;
             memcpy(&e, &note, sizeof(e));
             if (e.err)
-                return e.err > 0 ? -e.err : -EPROTO;
+                return wl_msg_errno(e.err);
         }
         RING_IDX rp = c->front.sring->rsp_prod;
         xen_rmb();
@@ -260,11 +259,9 @@ int wl_client_read(struct wl_client *c, uint64_t sector, uint64_t count, void *b
             return -EPROTO;
         for (; c->front.rsp_cons != rp; c->front.rsp_cons++) {
             log_response_t rsp = *RING_GET_RESPONSE(&c->front, c->front.rsp_cons);
-            if (rsp.count == 0)
-                return rsp.offset ? -(int)rsp.offset : -EPROTO;
-            if (rsp.sector < sector || rsp.sector - sector >= count ||
-                rsp.offset != (rsp.sector - sector) * WL_SECTOR_SIZE)
-                return -EPROTO;
+            r = wl_ring_response_check(&rsp, sector, count);
+            if (r < 0)
+                return r;
             memcpy((char *)buf + (size_t)(rsp.sector - sector) * WL_SECTOR_SIZE,
                    wl_shm_data(c->shm) + rsp.offset, (size_t)rsp.count * WL_SECTOR_SIZE);
             round_sectors += rsp.count;
