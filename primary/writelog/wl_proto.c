@@ -56,9 +56,16 @@ void wl_cmd_printable(const char cmd[WL_CMD_LEN], char out[WL_CMD_PRINTABLE_LEN]
 int wl_ring_new_requests(RING_IDX req_prod, RING_IDX req_cons, RING_IDX rsp_prod_pvt,
                          RING_IDX *n)
 {
-    if (req_prod - rsp_prod_pvt > WL_RING_ENTRIES)
+    /* Consumed and not yet answered: each holds one of the server's jobs. */
+    RING_IDX busy = req_cons - rsp_prod_pvt;
+    RING_IDX fresh = req_prod - req_cons;
+
+    /* Measured from req_cons, not only from rsp_prod_pvt: a req_prod moved
+     * back behind req_cons, while reads are in flight, is still within a
+     * ring of the responses but would make the count wrap to ~2^32. */
+    if (busy > WL_RING_ENTRIES || fresh > WL_RING_ENTRIES - busy)
         return -EPROTO;
-    *n = req_prod - req_cons;
+    *n = fresh;
     return 0;
 }
 

@@ -56,7 +56,10 @@ void wl_cmd_printable(const char cmd[WL_CMD_LEN], char out[WL_CMD_PRINTABLE_LEN]
 /* How many requests the client has published beyond req_cons, given the
  * client's req_prod (read from shared memory: anything) and the server's
  * own indices.  Returns 0 with *n set, or -EPROTO when req_prod is more
- * than a ring ahead of the responses produced: the ring is broken. */
+ * than a ring ahead of the responses produced or behind req_cons: the ring
+ * is broken.  On success *n never exceeds the ring entries that are
+ * neither consumed-and-unanswered nor answered: the jobs the server has
+ * free. */
 int wl_ring_new_requests(RING_IDX req_prod, RING_IDX req_cons, RING_IDX rsp_prod_pvt,
                          RING_IDX *n);
 

@@ -341,9 +341,9 @@ static void handle_kick(struct wl_server *srv)
     rp = srv->back.sring->req_prod;
     xen_rmb(); /* read requests only after the index that publishes them */
     if (wl_ring_new_requests(rp, srv->back.req_cons, srv->back.rsp_prod_pvt, &nreq) < 0) {
-        BS_ERR(MOD, "ring broken by the client: req_prod %u is more than %u past rsp_prod %u; "
-                    "ignoring the ring until the client reconnects",
-               rp, (unsigned)WL_RING_ENTRIES, srv->back.rsp_prod_pvt);
+        BS_ERR(MOD, "ring broken by the client: req_prod %u is more than %u past rsp_prod %u "
+                    "or behind req_cons %u; ignoring the ring until the client reconnects",
+               rp, (unsigned)WL_RING_ENTRIES, srv->back.rsp_prod_pvt, srv->back.req_cons);
         srv->ring_broken = true;
         send_ctlmsg(srv, WL_CMD_KICK, EPROTO, WL_CMD_KICK);
         return;
