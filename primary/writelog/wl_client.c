@@ -209,38 +209,30 @@ const struct wl_disk_range *wl_client_extents(const struct wl_client *c)
     return wl_shm_export(c->shm);
 }
 
-/* Queues the requests of one round: as many chunks as fit the ring and the
- * data area.  Returns the number queued. */
-static unsigned queue_round(struct wl_client *c, uint64_t sector, uint64_t count)
+/* Queues the requests of one round (as many chunks as fit the ring and the
+ * data area) and publishes them. */
+static void queue_round(struct wl_client *c, struct wl_read_round *rr, uint64_t sector,
+                        uint64_t count)
 {
     uint32_t per = READ_CHUNK_SECTORS < c->info.ring_max_sectors ? READ_CHUNK_SECTORS
                                                                  : c->info.ring_max_sectors;
-    uint64_t data_sectors = WL_DATA_SIZE / WL_SECTOR_SIZE;
-    unsigned n = 0;
-    uint64_t done = 0;
 
-    while (done < count && n < WL_RING_ENTRIES && (done + per) <= data_sectors) {
-        uint32_t len = count - done < per ? (uint32_t)(count - done) : per;
-        log_request_t *req = RING_GET_REQUEST(&c->front, c->front.req_prod_pvt);
-        req->sector = sector + done;
-        req->count = len;
-        req->offset = (uint32_t)(done * WL_SECTOR_SIZE);
+    wl_read_round_plan(rr, sector, count, per);
+    for (unsigned i = 0; i < rr->n; i++) {
+        wl_read_round_request(rr, i, RING_GET_REQUEST(&c->front, c->front.req_prod_pvt));
         c->front.req_prod_pvt++;
-        done += len;
-        n++;
     }
     RING_PUSH_REQUESTS(&c->front);
-    return n;
 }
 
 int wl_client_read(struct wl_client *c, uint64_t sector, uint64_t count, void *buf)
 {
     while (count) {
         struct wl_ctlmsg note;
-        unsigned n = queue_round(c, sector, count);
-        uint64_t round_sectors = 0;
+        struct wl_read_round rr;
         int r;
 
+        queue_round(c, &rr, sector, count);
         r = send_cmd(c, WL_CMD_KICK);
         if (r < 0)
             return r;
@@ -255,20 +247,21 @@ int wl_client_read(struct wl_client *c, uint64_t sector, uint64_t count, void *b
         }
         RING_IDX rp = c->front.sring->rsp_prod;
         xen_rmb();
-        if (rp - c->front.rsp_cons != n)
+        if (rp - c->front.rsp_cons != rr.n)
             return -EPROTO;
+        /* Each response is checked to echo a distinct request of this
+         * round: together they cover exactly the round's sectors. */
         for (; c->front.rsp_cons != rp; c->front.rsp_cons++) {
             log_response_t rsp = *RING_GET_RESPONSE(&c->front, c->front.rsp_cons);
-            r = wl_ring_response_check(&rsp, sector, count);
+            r = wl_read_round_response(&rr, &rsp);
             if (r < 0)
                 return r;
             memcpy((char *)buf + (size_t)(rsp.sector - sector) * WL_SECTOR_SIZE,
                    wl_shm_data(c->shm) + rsp.offset, (size_t)rsp.count * WL_SECTOR_SIZE);
-            round_sectors += rsp.count;
         }
-        sector += round_sectors;
-        count -= round_sectors;
-        buf = (char *)buf + round_sectors * WL_SECTOR_SIZE;
+        sector += rr.sectors;
+        count -= rr.sectors;
+        buf = (char *)buf + rr.sectors * WL_SECTOR_SIZE;
     }
     return 0;
 }

@@ -125,12 +125,51 @@ int wl_export_reply_check(const struct wl_export_reply *r)
     return r->extents > WL_EXPORT_MAX ? -EPROTO : 0;
 }
 
-int wl_ring_response_check(const log_response_t *rsp, uint64_t sector, uint64_t count)
+void wl_read_round_plan(struct wl_read_round *rr, uint64_t sector, uint64_t count,
+                        uint32_t per)
 {
+    const uint64_t data_sectors = WL_DATA_SIZE / WL_SECTOR_SIZE;
+
+    memset(rr, 0, sizeof(*rr));
+    rr->sector = sector;
+    rr->per = per;
+    while (rr->sectors < count && rr->n < WL_RING_ENTRIES && rr->sectors + per <= data_sectors) {
+        rr->sectors += count - rr->sectors < per ? count - rr->sectors : per;
+        rr->n++;
+    }
+}
+
+void wl_read_round_request(const struct wl_read_round *rr, unsigned i, log_request_t *req)
+{
+    uint64_t first = (uint64_t)i * rr->per;
+
+    req->sector = rr->sector + first;
+    req->count = (uint32_t)(rr->sectors - first < rr->per ? rr->sectors - first : rr->per);
+    req->offset = (uint32_t)(first * WL_SECTOR_SIZE);
+}
+
+/* A failed read's response carries the errno in offset; errnos are small. */
+#define WL_MAX_ERRNO 4095u
+
+int wl_read_round_response(struct wl_read_round *rr, const log_response_t *rsp)
+{
+    log_request_t req;
+    uint64_t d;
+    unsigned i;
+
     if (rsp->count == 0)
-        return rsp->offset ? -(int)rsp->offset : -EPROTO;
-    if (rsp->sector < sector || rsp->sector - sector >= count ||
-        rsp->offset != (rsp->sector - sector) * WL_SECTOR_SIZE)
+        return rsp->offset > 0 && rsp->offset <= WL_MAX_ERRNO ? -(int)rsp->offset : -EPROTO;
+    if (rsp->sector < rr->sector || rr->per == 0)
         return -EPROTO;
+    d = rsp->sector - rr->sector;
+    if (d >= rr->sectors || d % rr->per != 0)
+        return -EPROTO;
+    i = (unsigned)(d / rr->per);
+    wl_read_round_request(rr, i, &req);
+    if (rsp->count != req.count || rsp->offset != req.offset)
+        return -EPROTO;
+    if (rr->answered[i / 64] & (1ull << (i % 64)))
+        return -EPROTO; /* answered twice */
+    rr->answered[i / 64] |= 1ull << (i % 64);
     return 0;
 }

@@ -92,10 +92,30 @@ int wl_info_reply_check(const struct wl_info_reply *r);
 /* Checks a seal/next reply: extents within the export area.  0 or -EPROTO. */
 int wl_export_reply_check(const struct wl_export_reply *r);
 
-/* Checks one ring response read by wl_client_read() for the request range
- * [sector, sector + count).  Returns 0 when its data may be copied into the
- * caller's buffer at (rsp->sector - sector) * 512, the read's -errno when
- * the server reports a failed read, or -EPROTO. */
-int wl_ring_response_check(const log_response_t *rsp, uint64_t sector, uint64_t count);
+/* One round of wl_client_read(): requests of `per` sectors (the last may
+ * be shorter) for consecutive sectors from `sector`, request i reading into
+ * the data area at i * per * 512, as many as fit the ring and the data
+ * area.  The client waits for all of them before the next round. */
+struct wl_read_round {
+    uint64_t sector;   /* first sector of the round */
+    uint64_t sectors;  /* sectors its requests cover */
+    uint32_t per;      /* sectors per request */
+    unsigned n;        /* requests, at most WL_RING_ENTRIES */
+    uint64_t answered[(WL_RING_ENTRIES + 63) / 64];
+};
+
+/* Plans the round that starts a read of count (> 0) sectors at sector,
+ * with requests of per sectors (1..WL_RING_MAX_SECTORS). */
+void wl_read_round_plan(struct wl_read_round *rr, uint64_t sector, uint64_t count,
+                        uint32_t per);
+/* Request i (< rr->n) of the round. */
+void wl_read_round_request(const struct wl_read_round *rr, unsigned i, log_request_t *req);
+/* Checks a ring response (a copy) against the round.  Returns 0 when it
+ * echoes a request of the round that was not answered yet (it is then
+ * marked answered: its data may be copied from the data area at
+ * rsp->offset to the read's buffer at (rsp->sector - rr->sector) * 512);
+ * the read's -errno when the server reports a failed read; -EPROTO for
+ * anything else. */
+int wl_read_round_response(struct wl_read_round *rr, const log_response_t *rsp);
 
 #endif

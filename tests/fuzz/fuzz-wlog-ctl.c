@@ -9,8 +9,8 @@
  *      rsp_prod_pvt (u32 each), the client's req_prod u32, then requests
  *      of 16 bytes (sector u64, count u32, offset u32)
  *   2  replies: 256 bytes as a reply, read as each reply kind
- *   3  client ring: a read's sector u64 and count u64, then responses of
- *      16 bytes
+ *   3  client ring: a read's sector u64 and count u64, the sectors per
+ *      request u32, then responses of 16 bytes
  * Fields are little-endian; what is missing reads as zero.
  */
 #include <errno.h>
@@ -148,9 +148,31 @@ static void fuzz_replies(struct fuzz_input *in)
 static void fuzz_client_ring(struct fuzz_input *in)
 {
     uint64_t sector = fuzz_u64(in), count = fuzz_u64(in);
+    uint32_t per = fuzz_u32(in) % WL_RING_MAX_SECTORS + 1;
+    struct wl_read_round rr, echo;
+    uint64_t accepted_from[WL_RING_ENTRIES], accepted_len[WL_RING_ENTRIES], total = 0;
+    unsigned accepted = 0;
 
     if (count == 0)
-        count = 1; /* wl_client_read() only checks responses of a read */
+        count = 1; /* wl_client_read() plans rounds only for what is left */
+    wl_read_round_plan(&rr, sector, count, per);
+    FUZZ_CHECK(rr.n >= 1 && rr.n <= WL_RING_ENTRIES);
+    FUZZ_CHECK(rr.sectors >= 1 && rr.sectors <= count);
+
+    /* The round's own requests are within the data area, and echoing each
+     * of them is accepted once, never twice. */
+    echo = rr;
+    for (unsigned i = 0; i < rr.n; i++) {
+        log_request_t req;
+
+        wl_read_round_request(&rr, i, &req);
+        FUZZ_CHECK(req.count > 0 && req.count <= per);
+        FUZZ_CHECK((uint64_t)req.offset + (uint64_t)req.count * WL_SECTOR_SIZE <= WL_DATA_SIZE);
+        FUZZ_CHECK(wl_read_round_response(&echo, &req) == 0);
+        FUZZ_CHECK(wl_read_round_response(&echo, &req) == -EPROTO);
+    }
+
+    /* Responses as the server (or anyone who can write the shm) chose. */
     while (in->left) {
         log_response_t rsp;
         int r;
@@ -158,18 +180,30 @@ static void fuzz_client_ring(struct fuzz_input *in)
         rsp.sector = fuzz_u64(in);
         rsp.count = fuzz_u32(in);
         rsp.offset = fuzz_u32(in);
-        r = wl_ring_response_check(&rsp, sector, count);
+        r = wl_read_round_response(&rr, &rsp);
         FUZZ_CHECK(r <= 0);
         if (rsp.count == 0)
             FUZZ_CHECK(r < 0);
         if (r != 0)
             continue;
         /* The client copies count sectors from the data area at offset to
-         * its buffer at (sector - first) * 512: both must be in bounds. */
+         * its buffer at (sector - first) * 512: both in bounds, and no two
+         * accepted responses overlap, so the round adds up to its size. */
         FUZZ_CHECK(rsp.sector >= sector);
-        FUZZ_CHECK((unsigned __int128)(rsp.sector - sector) + rsp.count <= count);
+        FUZZ_CHECK((unsigned __int128)(rsp.sector - sector) + rsp.count <= rr.sectors);
         FUZZ_CHECK((uint64_t)rsp.offset + (uint64_t)rsp.count * WL_SECTOR_SIZE <= WL_DATA_SIZE);
+        for (unsigned j = 0; j < accepted; j++)
+            FUZZ_CHECK(rsp.sector - sector >= accepted_from[j] + accepted_len[j] ||
+                       rsp.sector - sector + rsp.count <= accepted_from[j]);
+        FUZZ_CHECK(accepted < rr.n);
+        accepted_from[accepted] = rsp.sector - sector;
+        accepted_len[accepted] = rsp.count;
+        accepted++;
+        total += rsp.count;
+        FUZZ_CHECK(total <= rr.sectors);
     }
+    if (accepted == rr.n)
+        FUZZ_CHECK(total == rr.sectors);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

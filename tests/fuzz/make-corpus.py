@@ -97,9 +97,10 @@ def wlog_ctl():
     write("wlog-ctl", "reply-kick-broken", b"\2" + b"kick" + struct.pack("<i", 71) + b"kick"
           + bytes(8))
     rsps = b"".join(struct.pack("<QII", 1000 + i * 512, 512, i * 512 * 512) for i in range(3))
-    write("wlog-ctl", "client-ring-responses", b"\3" + struct.pack("<QQ", 1000, 1536) + rsps)
+    write("wlog-ctl", "client-ring-responses",
+          b"\3" + struct.pack("<QQI", 1000, 1536, 511) + rsps)
     write("wlog-ctl", "client-ring-failed-read",
-          b"\3" + struct.pack("<QQ", 0, 8) + struct.pack("<QII", 0, 0, 5))
+          b"\3" + struct.pack("<QQI", 0, 8, 511) + struct.pack("<QII", 0, 0, 5))
 
 
 def main():

@@ -117,6 +117,50 @@ static void test_replies(void **state)
     assert_int_equal(wl_export_reply_check(&exp), -EPROTO);
 }
 
+static void test_read_round(void **state)
+{
+    struct wl_read_round rr;
+    log_request_t req;
+    log_response_t rsp;
+
+    (void)state;
+    /* 1,100 sectors in requests of 512: 512 + 512 + 76. */
+    wl_read_round_plan(&rr, 1000, 1100, 512);
+    assert_int_equal(rr.n, 3);
+    assert_int_equal(rr.sectors, 1100);
+    wl_read_round_request(&rr, 2, &req);
+    assert_int_equal(req.sector, 2024);
+    assert_int_equal(req.count, 76);
+    assert_int_equal(req.offset, 1024 * 512);
+    /* The data area bounds a round: 15 requests of 512 fit, not 16. */
+    wl_read_round_plan(&rr, 0, UINT64_MAX, 512);
+    assert_int_equal(rr.n, 15);
+    assert_int_equal(rr.sectors, 15 * 512);
+
+    wl_read_round_plan(&rr, 1000, 1100, 512);
+    /* Longer than its request: would overrun the caller's buffer. */
+    rsp = (log_response_t){ .sector = 2024, .count = 512, .offset = 1024 * 512 };
+    assert_int_equal(wl_read_round_response(&rr, &rsp), -EPROTO);
+    /* Not at a request's start, or at the wrong offset. */
+    rsp = (log_response_t){ .sector = 1001, .count = 511, .offset = 512 };
+    assert_int_equal(wl_read_round_response(&rr, &rsp), -EPROTO);
+    rsp = (log_response_t){ .sector = 1512, .count = 512, .offset = 0 };
+    assert_int_equal(wl_read_round_response(&rr, &rsp), -EPROTO);
+    /* An echo is accepted once. */
+    rsp = (log_response_t){ .sector = 1512, .count = 512, .offset = 512 * 512 };
+    assert_int_equal(wl_read_round_response(&rr, &rsp), 0);
+    assert_int_equal(wl_read_round_response(&rr, &rsp), -EPROTO);
+    /* A failed read carries a small errno; anything else is a protocol error. */
+    rsp = (log_response_t){ .sector = 1000, .count = 0, .offset = EIO };
+    assert_int_equal(wl_read_round_response(&rr, &rsp), -EIO);
+    rsp.offset = 0;
+    assert_int_equal(wl_read_round_response(&rr, &rsp), -EPROTO);
+    rsp.offset = 0x80000000u;
+    assert_int_equal(wl_read_round_response(&rr, &rsp), -EPROTO);
+    rsp.offset = 0x80000001u;
+    assert_int_equal(wl_read_round_response(&rr, &rsp), -EPROTO);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -125,6 +169,7 @@ int main(void)
         cmocka_unit_test(test_ring_new_requests),
         cmocka_unit_test(test_ring_request_check),
         cmocka_unit_test(test_replies),
+        cmocka_unit_test(test_read_round),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
