@@ -9,6 +9,8 @@ packages=(
   libuv1-dev libssl-dev libxen-dev nbdkit-plugin-dev libcmocka-dev
   # run and test
   nbdkit qemu-utils fio libnbd-bin openssl util-linux iproute2 iptables xxd procps
+  # fuzzing (tests/fuzz): clang and its libFuzzer and sanitizer runtimes
+  clang clang-14 libclang-rt-14-dev
   # benchmarks: the peers they compare against
   qemu-system-common rsync
 )
