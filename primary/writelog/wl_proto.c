@@ -159,10 +159,10 @@ int wl_read_round_response(struct wl_read_round *rr, const log_response_t *rsp)
 
     if (rsp->count == 0)
         return rsp->offset > 0 && rsp->offset <= WL_MAX_ERRNO ? -(int)rsp->offset : -EPROTO;
-    if (rsp->sector < rr->sector || rr->per == 0)
-        return -EPROTO;
+    /* Modulo 2^64, as the client computes where the data goes: a round
+     * whose sectors wrap past the top is bounded the same way. */
     d = rsp->sector - rr->sector;
-    if (d >= rr->sectors || d % rr->per != 0)
+    if (rr->per == 0 || d >= rr->sectors || d % rr->per != 0)
         return -EPROTO;
     i = (unsigned)(d / rr->per);
     wl_read_round_request(rr, i, &req);
