@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "primary/writelog/wl_proto.h"
 
 #define MOD "loglink"
 #define NMSG 256
@@ -39,20 +40,6 @@ static void link_fail(struct log_link *l, int err, const char *why)
     l->ops->on_error(l->opaque, err);
 }
 
-/* Length of the message that starts with tag, or 0 if unknown. */
-static size_t message_len(const uint8_t *tag)
-{
-    if (!memcmp(tag, "done", 4))
-        return WL_RSPLEN_DONE;
-    if (!memcmp(tag, WL_CMD_KICK, 4) || !memcmp(tag, WL_MSG_ERRR, 4) || !memcmp(tag, WL_MSG_BUSY, 4))
-        return WL_CTLMSG_LEN;
-    if (!memcmp(tag, WL_CMD_SEAL, 4) || !memcmp(tag, WL_CMD_NEXT, 4))
-        return sizeof(struct wl_export_reply);
-    if (!memcmp(tag, WL_CMD_INFO, 4))
-        return sizeof(struct wl_info_reply);
-    return 0;
-}
-
 static void handle_message(struct log_link *l, const uint8_t *m)
 {
     if (!memcmp(m, WL_CMD_KICK, 4)) {
@@ -66,7 +53,7 @@ static void handle_message(struct log_link *l, const uint8_t *m)
     } else if (!memcmp(m, WL_CMD_SEAL, 4) || !memcmp(m, WL_CMD_NEXT, 4)) {
         struct wl_export_reply rep;
         memcpy(&rep, m, sizeof(rep));
-        if (!l->export_pending || rep.extents > WL_EXPORT_MAX) {
+        if (!l->export_pending || wl_export_reply_check(&rep) < 0) {
             link_fail(l, -EPROTO, "unexpected export reply");
             return;
         }
@@ -99,7 +86,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     l->rxlen += (size_t)nread;
     while (l->rxlen >= 4 && !l->failed) {
-        size_t len = message_len(l->rx);
+        size_t len = wl_msg_len(l->rx);
         if (len == 0) {
             link_fail(l, -EPROTO, "unknown reply tag from the write log");
             return;

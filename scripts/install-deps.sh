@@ -10,6 +10,8 @@ packages=(
   # run and test
   nbdkit qemu-utils fio libnbd-bin openssl util-linux iproute2 iptables xxd procps
   python3   # the tests check JSON with its json module, and fake agents
+  # fuzzing (tests/fuzz): clang and its libFuzzer and sanitizer runtimes
+  clang clang-14 libclang-rt-14-dev
   # benchmarks: the peers they compare against
   qemu-system-common rsync
 )

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds blkship, and runs the whole test suite:
 # every test in a normal build, then the unit tests again in a build with
-# AddressSanitizer and UndefinedBehaviorSanitizer.
+# AddressSanitizer and UndefinedBehaviorSanitizer, then each libFuzzer
+# harness for 30 s (tests/fuzz/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,3 +20,7 @@ cmake --build build-asan -j"$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --output-on-failure -j"$jobs" -L 'unit|replication')
+
+# Regression inputs first, then 30 s of fuzzing per harness; ends with
+# "N passed, N failed".
+bash tests/fuzz/run.sh 30

@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "primary/writelog/wl_proto.h"
+
 /* Sectors per ring request: small enough that many are in flight at once. */
 #define READ_CHUNK_SECTORS 512u
 
@@ -79,13 +81,13 @@ static int read_reply(struct wl_client *c, const char *tag, void *buf, size_t le
     r = read_all(c, head, sizeof(head));
     if (r < 0)
         return r;
-    if (memcmp(head, WL_MSG_ERRR, WL_CMD_LEN) == 0 || memcmp(head, WL_MSG_BUSY, WL_CMD_LEN) == 0) {
+    if (wl_msg_is_refusal((const uint8_t *)head)) {
         struct wl_ctlmsg_err e;
         memcpy(e.cmd, head, WL_CMD_LEN);
         r = read_all(c, (char *)&e + WL_CMD_LEN, sizeof(e) - WL_CMD_LEN);
         if (r < 0)
             return r;
-        return e.err > 0 ? -e.err : -EPROTO;
+        return wl_msg_errno(e.err);
     }
     if (tag && memcmp(head, tag, WL_CMD_LEN) != 0)
         return -EPROTO;
@@ -120,10 +122,9 @@ int wl_client_open(struct wl_client *c, const char *sock_path)
     r = read_reply(c, NULL, &shmp, sizeof(shmp));
     if (r < 0)
         goto fail;
-    if (shmp.shm_size != WL_SHM_SIZE || memchr(shmp.shm_name, 0, sizeof(shmp.shm_name)) == NULL) {
-        r = -EPROTO;
+    r = wl_shmp_reply_check(&shmp);
+    if (r < 0)
         goto fail;
-    }
     memcpy(c->shm_name, shmp.shm_name, sizeof(c->shm_name));
     fd = shm_open(c->shm_name, O_RDWR | O_CLOEXEC, 0);
     if (fd < 0) {
@@ -172,9 +173,9 @@ int wl_client_info(struct wl_client *c)
     r = read_reply(c, WL_CMD_INFO, &info, sizeof(info));
     if (r < 0)
         return r;
-    if (info.version < 1 || info.sector_size != WL_SECTOR_SIZE || info.grain_sectors == 0 ||
-        info.ring_max_sectors == 0)
-        return -EPROTO;
+    r = wl_info_reply_check(&info);
+    if (r < 0)
+        return r;
     c->info = info;
     return 0;
 }
@@ -200,9 +201,7 @@ int wl_client_export(struct wl_client *c, const char *cmd, struct wl_export_repl
     r = read_reply(c, cmd, out, sizeof(*out));
     if (r < 0)
         return r;
-    if (out->extents > WL_EXPORT_MAX)
-        return -EPROTO;
-    return 0;
+    return wl_export_reply_check(out);
 }
 
 const struct wl_disk_range *wl_client_extents(const struct wl_client *c)
@@ -210,38 +209,30 @@ const struct wl_disk_range *wl_client_extents(const struct wl_client *c)
     return wl_shm_export(c->shm);
 }
 
-/* Queues the requests of one round: as many chunks as fit the ring and the
- * data area.  Returns the number queued. */
-static unsigned queue_round(struct wl_client *c, uint64_t sector, uint64_t count)
+/* Queues the requests of one round (as many chunks as fit the ring and the
+ * data area) and publishes them. */
+static void queue_round(struct wl_client *c, struct wl_read_round *rr, uint64_t sector,
+                        uint64_t count)
 {
     uint32_t per = READ_CHUNK_SECTORS < c->info.ring_max_sectors ? READ_CHUNK_SECTORS
                                                                  : c->info.ring_max_sectors;
-    uint64_t data_sectors = WL_DATA_SIZE / WL_SECTOR_SIZE;
-    unsigned n = 0;
-    uint64_t done = 0;
 
-    while (done < count && n < WL_RING_ENTRIES && (done + per) <= data_sectors) {
-        uint32_t len = count - done < per ? (uint32_t)(count - done) : per;
-        log_request_t *req = RING_GET_REQUEST(&c->front, c->front.req_prod_pvt);
-        req->sector = sector + done;
-        req->count = len;
-        req->offset = (uint32_t)(done * WL_SECTOR_SIZE);
+    wl_read_round_plan(rr, sector, count, per);
+    for (unsigned i = 0; i < rr->n; i++) {
+        wl_read_round_request(rr, i, RING_GET_REQUEST(&c->front, c->front.req_prod_pvt));
         c->front.req_prod_pvt++;
-        done += len;
-        n++;
     }
     RING_PUSH_REQUESTS(&c->front);
-    return n;
 }
 
 int wl_client_read(struct wl_client *c, uint64_t sector, uint64_t count, void *buf)
 {
     while (count) {
         struct wl_ctlmsg note;
-        unsigned n = queue_round(c, sector, count);
-        uint64_t round_sectors = 0;
+        struct wl_read_round rr;
         int r;
 
+        queue_round(c, &rr, sector, count);
         r = send_cmd(c, WL_CMD_KICK);
         if (r < 0)
             return r;
@@ -252,26 +243,25 @@ int wl_client_read(struct wl_client *c, uint64_t sector, uint64_t count, void *b
             struct wl_ctlmsg_err e;
             memcpy(&e, &note, sizeof(e));
             if (e.err)
-                return e.err > 0 ? -e.err : -EPROTO;
+                return wl_msg_errno(e.err);
         }
         RING_IDX rp = c->front.sring->rsp_prod;
         xen_rmb();
-        if (rp - c->front.rsp_cons != n)
+        if (rp - c->front.rsp_cons != rr.n)
             return -EPROTO;
+        /* Each response is checked to echo a distinct request of this
+         * round: together they cover exactly the round's sectors. */
         for (; c->front.rsp_cons != rp; c->front.rsp_cons++) {
             log_response_t rsp = *RING_GET_RESPONSE(&c->front, c->front.rsp_cons);
-            if (rsp.count == 0)
-                return rsp.offset ? -(int)rsp.offset : -EPROTO;
-            if (rsp.sector < sector || rsp.sector - sector >= count ||
-                rsp.offset != (rsp.sector - sector) * WL_SECTOR_SIZE)
-                return -EPROTO;
+            r = wl_read_round_response(&rr, &rsp);
+            if (r < 0)
+                return r;
             memcpy((char *)buf + (size_t)(rsp.sector - sector) * WL_SECTOR_SIZE,
                    wl_shm_data(c->shm) + rsp.offset, (size_t)rsp.count * WL_SECTOR_SIZE);
-            round_sectors += rsp.count;
         }
-        sector += round_sectors;
-        count -= round_sectors;
-        buf = (char *)buf + round_sectors * WL_SECTOR_SIZE;
+        sector += rr.sectors;
+        count -= rr.sectors;
+        buf = (char *)buf + rr.sectors * WL_SECTOR_SIZE;
     }
     return 0;
 }

@@ -33,6 +33,7 @@
 
 #include "common/log.h"
 #include "common/uds.h"
+#include "primary/writelog/wl_proto.h"
 #include "primary/writelog/wl_shm.h"
 
 #define MOD "writelog"
@@ -77,8 +78,7 @@ struct wl_server {
 
     uv_pipe_t *client;
     enum client_state cstate;
-    uint8_t rbuf[WL_CTLMSG_LEN];
-    size_t rlen;
+    struct wl_ctl_reader rd;
 
     struct log_back_ring back;
     bool ring_broken;
@@ -226,7 +226,7 @@ static void activate_client(struct wl_server *srv)
     BACK_RING_INIT(&srv->back, sring, WL_RING_SIZE);
     srv->ring_broken = false;
     srv->batch_head = srv->batch_tail = 0;
-    srv->rlen = 0;
+    srv->rd.len = 0;
     srv->cstate = CL_ACTIVE;
     r = uv_read_start((uv_stream_t *)srv->client, on_alloc, on_read);
     if (r < 0)
@@ -237,9 +237,9 @@ static void close_client(struct wl_server *srv, const char *why)
 {
     if (!srv->client)
         return;
-    if (srv->rlen)
+    if (srv->rd.len)
         BS_WARN(MOD, "control client gone (%s) in the middle of a command (%zu of %u bytes)",
-                why, srv->rlen, WL_CTLMSG_LEN);
+                why, srv->rd.len, WL_CTLMSG_LEN);
     else
         BS_INFO(MOD, "control client disconnected (%s)", why);
     if (srv->inflight)
@@ -248,7 +248,7 @@ static void close_client(struct wl_server *srv, const char *why)
     uv_close((uv_handle_t *)srv->client, on_client_closed);
     srv->client = NULL;
     srv->cstate = CL_NONE;
-    srv->rlen = 0;
+    srv->rd.len = 0;
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -328,22 +328,9 @@ static void flush_batches(struct wl_server *srv)
     }
 }
 
-/* Checks one request against the disk and the data area.  Returns 0 or the
- * positive errno its response carries. */
-static int validate_request(const struct wl_server *srv, const log_request_t *req)
-{
-    if (req->count == 0 || req->count > WL_RING_MAX_SECTORS)
-        return EINVAL;
-    if (req->sector >= srv->disk_sectors || req->count > srv->disk_sectors - req->sector)
-        return ERANGE;
-    if ((uint64_t)req->offset + ((uint64_t)req->count << WL_SECTOR_SHIFT) > WL_DATA_SIZE)
-        return EFAULT;
-    return 0;
-}
-
 static void handle_kick(struct wl_server *srv)
 {
-    RING_IDX rp, rc;
+    RING_IDX rp, rc, nreq;
     unsigned queued = 0;
     uint32_t dropped;
 
@@ -353,23 +340,23 @@ static void handle_kick(struct wl_server *srv)
     }
     rp = srv->back.sring->req_prod;
     xen_rmb(); /* read requests only after the index that publishes them */
-    if (RING_REQUEST_PROD_OVERFLOW(&srv->back, rp)) {
-        BS_ERR(MOD, "ring broken by the client: req_prod %u is more than %u past rsp_prod %u; "
-                    "ignoring the ring until the client reconnects",
-               rp, (unsigned)WL_RING_ENTRIES, srv->back.rsp_prod_pvt);
+    if (wl_ring_new_requests(rp, srv->back.req_cons, srv->back.rsp_prod_pvt, &nreq) < 0) {
+        BS_ERR(MOD, "ring broken by the client: req_prod %u is more than %u past rsp_prod %u "
+                    "or behind req_cons %u; ignoring the ring until the client reconnects",
+               rp, (unsigned)WL_RING_ENTRIES, srv->back.rsp_prod_pvt, srv->back.req_cons);
         srv->ring_broken = true;
         send_ctlmsg(srv, WL_CMD_KICK, EPROTO, WL_CMD_KICK);
         return;
     }
 
     pthread_mutex_lock(&srv->lock);
-    for (rc = srv->back.req_cons; rc != rp; rc++) {
+    for (rc = srv->back.req_cons; rc != srv->back.req_cons + nreq; rc++) {
         log_request_t req;
         int err;
 
         /* Copy first: the client may change the slot while we look at it. */
         RING_COPY_REQUEST(&srv->back, rc, &req);
-        err = validate_request(srv, &req);
+        err = -wl_ring_request_check(&req, srv->disk_sectors);
         if (err) {
             if (bs_ratelimit_ok(&ring_rl, &dropped))
                 BS_WARN(MOD, "refused ring request sector %" PRIu64 " count %u offset %u: %s%s",
@@ -462,34 +449,35 @@ static void handle_command(struct wl_server *srv, const struct wl_ctlmsg *m)
     struct wl_disk_range *area = wl_shm_export(srv->shm.base);
     const uint32_t slots = WL_EXPORT_MAX;
     struct wl_export_result res;
+    enum wl_cmd_id id = wl_cmd_parse(m);
 
-    if (wl_cmd_is(m, WL_CMD_KICK)) {
+    if (id == WL_CMD_ID_KICK) {
         handle_kick(srv);
-    } else if (wl_cmd_is(m, WL_CMD_SHMP)) {
+    } else if (id == WL_CMD_ID_SHMP) {
         struct wl_shmp_reply r;
         memset(&r, 0, sizeof(r));
         r.shm_size = WL_SHM_SIZE;
         memcpy(r.shm_name, srv->shm.name, sizeof(r.shm_name));
         client_send(srv, srv->client, &r, sizeof(r));
-    } else if (wl_cmd_is(m, WL_CMD_PEEK)) {
+    } else if (id == WL_CMD_ID_PEEK) {
         wl_log_peek(srv->log, area, slots);
         client_send(srv, srv->client, "done", WL_RSPLEN_DONE);
-    } else if (wl_cmd_is(m, WL_CMD_CLRW)) {
+    } else if (id == WL_CMD_ID_CLRW) {
         wl_log_clear(srv->log);
         client_send(srv, srv->client, "done", WL_RSPLEN_DONE);
-    } else if (wl_cmd_is(m, WL_CMD_GETW)) {
+    } else if (id == WL_CMD_ID_GETW) {
         res = wl_log_getw(srv->log, area, slots);
         if (res.more)
             BS_INFO(MOD, "getw: export area full; the rest of epoch %" PRIu64
                          " stays pending for \"next\"", wl_log_epoch(srv->log));
         client_send(srv, srv->client, "done", WL_RSPLEN_DONE);
-    } else if (wl_cmd_is(m, WL_CMD_SEAL)) {
+    } else if (id == WL_CMD_ID_SEAL) {
         res = wl_log_seal(srv->log, area, slots);
         send_export_reply(srv, WL_CMD_SEAL, res);
-    } else if (wl_cmd_is(m, WL_CMD_NEXT)) {
+    } else if (id == WL_CMD_ID_NEXT) {
         res = wl_log_next(srv->log, area, slots);
         send_export_reply(srv, WL_CMD_NEXT, res);
-    } else if (wl_cmd_is(m, WL_CMD_INFO)) {
+    } else if (id == WL_CMD_ID_INFO) {
         struct wl_info_reply r;
         memset(&r, 0, sizeof(r));
         memcpy(r.tag, WL_CMD_INFO, WL_CMD_LEN);
@@ -505,13 +493,9 @@ static void handle_command(struct wl_server *srv, const struct wl_ctlmsg *m)
         r.pending_grains = wl_log_pending_grains(srv->log);
         client_send(srv, srv->client, &r, sizeof(r));
     } else {
-        char printable[WL_CMD_LEN * 4 + 1];
-        size_t o = 0;
-        for (unsigned i = 0; i < WL_CMD_LEN; i++) {
-            unsigned char ch = (unsigned char)m->cmd[i];
-            o += (size_t)snprintf(printable + o, sizeof(printable) - o,
-                                  ch >= 0x20 && ch < 0x7f ? "%c" : "\\x%02x", ch);
-        }
+        char printable[WL_CMD_PRINTABLE_LEN];
+
+        wl_cmd_printable(m->cmd, printable);
         BS_WARN(MOD, "unknown control command \"%s\"; answered with errr", printable);
         send_ctlmsg(srv, WL_MSG_ERRR, ENOSYS, m->cmd);
     }
@@ -534,22 +518,17 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     while (used < (size_t)nread && srv->client) {
-        size_t want = WL_CTLMSG_LEN - srv->rlen;
-        size_t take = (size_t)nread - used < want ? (size_t)nread - used : want;
+        struct wl_ctlmsg m;
+        bool complete;
 
-        memcpy(srv->rbuf + srv->rlen, buf->base + used, take);
-        srv->rlen += take;
-        used += take;
-        if (srv->rlen == WL_CTLMSG_LEN) {
-            struct wl_ctlmsg m;
-            memcpy(&m, srv->rbuf, sizeof(m));
-            srv->rlen = 0;
+        used += wl_ctl_reader_feed(&srv->rd, (const uint8_t *)buf->base + used,
+                                   (size_t)nread - used, &m, &complete);
+        if (complete)
             handle_command(srv, &m);
-        }
     }
     if (!srv->client)
         return;
-    if (srv->rlen)
+    if (srv->rd.len)
         uv_timer_start(&srv->partial_timer, on_partial_timeout, WL_PARTIAL_TIMEOUT_MS, 0);
     else
         uv_timer_stop(&srv->partial_timer);
