@@ -226,10 +226,25 @@ static int load_state(struct secondary *sec)
         BS_ERR(MOD, "%s is not a valid secondary state file; refusing to guess", sec->state_path);
         return -EINVAL;
     }
-    if (disk != sec->disk_bytes)
-        BS_WARN(MOD, "replica size changed from %" PRIu64 " to %" PRIu64 " bytes since last run",
+    if (disk == sec->disk_bytes)
+        return 0;
+    if (bs_id_is_zero(sec->primary_id)) {
+        /* Nothing was replicated to it yet: its size is only recorded. */
+        BS_INFO(MOD, "replica size changed from %" PRIu64 " to %" PRIu64 " bytes; not paired yet",
                 disk, sec->disk_bytes);
-    return 0;
+        return save_state(sec);
+    }
+    /* A replica that grew or shrank under a paired primary is not the disk
+     * that was paired: what the primary believes it holds may be gone, and
+     * a later hello of the matching size would be accepted as if nothing
+     * had happened.  Only the operator knows which it was. */
+    bs_id_to_hex(sec->primary_id, hex);
+    BS_ERR(MOD, "replica %s is %" PRIu64 " bytes but was %" PRIu64 " bytes when it was paired "
+                "with primary %s: refusing to start.  If it only grew by mistake, restore its "
+                "size; otherwise remove %s and the primary's state for a new pairing (a full "
+                "sync)",
+           sec->target.path, sec->disk_bytes, disk, hex, sec->state_path);
+    return -EINVAL;
 }
 
 /* ---- Session ------------------------------------------------------------ */
