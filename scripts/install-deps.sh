@@ -9,6 +9,7 @@ packages=(
   libuv1-dev libssl-dev libxen-dev nbdkit-plugin-dev libcmocka-dev
   # run and test
   nbdkit qemu-utils fio libnbd-bin openssl util-linux iproute2 iptables xxd procps
+  mount e2fsprogs
   # benchmarks: the peers they compare against
   qemu-system-common rsync
 )
