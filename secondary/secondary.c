@@ -324,7 +324,7 @@ static void on_fsync_done(uv_work_t *req, int status)
         /* The data may not be on stable storage: never acknowledge it.  The
          * primary keeps every bit and resends after reconnecting. */
         BS_ERR(MOD, "flushing the replica failed: %s; ending the session unacknowledged",
-               strerror(-result));
+               uv_strerror(result));
         if (s && s->id == sec->fsync_session) {
             send_control(s, BSR_ERROR, 0, BSR_E_IO);
             session_end(s, "replica flush failed");
@@ -464,15 +464,16 @@ static void job_done(uv_work_t *req, int status)
     struct wbuf *b = req->data;
     struct secondary *sec = b->sec;
     struct session *s = sec->session;
+    /* -errno, which is also libuv's error code on Linux (uv_strerror). */
     int r = status < 0 ? status : b->result;
 
     if (r < 0) {
         if (b->kind == JOB_WRITE)
             BS_ERR(MOD, "writing %u bytes at offset %" PRIu64 " of %s: %s", b->len, b->offset,
-                   sec->target.path, strerror(-r));
+                   sec->target.path, uv_strerror(r));
         else
             BS_ERR(MOD, "zeroing %" PRIu64 " bytes at offset %" PRIu64 " of %s: %s", b->piece,
-                   b->offset, sec->target.path, strerror(-r));
+                   b->offset, sec->target.path, uv_strerror(r));
         job_release(b);
         if (s) {
             send_control(s, BSR_ERROR, 0, BSR_E_IO);
