@@ -991,6 +991,18 @@ static void on_signal(uv_signal_t *h, int signum)
 
 /* ---- Main ------------------------------------------------------------------ */
 
+/* Releases what main set up before a start-up step failed (the TLS
+ * context, the target's claim, the buffers); returns main's exit status. */
+static int start_failed(struct secondary *sec)
+{
+    if (sec->target.ops)
+        sec->target.ops->close(&sec->target);
+    for (unsigned i = 0; i < NBUF; i++)
+        free(sec->bufs[i].data);
+    SSL_CTX_free(sec->tls);
+    return 1;
+}
+
 static void usage(FILE *f)
 {
     fputs("Usage: blkship-secondary --listen HOST:PORT --device PATH --state-dir DIR\n"
@@ -1083,11 +1095,11 @@ int main(int argc, char **argv)
     if (!sec->tls)
         return 1;
     if (bs_target_open(&sec->target, device) < 0)
-        return 1;
+        return start_failed(sec);
     if (sec->target.size_bytes == 0 || sec->target.size_bytes % BSR_SECTOR_SIZE) {
         BS_ERR(MOD, "replica %s has size %" PRIu64 ": must be a positive multiple of 512", device,
                sec->target.size_bytes);
-        return 1;
+        return start_failed(sec);
     }
     sec->disk_bytes = sec->target.size_bytes;
     /* Page-aligned buffers: a write's buffer never keeps it from going
@@ -1096,29 +1108,29 @@ int main(int argc, char **argv)
         sec->bufs[i].sec = sec;
         if (posix_memalign((void **)&sec->bufs[i].data, 4096, sec->max_payload) != 0) {
             BS_ERR(MOD, "out of memory for write buffers");
-            return 1;
+            return start_failed(sec);
         }
     }
     r = bs_mkdir(state_dir);
     if (r < 0) {
         BS_ERR(MOD, "state directory %s: %s", state_dir, strerror(-r));
-        return 1;
+        return start_failed(sec);
     }
     snprintf(sec->state_path, sizeof(sec->state_path), "%s/secondary.state", state_dir);
     if (load_state(sec) < 0)
-        return 1;
+        return start_failed(sec);
 
     sec->loop = uv_default_loop();
     sec->listen_fd = bs_tcp_listen(listen_addr);
     if (sec->listen_fd < 0)
-        return 1;
+        return start_failed(sec);
     uv_poll_init(sec->loop, &sec->listen_poll, sec->listen_fd);
     sec->listen_poll.data = sec;
     uv_poll_start(&sec->listen_poll, UV_READABLE, on_listen_readable);
     r = bs_ctl_start(sec->loop, control, status_handler, sec, &sec->ctl);
     if (r < 0) {
         BS_ERR(MOD, "control socket %s: %s", control, uv_strerror(r));
-        return 1;
+        return start_failed(sec);
     }
     uv_timer_init(sec->loop, &sec->tick);
     sec->tick.data = sec;
