@@ -12,6 +12,7 @@ packages=(
   python3   # the tests check JSON with its json module, and fake agents
   # fuzzing (tests/fuzz): clang and its libFuzzer and sanitizer runtimes
   clang clang-14 libclang-rt-14-dev
+  mount e2fsprogs
   # benchmarks: the peers they compare against
   qemu-system-common rsync
 )

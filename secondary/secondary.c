@@ -10,19 +10,25 @@
  *   ST_PAYLOAD  reading a DATA payload into a free write buffer
  *   ST_TRAILER  reading the 4-byte CRC32C; the frame is applied after it
  *               matches
- *   ST_STALLED  reading paused: no free write buffer, or a FLUSH waits for
- *               the writes before it to complete
+ *   ST_STALLED  reading paused: no free write buffer or job for a ZERO,
+ *               a FLUSH waits for the writes before it to complete, or a
+ *               new session waits for the previous one's I/O to drain
  *   ST_CLOSED   the session ended; waiting for libuv to release it
  *
  * Large DATA payloads are written by libuv's thread pool (O_DIRECT where
- * the target allows it) while the loop decrypts the next frames; small
- * ones are copied into the page cache inline.  Writes
- * between two FLUSHes may complete in any order: the primary never has two
- * unacknowledged copies of a grain, so they never overlap.  A FLUSH waits
- * for every write before it, then runs fdatasync, then sends its ACK.
+ * the target allows it for that write) while the loop decrypts the next
+ * frames; small block-aligned ones are copied into the page cache inline.
+ * ZERO ranges, which may span the whole disk, are applied in the thread
+ * pool too, BS_TARGET_ZERO_CHUNK at a time: no frame makes the loop wait
+ * for the disk.  Writes and zeroes between two FLUSHes may complete in any
+ * order: the primary never has two unacknowledged copies of a grain, so
+ * they never overlap.  A FLUSH waits for every write and zero before it,
+ * then flushes the target, then sends its ACK.  A new session writes
+ * nothing until the I/O of the one before it has drained, so that an old
+ * frame can never land over a newer one.  All replica I/O goes through
+ * the target's operations (secondary/target.h).
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -66,14 +72,27 @@ enum sess_state {
 #define SMALL_WRITE (64u << 10) /* payloads up to this are written inline */
 #define WRITEBACK_BYTES (1u << 20) /* inline bytes between writeback starts */
 
-/* One payload buffer and the asynchronous write that uses it. */
+enum job_kind {
+    JOB_WRITE,  /* a DATA payload, written in one piece */
+    JOB_ZERO,   /* a ZERO range, zeroed BS_TARGET_ZERO_CHUNK at a time */
+};
+
+/* One payload buffer and the thread-pool job that uses it (a ZERO job
+ * leaves the buffer unused).  A job counts in writes_inflight from its
+ * submission until its last piece is done. */
 struct wbuf {
     struct secondary *sec;
-    uv_fs_t req;
+    uv_work_t req;
     uint8_t *data;
-    uint32_t len;
-    uint64_t offset;
+    enum job_kind kind;
+    uint32_t len;           /* JOB_WRITE: payload bytes */
+    uint64_t offset;        /* JOB_WRITE: where; JOB_ZERO: next byte to zero */
+    uint64_t end;           /* JOB_ZERO: end of the range */
+    uint64_t piece;         /* JOB_ZERO: bytes the running piece covers */
+    uint64_t session_id;    /* the session whose frame it applies */
+    int result;             /* set by the worker: 0 or -errno */
     bool busy;
+    bool queued;            /* handed to the thread pool */
 };
 
 struct secondary;
@@ -95,6 +114,8 @@ struct session {
     uint8_t trailer[BSR_FRAME_CRC_LEN];
     bool flush_pending;         /* a FLUSH waits for the writes before it */
     uint64_t flush_pending_seq;
+    bool zero_waiting;          /* a checked ZERO frame waits for a free job */
+    bool drain_first;           /* the previous session's I/O must end first */
     uint8_t out[OUT_SLOTS][BSR_FRAME_HDR_LEN + BSR_FRAME_CRC_LEN];
     unsigned out_next;
     uint64_t last_rx_ms;
@@ -105,7 +126,6 @@ struct secondary {
     uv_loop_t *loop;
     struct bs_tls *tls;
     struct bs_target target;
-    int direct_fd;              /* the target opened O_DIRECT, or -1 */
     uint64_t disk_bytes;
     struct wbuf bufs[NBUF];
     unsigned writes_inflight;
@@ -128,8 +148,9 @@ struct secondary {
     unsigned npending;
     uint64_t next_session_id;
 
-    /* One fdatasync at a time; flushes that arrive meanwhile coalesce. */
-    uv_fs_t fsync_req;
+    /* One target flush at a time; flushes that arrive meanwhile coalesce. */
+    uv_work_t fsync_req;
+    int fsync_result;
     bool fsync_running;
     uint64_t fsync_seq;         /* sequence being made durable */
     uint64_t fsync_session;     /* session that asked for it */
@@ -208,10 +229,25 @@ static int load_state(struct secondary *sec)
         BS_ERR(MOD, "%s is not a valid secondary state file; refusing to guess", sec->state_path);
         return -EINVAL;
     }
-    if (disk != sec->disk_bytes)
-        BS_WARN(MOD, "replica size changed from %" PRIu64 " to %" PRIu64 " bytes since last run",
+    if (disk == sec->disk_bytes)
+        return 0;
+    if (bs_id_is_zero(sec->primary_id)) {
+        /* Nothing was replicated to it yet: its size is only recorded. */
+        BS_INFO(MOD, "replica size changed from %" PRIu64 " to %" PRIu64 " bytes; not paired yet",
                 disk, sec->disk_bytes);
-    return 0;
+        return save_state(sec);
+    }
+    /* A replica that grew or shrank under a paired primary is not the disk
+     * that was paired: what the primary believes it holds may be gone, and
+     * a later hello of the matching size would be accepted as if nothing
+     * had happened.  Only the operator knows which it was. */
+    bs_id_to_hex(sec->primary_id, hex);
+    BS_ERR(MOD, "replica %s is %" PRIu64 " bytes but was %" PRIu64 " bytes when it was paired "
+                "with primary %s: refusing to start.  If it only grew by mistake, restore its "
+                "size; otherwise remove %s and the primary's state for a new pairing (a full "
+                "sync)",
+           sec->target.path, sec->disk_bytes, disk, hex, sec->state_path);
+    return -EINVAL;
 }
 
 /* ---- Session ------------------------------------------------------------ */
@@ -249,7 +285,7 @@ static void on_session_conn_closed(void *arg)
 {
     struct session *s = arg;
 
-    if (s->buf && !s->buf->req.data)
+    if (s->buf && !s->buf->queued)
         s->buf->busy = false; /* read into, never submitted */
     free(s);
 }
@@ -259,7 +295,7 @@ static struct wbuf *get_buffer(struct secondary *sec)
     for (unsigned i = 0; i < NBUF; i++)
         if (!sec->bufs[i].busy) {
             sec->bufs[i].busy = true;
-            sec->bufs[i].req.data = NULL;
+            sec->bufs[i].queued = false;
             return &sec->bufs[i];
         }
     return NULL;
@@ -284,19 +320,25 @@ static void send_control(struct session *s, uint8_t kind, uint64_t sector, uint3
 
 static void start_fsync(struct secondary *sec);
 
-static void on_fsync_done(uv_fs_t *req)
+static void fsync_work(uv_work_t *req)
 {
     struct secondary *sec = req->data;
-    ssize_t result = req->result;
+
+    sec->fsync_result = sec->target.ops->flush(&sec->target);
+}
+
+static void on_fsync_done(uv_work_t *req, int status)
+{
+    struct secondary *sec = req->data;
+    int result = status < 0 ? status : sec->fsync_result;
     struct session *s = sec->session;
 
-    uv_fs_req_cleanup(req);
     sec->fsync_running = false;
     if (result < 0) {
         /* The data may not be on stable storage: never acknowledge it.  The
          * primary keeps every bit and resends after reconnecting. */
-        BS_ERR(MOD, "fdatasync of the replica failed: %s; ending the session unacknowledged",
-               uv_strerror((int)result));
+        BS_ERR(MOD, "flushing the replica failed: %s; ending the session unacknowledged",
+               uv_strerror(result));
         if (s && s->id == sec->fsync_session) {
             send_control(s, BSR_ERROR, 0, BSR_E_IO);
             session_end(s, "replica flush failed");
@@ -323,9 +365,9 @@ static void start_fsync(struct secondary *sec)
     sec->fsync_session = sec->session ? sec->session->id : 0;
     sec->written_since_fsync_start = 0;
     sec->fsync_req.data = sec;
-    r = uv_fs_fdatasync(sec->loop, &sec->fsync_req, sec->target.fd, on_fsync_done);
+    r = uv_queue_work(sec->loop, &sec->fsync_req, fsync_work, on_fsync_done);
     if (r < 0) {
-        BS_ERR(MOD, "cannot start fdatasync: %s", uv_strerror(r));
+        BS_ERR(MOD, "cannot start a flush of the replica: %s", uv_strerror(r));
         if (sec->session)
             session_end(sec->session, "cannot flush the replica");
         return;
@@ -369,8 +411,8 @@ static void writeback_work(uv_work_t *req)
 {
     struct secondary *sec = req->data;
 
-    /* Only a hint: a failure shows up in the fdatasync that follows. */
-    (void)sync_file_range(sec->target.fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+    /* Only a hint: a failure shows up in the flush that follows. */
+    sec->target.ops->writeback(&sec->target);
 }
 
 static void writeback_done(uv_work_t *req, int status)
@@ -387,7 +429,7 @@ static void note_cached_write(struct secondary *sec, uint64_t bytes)
 {
     sec->cached_since_writeback += bytes;
     if (sec->cached_since_writeback < WRITEBACK_BYTES || sec->writeback_running ||
-        sec->stopping)
+        sec->stopping || !sec->target.ops->writeback)
         return;
     sec->writeback_req.data = sec;
     if (uv_queue_work(sec->loop, &sec->writeback_req, writeback_work, writeback_done) == 0) {
@@ -396,37 +438,88 @@ static void note_cached_write(struct secondary *sec, uint64_t bytes)
     }
 }
 
-/* A write finished: account for it, then let a stalled session go on. */
-static void on_write_done(uv_fs_t *req)
+/* Runs on a thread-pool thread: one write, or one piece of a ZERO range. */
+static void job_work(uv_work_t *req)
+{
+    struct wbuf *b = req->data;
+    struct bs_target *t = &b->sec->target;
+
+    if (b->kind == JOB_WRITE)
+        b->result = t->ops->write(t, b->data, b->len, b->offset, 0);
+    else
+        b->result = t->ops->zero(t, b->offset, b->piece);
+}
+
+static void job_done(uv_work_t *req, int status);
+
+/* Queues the next piece of a ZERO job: up to the next multiple of
+ * BS_TARGET_ZERO_CHUNK, so that only the first and last pieces of a
+ * range can have unaligned ends.  Returns 0 or a libuv error. */
+static int queue_zero_piece(struct wbuf *b)
+{
+    uint64_t next = (b->offset / BS_TARGET_ZERO_CHUNK + 1) * BS_TARGET_ZERO_CHUNK;
+
+    b->piece = (next < b->end ? next : b->end) - b->offset;
+    return uv_queue_work(b->sec->loop, &b->req, job_work, job_done);
+}
+
+static void job_release(struct wbuf *b)
+{
+    b->busy = false;
+    b->queued = false;
+    b->sec->writes_inflight--;
+}
+
+/* A job's piece finished (on the loop): account for it, queue the next
+ * piece of a ZERO range, or release the job and let a stalled session go
+ * on.  A failure ends the session unacknowledged. */
+static void job_done(uv_work_t *req, int status)
 {
     struct wbuf *b = req->data;
     struct secondary *sec = b->sec;
-    ssize_t result = req->result;
     struct session *s = sec->session;
+    /* -errno, which is also libuv's error code on Linux (uv_strerror). */
+    int r = status < 0 ? status : b->result;
 
-    uv_fs_req_cleanup(req);
-    if (result == UV_EINVAL && sec->direct_fd >= 0) {
-        /* The target refuses this alignment for direct I/O: go buffered. */
-        BS_WARN(MOD, "%s refuses direct I/O for this write; writing through the page cache",
-                sec->target.path);
-        close(sec->direct_fd);
-        sec->direct_fd = -1;
-        int r = bs_target_write(&sec->target, b->data, b->len, b->offset);
-        result = r < 0 ? r : (ssize_t)b->len;
-    }
-    b->busy = false;
-    b->req.data = NULL;
-    sec->writes_inflight--;
-    if (result != (ssize_t)b->len) {
-        BS_ERR(MOD, "writing %u bytes at offset %" PRIu64 " of %s: %s", b->len, b->offset,
-               sec->target.path, result < 0 ? uv_strerror((int)result) : "short write");
+    if (r < 0) {
+        if (b->kind == JOB_WRITE)
+            BS_ERR(MOD, "writing %u bytes at offset %" PRIu64 " of %s: %s", b->len, b->offset,
+                   sec->target.path, uv_strerror(r));
+        else
+            BS_ERR(MOD, "zeroing %" PRIu64 " bytes at offset %" PRIu64 " of %s: %s", b->piece,
+                   b->offset, sec->target.path, uv_strerror(r));
+        job_release(b);
         if (s) {
             send_control(s, BSR_ERROR, 0, BSR_E_IO);
-            session_end(s, "replica write failed");
+            session_end(s, b->kind == JOB_WRITE ? "replica write failed" : "replica zero failed");
         }
         return;
     }
-    account_written(sec, b->len);
+    if (b->kind == JOB_ZERO) {
+        account_written(sec, b->piece);
+        b->offset += b->piece;
+        if (b->offset < b->end) {
+            if (!s || s->id != b->session_id || sec->stopping) {
+                /* Nothing of an ended session is acknowledged: its primary
+                 * sends the range again.  Going on could zero what a newer
+                 * session writes there. */
+                BS_INFO(MOD, "zeroing of %s stopped at offset %" PRIu64 " of %" PRIu64
+                             ": its session ended",
+                        sec->target.path, b->offset, b->end);
+            } else if ((r = queue_zero_piece(b)) == 0) {
+                return;
+            } else {
+                BS_ERR(MOD, "cannot queue zeroing: %s", uv_strerror(r));
+                job_release(b);
+                send_control(s, BSR_ERROR, 0, BSR_E_IO);
+                session_end(s, "replica zero failed");
+                return;
+            }
+        }
+    } else {
+        account_written(sec, b->len);
+    }
+    job_release(b);
     if (s && s->state == ST_STALLED)
         resume(s);
 }
@@ -434,23 +527,52 @@ static void on_write_done(uv_fs_t *req)
 static void submit_write(struct session *s, struct wbuf *b, uint32_t len, uint64_t offset)
 {
     struct secondary *sec = s->sec;
-    uv_buf_t ub = uv_buf_init((char *)b->data, len);
-    int fd = sec->direct_fd >= 0 ? sec->direct_fd : sec->target.fd;
     int r;
 
+    b->kind = JOB_WRITE;
     b->len = len;
     b->offset = offset;
+    b->session_id = s->id;
     b->req.data = b;
-    r = uv_fs_write(sec->loop, &b->req, fd, &ub, 1, (int64_t)offset, on_write_done);
+    r = uv_queue_work(sec->loop, &b->req, job_work, job_done);
     if (r < 0) {
         b->busy = false;
-        b->req.data = NULL;
         BS_ERR(MOD, "cannot start a write: %s", uv_strerror(r));
         send_control(s, BSR_ERROR, 0, BSR_E_IO);
         session_end(s, "replica write failed");
         return;
     }
+    b->queued = true;
     sec->writes_inflight++;
+}
+
+/* Starts the ZERO job of the checked frame in s->frame.  Returns false
+ * when every job slot is busy (the caller stalls and retries); true
+ * otherwise, including when starting failed and the session ended. */
+static bool start_zero(struct session *s)
+{
+    struct secondary *sec = s->sec;
+    struct wbuf *b = get_buffer(sec);
+    int r;
+
+    if (!b)
+        return false;
+    b->kind = JOB_ZERO;
+    b->offset = s->frame.sector * BSR_SECTOR_SIZE;
+    b->end = b->offset + (uint64_t)s->frame.count * BSR_SECTOR_SIZE;
+    b->session_id = s->id;
+    b->req.data = b;
+    r = queue_zero_piece(b);
+    if (r < 0) {
+        b->busy = false;
+        BS_ERR(MOD, "cannot start zeroing: %s", uv_strerror(r));
+        send_control(s, BSR_ERROR, 0, BSR_E_IO);
+        session_end(s, "replica zero failed");
+        return true;
+    }
+    b->queued = true;
+    sec->writes_inflight++;
+    return true;
 }
 
 static void apply_frame(struct session *s)
@@ -473,13 +595,16 @@ static void apply_frame(struct session *s)
     switch (s->frame.kind) {
     case BSR_DATA: {
         struct wbuf *b = s->buf;
+        uint64_t offset = s->frame.sector * BSR_SECTOR_SIZE;
         s->buf = NULL;
         sec->received_bytes += plen;
-        if (plen <= SMALL_WRITE) {
+        if (plen <= SMALL_WRITE && bs_target_block_aligned(&sec->target, plen, offset)) {
             /* A small frame costs less as a copy into the page cache here
-             * than as a thread-pool round trip; fdatasync covers both kinds
-             * (the kernel keeps cached and direct writes coherent). */
-            r = bs_target_write(&sec->target, b->data, plen, s->frame.sector * BSR_SECTOR_SIZE);
+             * than as a thread-pool round trip; the target's flush covers
+             * both kinds.  One that is not made of whole blocks goes to
+             * the thread pool instead: the page cache would first read the
+             * partial blocks from the disk, and the loop must not wait. */
+            r = sec->target.ops->write(&sec->target, b->data, plen, offset, BS_TARGET_CACHED);
             b->busy = false;
             if (r < 0) {
                 BS_ERR(MOD, "writing %u bytes at sector %" PRIu64 " of %s: %s", plen,
@@ -492,26 +617,23 @@ static void apply_frame(struct session *s)
             note_cached_write(sec, plen);
             break;
         }
-        submit_write(s, b, plen, s->frame.sector * BSR_SECTOR_SIZE);
+        submit_write(s, b, plen, offset);
         if (s->state == ST_CLOSED)
             return;
         break;
     }
     case BSR_ZERO:
-        r = sec->target.ops->zero(&sec->target, s->frame.sector * BSR_SECTOR_SIZE,
-                                  (uint64_t)s->frame.count * BSR_SECTOR_SIZE);
-        if (r < 0) {
-            BS_ERR(MOD, "zeroing %u sectors at %" PRIu64 " of %s: %s", s->frame.count,
-                   s->frame.sector, sec->target.path, strerror(-r));
-            send_control(s, BSR_ERROR, 0, BSR_E_IO);
-            session_end(s, "replica zero failed");
+        sec->received_bytes += (uint64_t)s->frame.count * BSR_SECTOR_SIZE;
+        if (!start_zero(s)) {
+            s->zero_waiting = true;
+            s->state = ST_STALLED; /* job_done resumes us */
             return;
         }
-        sec->received_bytes += (uint64_t)s->frame.count * BSR_SECTOR_SIZE;
-        account_written(sec, (uint64_t)s->frame.count * BSR_SECTOR_SIZE);
+        if (s->state == ST_CLOSED)
+            return;
         break;
     case BSR_FLUSH:
-        /* Everything before the FLUSH must be written before fdatasync. */
+        /* Everything before the FLUSH must be written before the flush. */
         s->flush_pending = true;
         s->flush_pending_seq = s->frame.sector;
         s->state = ST_STALLED;
@@ -529,6 +651,18 @@ static void apply_frame(struct session *s)
 /* Continues a stalled session when what it waits for is there. */
 static void resume(struct session *s)
 {
+    if (s->drain_first) {
+        if (s->sec->writes_inflight)
+            return;
+        s->drain_first = false;
+    }
+    if (s->zero_waiting) {
+        if (!start_zero(s))
+            return;
+        s->zero_waiting = false;
+        read_header(s);
+        return;
+    }
     if (s->flush_pending) {
         if (s->sec->writes_inflight)
             return;
@@ -715,6 +849,13 @@ static void on_hello(struct bs_conn *c, int status, void *arg)
     BS_INFO(MOD, "primary %s connected (max payload %u bytes)", sec->peer, s->limits.max_payload);
     send_welcome(s, BSR_OK, NULL);
     s->last_rx_ms = now_ms(sec);
+    if (sec->writes_inflight) {
+        /* Writes or zeroes of the session before may still be running: a
+         * frame of this one over the same grain must land after them. */
+        s->drain_first = true;
+        s->state = ST_STALLED;
+        return;
+    }
     read_header(s);
 }
 
@@ -819,6 +960,11 @@ static void on_tick(uv_timer_t *t)
     }
     if (!s || s->state == ST_CLOSED)
         return;
+    /* While the session waits for the replica it reads nothing, so the
+     * primary's heartbeats wait in the socket: silence is counted only
+     * while we listen. */
+    if (s->state == ST_STALLED)
+        s->last_rx_ms = now_ms(sec);
     if (now_ms(sec) - s->last_rx_ms > sec->heartbeat_timeout_ms) {
         session_end(s, "primary silent past the heartbeat timeout");
         return;
@@ -877,6 +1023,18 @@ static void on_signal(uv_signal_t *h, int signum)
 }
 
 /* ---- Main ------------------------------------------------------------------ */
+
+/* Releases what main set up before a start-up step failed (the TLS
+ * context, the target's claim, the buffers); returns main's exit status. */
+static int start_failed(struct secondary *sec)
+{
+    if (sec->target.ops)
+        sec->target.ops->close(&sec->target);
+    for (unsigned i = 0; i < NBUF; i++)
+        free(sec->bufs[i].data);
+    bs_tls_free(sec->tls);
+    return BS_EXIT_FAILURE;
+}
 
 static void usage(FILE *f)
 {
@@ -999,44 +1157,42 @@ int main(int argc, char **argv)
     if (bs_tls_new(&tls, true, &sec->tls) < 0)
         return BS_EXIT_USAGE;
     if (bs_target_open(&sec->target, device) < 0)
-        return 1;
-    int64_t size = sec->target.ops->size(&sec->target);
-    if (size <= 0 || size % BSR_SECTOR_SIZE) {
-        BS_ERR(MOD, "replica %s has size %" PRIi64 ": must be a positive multiple of 512", device,
-               size);
-        return 1;
+        return start_failed(sec);
+    if (sec->target.size_bytes == 0 || sec->target.size_bytes % BSR_SECTOR_SIZE) {
+        BS_ERR(MOD, "replica %s has size %" PRIu64 ": must be a positive multiple of 512", device,
+               sec->target.size_bytes);
+        return start_failed(sec);
     }
-    sec->disk_bytes = (uint64_t)size;
-    /* Direct I/O skips a second copy in the page cache of a block device;
-     * fdatasync still makes it durable.  Buffers are page aligned. */
-    sec->direct_fd = open(device, O_RDWR | O_DIRECT | O_CLOEXEC);
+    sec->disk_bytes = sec->target.size_bytes;
+    /* Page-aligned buffers: a write's buffer never keeps it from going
+     * direct (bs_target_direct_ok). */
     for (unsigned i = 0; i < NBUF; i++) {
         sec->bufs[i].sec = sec;
         if (posix_memalign((void **)&sec->bufs[i].data, 4096, sec->max_payload) != 0) {
             BS_ERR(MOD, "out of memory for write buffers");
-            return 1;
+            return start_failed(sec);
         }
     }
     r = bs_mkdir(state_dir);
     if (r < 0) {
         BS_ERR(MOD, "state directory %s: %s", state_dir, strerror(-r));
-        return 1;
+        return start_failed(sec);
     }
     snprintf(sec->state_path, sizeof(sec->state_path), "%s/secondary.state", state_dir);
     if (load_state(sec) < 0)
-        return 1;
+        return start_failed(sec);
 
     sec->loop = uv_default_loop();
     sec->listen_fd = bs_tcp_listen(listen_addr);
     if (sec->listen_fd < 0)
-        return 1;
+        return start_failed(sec);
     uv_poll_init(sec->loop, &sec->listen_poll, sec->listen_fd);
     sec->listen_poll.data = sec;
     uv_poll_start(&sec->listen_poll, UV_READABLE, on_listen_readable);
     r = bs_ctl_start(sec->loop, control, status_handler, sec, &sec->ctl);
     if (r < 0) {
         BS_ERR(MOD, "control socket %s: %s", control, uv_strerror(r));
-        return 1;
+        return start_failed(sec);
     }
     uv_timer_init(sec->loop, &sec->tick);
     sec->tick.data = sec;
@@ -1052,6 +1208,15 @@ int main(int argc, char **argv)
         bs_id_to_hex(sec->replica_id, rid);
         BS_INFO(MOD, "replica %s (%s, %" PRIu64 " bytes, id %s) listening on %s", device,
                 sec->target.ops->name, sec->disk_bytes, rid, listen_addr);
+        if (sec->target.dio_align)
+            BS_INFO(MOD, "replica %s: %u-byte logical, %u-byte physical blocks; writes aligned to "
+                         "%u bytes go direct, others through the page cache",
+                    device, sec->target.logical_block, sec->target.physical_block,
+                    sec->target.dio_align);
+        else
+            BS_INFO(MOD, "replica %s: %u-byte logical, %u-byte physical blocks; no direct I/O, "
+                         "every write through the page cache",
+                    device, sec->target.logical_block, sec->target.physical_block);
     }
     bs_notify("READY=1\nSTATUS=listening");
     uv_run(sec->loop, UV_RUN_DEFAULT);
@@ -1063,11 +1228,12 @@ int main(int argc, char **argv)
     uv_close((uv_handle_t *)&sec->sigint, NULL);
     uv_run(sec->loop, UV_RUN_DEFAULT);
     close(sec->listen_fd);
-    if (fdatasync(sec->target.fd) < 0)
-        BS_ERR(MOD, "final fdatasync of %s: %s", device, strerror(errno));
-    bs_target_close(&sec->target);
-    if (sec->direct_fd >= 0)
-        close(sec->direct_fd);
+    r = sec->target.ops->flush(&sec->target);
+    if (r < 0)
+        BS_ERR(MOD, "final flush of %s: %s", device, strerror(-r));
+    BS_INFO(MOD, "replica writes: %" PRIu64 " direct, %" PRIu64 " through the page cache",
+            (uint64_t)sec->target.direct_writes, (uint64_t)sec->target.cached_writes);
+    sec->target.ops->close(&sec->target);
     for (unsigned i = 0; i < NBUF; i++)
         free(sec->bufs[i].data);
     bs_tls_free(sec->tls);

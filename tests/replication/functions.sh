@@ -85,9 +85,12 @@ make_certs() {
     bash "$MKCERTS" "$@" || fail "mkcerts.sh $* failed"
 }
 
-# make_loop FILE: attaches FILE to a free loop device (LOOP), detached on exit.
+# make_loop FILE [LOSETUP_ARGS...]: attaches FILE to a free loop device
+# (LOOP), detached on exit; LOSETUP_ARGS such as --sector-size 4096.
 make_loop() {
-    LOOP=$(losetup -f --show "$1") || fail "losetup -f --show $1 failed"
+    local f=$1
+    shift
+    LOOP=$(losetup -f --show "$@" "$f") || fail "losetup -f --show $* $f failed"
     cleanup_fn losetup -d "$LOOP"
 }
 
@@ -107,12 +110,13 @@ expect_same() {
 
 # ---- nbdkit ---------------------------------------------------------------------
 
-# start_nbdkit DIR NAME IMAGE: nbdkit with the writelog filter over the file
-# plugin, in the background; waits (bounded) for the control and NBD
-# sockets.  Sets NBDKIT_PID, WL_CTL (the log's control socket), NBD_SOCK,
+# start_nbdkit DIR NAME IMAGE [FILTER_ARGS...]: nbdkit with the writelog
+# filter over the file plugin (FILTER_ARGS such as writelog-grain=512 added),
+# in the background; waits (bounded) for the control and NBD sockets.  Sets NBDKIT_PID, WL_CTL (the log's control socket), NBD_SOCK,
 # NBD_URI.  Stopped and its shm removed on exit.
 start_nbdkit() {
     local dir=$1 name=$2 image=$3 log pid
+    shift 3
     log=$dir/nbdkit-$name.log
     WL_CTL=$dir/log_$name.ctl
     NBD_SOCK=$dir/nbd-$name.sock
@@ -122,7 +126,7 @@ start_nbdkit() {
     cleanup_fn rm -f "/dev/shm/log_$name.wlog"
     # A restart reuses the paths; nbdkit leaves its -U socket behind.
     rm -f "$NBD_SOCK"
-    nbdkit -f --filter="$FILTER" file "$image" writelog-name="$name" writelog-dir="$dir" \
+    nbdkit -f --filter="$FILTER" file "$image" writelog-name="$name" writelog-dir="$dir" "$@" \
         -U "$NBD_SOCK" >"$log" 2>&1 &
     pid=$!
     NBDKIT_PID=$pid

@@ -43,6 +43,9 @@
  *               (SO_LINGER 0), neither close_notify nor FIN
  *   good        a DATA frame of --pattern at --sector/--count, then FLUSH 1;
  *               waits for ACK 1
+ *   zero        a ZERO frame at --sector/--count (any size up to the disk),
+ *               then FLUSH 1; waits for ACK 1 and reports how long that
+ *               took and how many heartbeats came meanwhile
  *
  * And one case without TLS that takes --count as a number of connections:
  *   hold        opens COUNT TCP connections that send nothing, prints
@@ -94,7 +97,7 @@ static void usage(FILE *f)
           "                 CASE HOST:PORT\n"
           "CASE: handshake silent-tls bad-magic size beyond-end wrap count0 over-limit\n"
           "      unknown-kind wrong-direction huge-count garbage reset bad-crc truncated\n"
-          "      truncated-abrupt good\n"
+          "      truncated-abrupt good zero\n"
           "       repl-peer [--count N] [--timeout SEC] hold HOST:PORT\n",
           f);
 }
@@ -279,6 +282,7 @@ struct peer {
     SSL_CTX *ctx;
     SSL *ssl;
     struct bsr_limits limits;   /* what the secondary accepted */
+    unsigned heartbeats;        /* HEARTBEAT frames received */
 };
 
 static SSL_CTX *make_ctx(bool with_cert)
@@ -497,6 +501,7 @@ static void read_answers(struct peer *p, bool want_ack, uint64_t ack_seq)
         switch (f.kind) {
         case BSR_HEARTBEAT:
             say("recv: HEARTBEAT");
+            p->heartbeats++;
             continue;
         case BSR_ACK:
             say("recv: ACK %" PRIu64, f.sector);
@@ -598,7 +603,8 @@ static int run_tls(const char *c, const char *hostport, bool with_cert)
         goto out;
     }
 
-    uint32_t plen = opt_count * BSR_SECTOR_SIZE;
+    /* A ZERO frame has no payload, whatever its count. */
+    uint32_t plen = strcmp(c, "zero") == 0 ? 0 : opt_count * BSR_SECTOR_SIZE;
     uint8_t *frame = malloc(BSR_FRAME_HDR_LEN + (size_t)plen + BSR_FRAME_CRC_LEN);
     uint8_t *payload = malloc(plen ? plen : 1);
     if (!frame || !payload)
@@ -660,6 +666,20 @@ static int run_tls(const char *c, const char *hostport, bool with_cert)
             if (send_all(&p, frame, len, "sending FLUSH")) {
                 say("sent: FLUSH 1");
                 read_answers(&p, true, 1);
+            }
+        }
+    } else if (strcmp(c, "zero") == 0) {
+        size_t len = build_frame(frame, opt_sector, opt_count, BSR_ZERO, NULL, 0, 0);
+        double t0 = now_s();
+        if (send_all(&p, frame, len, "sending the frame")) {
+            say("sent: ZERO sector %" PRIu64 " count %u", opt_sector, opt_count);
+            len = build_frame(frame, 1, 0, BSR_FLUSH, NULL, 0, 0);
+            if (send_all(&p, frame, len, "sending FLUSH")) {
+                say("sent: FLUSH 1");
+                p.heartbeats = 0;
+                read_answers(&p, true, 1);
+                say("zero: answered after %.2f s, %u heartbeats meanwhile", now_s() - t0,
+                    p.heartbeats);
             }
         }
     } else {
@@ -754,7 +774,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "repl-peer: --disk-bytes (the replica's size, a multiple of 512) is required\n");
         return 2;
     }
-    if (opt_count > BSR_MAX_PAYLOAD_LIMIT / BSR_SECTOR_SIZE) {
+    /* A DATA payload is built in memory; a ZERO frame's count is not. */
+    if (opt_count > BSR_MAX_PAYLOAD_LIMIT / BSR_SECTOR_SIZE && strcmp(argv[optind], "zero") != 0) {
         fprintf(stderr, "repl-peer: --count too large\n");
         return 2;
     }
