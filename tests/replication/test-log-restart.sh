@@ -2,7 +2,7 @@
 # The write log restarts under the primary.  With the replica in sync, nbdkit
 # (and the log inside it) is killed with SIGKILL during a fio load; while it
 # is down the image changes behind its back (writes the log never sees: one
-# random 64 KiB block and a 1 MiB hole of zeroes), then nbdkit starts again
+# random 64 KiB block and a 2 MiB hole of zeroes), then nbdkit starts again
 # with the same name.  The log has a new identity, so the primary must say
 # that writes may have gone unlogged and resend the whole disk (the file
 # replica gets the zeroes as a punched hole); the replica then equals the
@@ -50,7 +50,7 @@ poll_until 20 _log_lost || fail "the primary still shows the log connected: $(st
 
 # Changes the log never sees.
 head -c 65536 /dev/urandom | dd of="$img" bs=64k seek=100 conv=notrunc status=none
-dd if=/dev/zero of="$img" bs=1M seek=64 count=1 conv=notrunc status=none
+dd if=/dev/zero of="$img" bs=1M seek=64 count=2 conv=notrunc status=none
 sent0=$(field "$pri_ctl" sent_bytes)
 
 start_nbdkit "$WORKDIR" "$name" "$img"
@@ -63,7 +63,11 @@ note "after the log restart: $s"
 expect_same "$img" "$rep" "replica after the log restarted"
 resent=$(($(jget "$s" sent_bytes) - sent0))
 [ "$resent" -ge "$bytes" ] || fail "only $resent bytes resent after the log restart; the whole disk ($bytes) was due"
-[ "$(jget "$s" zero_bytes)" -ge $((1 << 20)) ] || fail "the zeroed MiB did not travel as ZERO frames: $s"
+# Frames are at most 512 KiB but need not start on a 512 KiB boundary (a run
+# starts wherever the bitmap's dirty run does), so of the 2 MiB hole only the
+# two frames at its ends may carry data as well: at least 1 MiB of it must
+# travel as ZERO frames.
+[ "$(jget "$s" zero_bytes)" -ge $((1 << 20)) ] || fail "less than 1 MiB of the 2 MiB hole travelled as ZERO frames: $s"
 expect_alive "$pri_pid" blkship-primary
 ss=$(status "$SEC_CTL")
 [ "$(jget "$ss" bad_frames)" = 0 ] || fail "the secondary counted bad frames: $ss"
