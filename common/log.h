@@ -27,7 +27,8 @@ int bs_log_parse_level(const char *s, enum bs_log_level *out);
 
 void bs_log(enum bs_log_level level, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-void bs_vlog(enum bs_log_level level, const char *module, const char *fmt, va_list ap);
+void bs_vlog(enum bs_log_level level, const char *module, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 #define BS_ERR(mod, ...) bs_log(BS_LOG_ERR, (mod), __VA_ARGS__)
 #define BS_WARN(mod, ...) bs_log(BS_LOG_WARN, (mod), __VA_ARGS__)

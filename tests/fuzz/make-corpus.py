@@ -103,10 +103,42 @@ def wlog_ctl():
           b"\3" + struct.pack("<QQI", 0, 8, 511) + struct.pack("<QII", 0, 0, 5))
 
 
+def opt():
+    for name, value in [("u64", "4096"), ("hex", "0x1000"), ("size-k", "64K"),
+                        ("size-gib", "1GiB"), ("dur-ms", "100ms"), ("dur-s", "5s"),
+                        ("dur-min", "2min"), ("hostport", "127.0.0.1:7789"),
+                        ("hostport-v6", "[::1]:7789"), ("hostport-name", "dr.example:1"),
+                        ("port-too-big", "127.0.0.1:99999"), ("overflow", "18446744073709551616")]:
+        write("opt", name, value.encode())
+
+
+def status_view():
+    primary = ('{"schema": 1, "role": "primary", "connected": true, "state": "replicating", '
+               '"peer": "dr.example:7789", "disk_bytes": 1073741824, "grain_bytes": 4096, '
+               '"dirty_bytes": 4096, "inflight_bytes": 0, "sent_bytes": 1073741824, '
+               '"acked_bytes": 1073737728, "zero_bytes": 0, "sync_percent": 99.99, '
+               '"rate_bytes_per_sec": 104857600, "eta_seconds": 0, "epoch": 12, '
+               '"log_connected": true, "read_errors": 0, '
+               '"replica_id": "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf"}\n')
+    secondary = ('{"schema": 1, "role": "secondary", "connected": false, "peer": "", '
+                 '"device": "/dev/vg0/vm1 \\"q\\" \\u001b[31m\\u00e9", '
+                 '"disk_bytes": 67108864, "dirty_bytes": null, "inflight_bytes": 0, '
+                 '"sent_bytes": 0, "received_bytes": 8192, "written_bytes": 8192, '
+                 '"acked_bytes": 8192, "bad_frames": 0, "sync_percent": null}\n')
+    error = '{"schema": 1, "error": "unknown request"}\n'
+    for mode in (0, 1):
+        write("status-view", "primary-%d" % mode, bytes([mode]) + primary.encode())
+        write("status-view", "secondary-%d" % mode, bytes([mode]) + secondary.encode())
+    write("status-view", "error", b"\0" + error.encode())
+    write("status-view", "schema-2", b"\1" + primary.replace('"schema": 1', '"schema": 2').encode())
+
+
 def main():
     repl()
     state()
     wlog_ctl()
+    opt()
+    status_view()
     return 0
 
 
