@@ -126,8 +126,12 @@ start_nbdkit() {
     cleanup_fn rm -f "/dev/shm/log_$name.wlog"
     # A restart reuses the paths; nbdkit leaves its -U socket behind.
     rm -f "$NBD_SOCK"
-    nbdkit -f --filter="$FILTER" file "$image" writelog-name="$name" writelog-dir="$dir" "$@" \
-        -U "$NBD_SOCK" >"$log" 2>&1 &
+    # NBDKIT_BELOW: filters to stack under the writelog filter (nearer the
+    # plugin), e.g. "error" for faults that the ring's reads see too.
+    local below=() f
+    for f in ${NBDKIT_BELOW:-}; do below+=("--filter=$f"); done
+    nbdkit -f --filter="$FILTER" "${below[@]}" file "$image" writelog-name="$name" \
+        writelog-dir="$dir" "$@" -U "$NBD_SOCK" >"$log" 2>&1 &
     pid=$!
     NBDKIT_PID=$pid
     cleanup_fn stop_pid "$pid" 15
