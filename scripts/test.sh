@@ -24,3 +24,7 @@ cmake --build build-asan -j"$jobs"
 # Regression inputs first, then 30 s of fuzzing per harness; ends with
 # "N passed, N failed".
 bash tests/fuzz/run.sh 30
+
+# Every mutant of a durability- or safety-critical line must be caught by
+# the tests it names (tests/mutation/README.md).
+bash tests/mutation/run.sh
