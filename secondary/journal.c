@@ -1,0 +1,713 @@
+/* The secondary's epoch journal (see journal.h for the contract and the
+ * format).
+ *
+ * Positions in the record region are logical: a byte count that only
+ * grows, the physical offset being REGION_OFF + pos % region.  A record
+ * never straddles the region's end: what is left there is skipped, with a
+ * PAD record when a header fits.  Space from the durable start (the
+ * superblock's start_pos) to the append position is in use; only
+ * bs_journal_release moves the start, after its superblock write is
+ * durable, so an append never overwrites a record that a crash could
+ * still need.
+ *
+ * Each COMMIT record carries the number of records of its epoch and a
+ * CRC32C chained over their CRCs: an epoch is committed at scan time only
+ * if exactly the records it counted precede it.
+ */
+#include "secondary/journal.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "common/crc32c.h"
+#include "common/log.h"
+#include "secondary/target.h"
+
+#define MOD "journal"
+
+#define SB_MAGIC "BLKSJRNL"
+#define SB_VERSION 1u
+#define SB_LEN 64u
+#define SB_SLOT 512u
+#define REGION_OFF 4096u
+#define REC_MAGIC 0x4c4e524au /* "JRNL" */
+
+/* ---- Encoding ------------------------------------------------------------ */
+
+struct sb {
+    uint64_t gen;
+    uint64_t size;
+    uint64_t start_pos;
+    uint64_t start_seq;
+};
+
+/* Record header, decoded:
+ *   0 magic u32 | 4 type u8 | 5..7 zero | 8 count u32 | 12 zero u32
+ *   16 seq u64 | 24 epoch u64 | 32 sector u64 | 40 crc u32 | 44 zero u32
+ * COMMIT: count = records of the epoch, sector = their chained CRC. */
+struct rec {
+    uint8_t type;
+    uint32_t count;
+    uint64_t seq, epoch, sector;
+    uint32_t crc;
+};
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    v = htole64(v);
+    memcpy(p, &v, 8);
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    v = htole32(v);
+    memcpy(p, &v, 4);
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return le64toh(v);
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return le32toh(v);
+}
+
+static void sb_pack(const struct sb *s, uint8_t out[SB_LEN])
+{
+    memset(out, 0, SB_LEN);
+    memcpy(out, SB_MAGIC, 8);
+    put32(out + 8, SB_VERSION);
+    put32(out + 12, SB_LEN);
+    put64(out + 16, s->gen);
+    put64(out + 24, s->size);
+    put64(out + 32, s->start_pos);
+    put64(out + 40, s->start_seq);
+    put32(out + 60, crc32c(0, out, 60));
+}
+
+static int sb_unpack(const uint8_t in[SB_LEN], struct sb *s)
+{
+    if (memcmp(in, SB_MAGIC, 8) != 0 || get32(in + 8) != SB_VERSION || get32(in + 12) != SB_LEN ||
+        get32(in + 60) != crc32c(0, in, 60))
+        return -EINVAL;
+    s->gen = get64(in + 16);
+    s->size = get64(in + 24);
+    s->start_pos = get64(in + 32);
+    s->start_seq = get64(in + 40);
+    return 0;
+}
+
+/* The CRC of a record covers its header (with the CRC field zero) and its
+ * payload. */
+static uint32_t rec_crc(const uint8_t hdr[BS_JOURNAL_HDR_LEN], const void *payload, size_t len)
+{
+    uint8_t h[BS_JOURNAL_HDR_LEN];
+
+    memcpy(h, hdr, sizeof(h));
+    memset(h + 40, 0, 4);
+    return crc32c(crc32c(0, h, sizeof(h)), payload, len);
+}
+
+static void rec_pack(const struct rec *r, uint8_t out[BS_JOURNAL_HDR_LEN])
+{
+    memset(out, 0, BS_JOURNAL_HDR_LEN);
+    put32(out, REC_MAGIC);
+    out[4] = r->type;
+    put32(out + 8, r->count);
+    put64(out + 16, r->seq);
+    put64(out + 24, r->epoch);
+    put64(out + 32, r->sector);
+}
+
+static int rec_unpack(const uint8_t in[BS_JOURNAL_HDR_LEN], struct rec *r)
+{
+    if (get32(in) != REC_MAGIC || in[5] || in[6] || in[7] || get32(in + 12) || get32(in + 44))
+        return -EINVAL;
+    r->type = in[4];
+    r->count = get32(in + 8);
+    r->seq = get64(in + 16);
+    r->epoch = get64(in + 24);
+    r->sector = get64(in + 32);
+    r->crc = get32(in + 40);
+    if (r->type < BS_JOURNAL_DATA || r->type > BS_JOURNAL_PAD)
+        return -EINVAL;
+    return 0;
+}
+
+static uint64_t payload_len(const struct rec *r)
+{
+    return r->type == BS_JOURNAL_DATA ? (uint64_t)r->count * 512 : 0;
+}
+
+/* ---- The journal ----------------------------------------------------------- */
+
+/* A committed epoch's records: [first_pos, end_pos), end_pos just past its
+ * commit record. */
+struct span {
+    uint64_t epoch;
+    uint64_t first_pos;
+    uint64_t end_pos;
+    uint64_t end_seq;   /* the next sequence number after its commit */
+};
+
+struct bs_journal {
+    pthread_mutex_t lock;       /* spans, start, the counters below */
+    int fd;
+    char path[4096];
+    uint64_t size, region;
+    uint32_t max_record;
+    struct sb sb;               /* as last made durable */
+
+    /* Appending. */
+    uint64_t write_pos, write_seq;
+    uint64_t tail_pos, tail_seq;        /* just past the last commit */
+    uint64_t last_epoch;
+    bool epoch_open;
+    uint64_t open_epoch;
+    uint32_t open_records, open_chain;
+    uint8_t hdr[BS_JOURNAL_HDR_LEN];    /* of the record being appended */
+
+    /* Committed, not yet released, oldest first. */
+    struct span *spans;
+    size_t nspans, capspans;
+    uint8_t *rbuf;                      /* one record read back, for replay */
+};
+
+static uint64_t phys(const struct bs_journal *j, uint64_t pos)
+{
+    return REGION_OFF + pos % j->region;
+}
+
+/* Bytes to the region's end from pos. */
+static uint64_t room(const struct bs_journal *j, uint64_t pos)
+{
+    return j->region - pos % j->region;
+}
+
+static int pread_all(int fd, void *buf, size_t len, uint64_t off)
+{
+    char *p = buf;
+
+    while (len) {
+        ssize_t n = pread(fd, p, len, (off_t)off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (n == 0)
+            return -EIO; /* the file is shorter than its superblock says */
+        p += n;
+        len -= (size_t)n;
+        off += (uint64_t)n;
+    }
+    return 0;
+}
+
+/* Writes all of hdr then payload at off; short writes continue. */
+static int pwrite2_all(int fd, const void *hdr, size_t hlen, const void *payload, size_t plen,
+                       uint64_t off)
+{
+    struct iovec iov[2] = { { (void *)hdr, hlen }, { (void *)payload, plen } };
+    struct iovec *v = iov;
+    int n = plen ? 2 : 1;
+
+    while (n) {
+        ssize_t w = pwritev(fd, v, n, (off_t)off);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (w == 0)
+            return -ENOSPC;
+        off += (uint64_t)w;
+        while (n && (size_t)w >= v->iov_len) {
+            w -= (ssize_t)v->iov_len;
+            v++;
+            n--;
+        }
+        if (n) {
+            v->iov_base = (char *)v->iov_base + w;
+            v->iov_len -= (size_t)w;
+        }
+    }
+    return 0;
+}
+
+static int write_sb(struct bs_journal *j, uint64_t start_pos, uint64_t start_seq)
+{
+    struct sb s = { .gen = j->sb.gen + 1, .size = j->size, .start_pos = start_pos,
+                    .start_seq = start_seq };
+    uint8_t buf[SB_LEN];
+    int r;
+
+    sb_pack(&s, buf);
+    r = bs_target_pwrite_all(j->fd, buf, sizeof(buf), (s.gen % 2) * SB_SLOT);
+    if (r == 0 && fdatasync(j->fd) < 0)
+        r = -errno;
+    if (r < 0) {
+        BS_ERR(MOD, "writing the superblock of %s: %s", j->path, strerror(-r));
+        return r;
+    }
+    pthread_mutex_lock(&j->lock);
+    j->sb = s;
+    pthread_mutex_unlock(&j->lock);
+    return 0;
+}
+
+static int push_span(struct bs_journal *j, const struct span *s)
+{
+    if (j->nspans == j->capspans) {
+        size_t cap = j->capspans ? j->capspans * 2 : 64;
+        struct span *n = realloc(j->spans, cap * sizeof(*n));
+        if (!n)
+            return -ENOMEM;
+        j->spans = n;
+        j->capspans = cap;
+    }
+    j->spans[j->nspans++] = *s;
+    return 0;
+}
+
+/* Reads the record at pos into rec (and its payload into buf).  Returns 0,
+ * or -EINVAL when what is there is not a valid record. */
+static int read_rec(struct bs_journal *j, uint64_t pos, struct rec *rec, uint8_t *buf)
+{
+    uint64_t len;
+    int r;
+
+    if (room(j, pos) < BS_JOURNAL_HDR_LEN)
+        return -EINVAL;
+    r = pread_all(j->fd, buf, BS_JOURNAL_HDR_LEN, phys(j, pos));
+    if (r < 0)
+        return r;
+    if (rec_unpack(buf, rec) < 0)
+        return -EINVAL;
+    len = payload_len(rec);
+    if (len > j->max_record || BS_JOURNAL_HDR_LEN + len > room(j, pos))
+        return -EINVAL;
+    if (len) {
+        r = pread_all(j->fd, buf + BS_JOURNAL_HDR_LEN, len, phys(j, pos) + BS_JOURNAL_HDR_LEN);
+        if (r < 0)
+            return r;
+    }
+    if (rec_crc(buf, buf + BS_JOURNAL_HDR_LEN, len) != rec->crc)
+        return -EINVAL;
+    return 0;
+}
+
+/* Walks the records from the durable start: lists the committed epochs and
+ * puts the append position just past the last commit. */
+static int scan(struct bs_journal *j)
+{
+    uint64_t pos = j->sb.start_pos, next_seq = j->sb.start_seq, epoch = 0;
+    uint64_t ep_first = 0;
+    uint32_t ep_records = 0, ep_chain = 0;
+    bool in_epoch = false;
+    struct rec rec;
+
+    j->tail_pos = pos;
+    j->tail_seq = next_seq;
+    while (pos - j->sb.start_pos < j->region) {
+        if (room(j, pos) < BS_JOURNAL_HDR_LEN) {
+            pos += room(j, pos);
+            continue;
+        }
+        int r = read_rec(j, pos, &rec, j->rbuf);
+        if (r == -EINVAL || (r == 0 && (rec.seq < next_seq || rec.epoch < epoch)))
+            break; /* the end of the journal: garbage, or older than what precedes */
+        if (r < 0) {
+            BS_ERR(MOD, "reading %s: %s", j->path, strerror(-r));
+            return r;
+        }
+        next_seq = rec.seq + 1;
+        if (rec.type == BS_JOURNAL_PAD) {
+            pos += room(j, pos);
+            continue;
+        }
+        if (!in_epoch || rec.epoch != epoch) {
+            /* A new epoch begins; one left without its commit is dropped. */
+            in_epoch = true;
+            epoch = rec.epoch;
+            ep_first = pos;
+            ep_records = 0;
+            ep_chain = 0;
+        }
+        uint64_t end = pos + BS_JOURNAL_HDR_LEN + payload_len(&rec);
+        if (rec.type == BS_JOURNAL_COMMIT) {
+            if (rec.count != ep_records || (uint32_t)rec.sector != ep_chain)
+                break; /* not the records it vouches for: not committed */
+            struct span s = { .epoch = epoch, .first_pos = ep_first, .end_pos = end,
+                              .end_seq = next_seq };
+            r = push_span(j, &s);
+            if (r < 0)
+                return r;
+            j->tail_pos = end;
+            j->tail_seq = next_seq;
+            in_epoch = false;
+            j->last_epoch = epoch;
+        } else {
+            uint32_t crc = htole32(rec.crc);
+            ep_chain = crc32c(ep_chain, &crc, sizeof(crc));
+            ep_records++;
+        }
+        pos = end;
+    }
+    j->write_pos = j->tail_pos;
+    /* Sequence numbers go on past anything scanned, the dropped tail
+     * included, so that no record written from now on can be taken for
+     * one of it. */
+    j->write_seq = next_seq > j->tail_seq ? next_seq : j->tail_seq;
+    return 0;
+}
+
+static int create_file(const char *path, uint64_t size, int *fdp)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    int r;
+
+    if (fd < 0)
+        return -errno;
+    if (ftruncate(fd, (off_t)size) < 0 || fdatasync(fd) < 0) {
+        r = -errno;
+        close(fd);
+        unlink(path);
+        return r;
+    }
+    *fdp = fd;
+    return 0;
+}
+
+int bs_journal_open(const char *path, uint64_t size, uint32_t max_record,
+                    struct bs_journal **out)
+{
+    struct bs_journal *j;
+    uint8_t buf[2][SB_LEN];
+    struct sb s[2];
+    bool ok[2];
+    bool fresh = false;
+    int r;
+
+    *out = NULL;
+    if (size < BS_JOURNAL_MIN_BYTES || max_record == 0 ||
+        BS_JOURNAL_HDR_LEN + (uint64_t)max_record > (size - REGION_OFF) / 2) {
+        BS_ERR(MOD, "journal %s: %" PRIu64 " bytes cannot hold records of %u bytes", path, size,
+               max_record);
+        return -EINVAL;
+    }
+    j = calloc(1, sizeof(*j));
+    if (!j)
+        return -ENOMEM;
+    pthread_mutex_init(&j->lock, NULL);
+    snprintf(j->path, sizeof(j->path), "%s", path);
+    j->max_record = max_record;
+    j->fd = open(path, O_RDWR | O_CLOEXEC);
+    if (j->fd < 0 && errno == ENOENT) {
+        r = create_file(path, size, &j->fd);
+        if (r < 0) {
+            BS_ERR(MOD, "creating %s: %s", path, strerror(-r));
+            goto fail;
+        }
+        fresh = true;
+    } else if (j->fd < 0) {
+        r = -errno;
+        BS_ERR(MOD, "opening %s: %s", path, strerror(-r));
+        goto fail;
+    }
+    j->rbuf = malloc(BS_JOURNAL_HDR_LEN + (size_t)max_record);
+    if (!j->rbuf) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    if (fresh) {
+        j->size = size;
+        j->region = size - REGION_OFF;
+        j->sb = (struct sb){ .gen = 0, .size = size, .start_pos = 0, .start_seq = 1 };
+        r = write_sb(j, 0, 1);
+        if (r < 0)
+            goto fail;
+        j->write_seq = j->tail_seq = 1;
+        BS_INFO(MOD, "new journal %s, %" PRIu64 " bytes", path, size);
+        *out = j;
+        return 0;
+    }
+    for (int i = 0; i < 2; i++) {
+        r = pread_all(j->fd, buf[i], SB_LEN, (uint64_t)i * SB_SLOT);
+        ok[i] = r == 0 && sb_unpack(buf[i], &s[i]) == 0;
+    }
+    if (!ok[0] && !ok[1]) {
+        BS_ERR(MOD, "%s has no valid superblock: not a blkship journal, or damaged; "
+                    "refusing to guess (move it away to start a new one, which discards "
+                    "any epoch it holds)",
+               path);
+        r = -EUCLEAN;
+        goto fail;
+    }
+    j->sb = ok[0] && (!ok[1] || s[0].gen > s[1].gen) ? s[0] : s[1];
+    j->size = j->sb.size;
+    j->region = j->size - REGION_OFF;
+    {
+        struct stat st;
+        if (fstat(j->fd, &st) < 0 || (uint64_t)st.st_size < j->size ||
+            BS_JOURNAL_HDR_LEN + (uint64_t)max_record > j->region / 2) {
+            BS_ERR(MOD, "%s is shorter than its superblock says, or too small for records of "
+                        "%u bytes",
+                   path, max_record);
+            r = -EUCLEAN;
+            goto fail;
+        }
+    }
+    if (j->size != size)
+        BS_WARN(MOD, "%s keeps its size of %" PRIu64 " bytes (%" PRIu64 " asked)", path,
+                j->size, size);
+    r = scan(j);
+    if (r < 0)
+        goto fail;
+    if (j->nspans)
+        BS_INFO(MOD, "%s holds %zu committed epoch(s), %" PRIu64 " to %" PRIu64, path,
+                j->nspans, j->spans[0].epoch, j->spans[j->nspans - 1].epoch);
+    *out = j;
+    return 0;
+fail:
+    bs_journal_close(j);
+    return r;
+}
+
+void bs_journal_close(struct bs_journal *j)
+{
+    if (!j)
+        return;
+    if (j->fd >= 0)
+        close(j->fd);
+    free(j->rbuf);
+    free(j->spans);
+    pthread_mutex_destroy(&j->lock);
+    free(j);
+}
+
+size_t bs_journal_committed(struct bs_journal *j, uint64_t *out, size_t max)
+{
+    size_t n;
+
+    pthread_mutex_lock(&j->lock);
+    n = j->nspans;
+    for (size_t i = 0; i < n && i < max; i++)
+        out[i] = j->spans[i].epoch;
+    pthread_mutex_unlock(&j->lock);
+    return n;
+}
+
+uint64_t bs_journal_used(struct bs_journal *j)
+{
+    uint64_t used;
+
+    pthread_mutex_lock(&j->lock);
+    used = j->write_pos - j->sb.start_pos;
+    pthread_mutex_unlock(&j->lock);
+    return used;
+}
+
+uint64_t bs_journal_size(struct bs_journal *j)
+{
+    return j->size;
+}
+
+/* Writes one record (header fields in rec, payload len bytes) at the
+ * append position, with a PAD first when it would straddle the end.
+ * -ENOSPC when it does not fit before the durable start. */
+static int append_rec(struct bs_journal *j, struct rec *rec, const void *payload, size_t len)
+{
+    uint64_t need = BS_JOURNAL_HDR_LEN + len, pos = j->write_pos, skip = 0;
+    uint64_t start;
+    int r;
+
+    if (room(j, pos) < need)
+        skip = room(j, pos);
+    pthread_mutex_lock(&j->lock);
+    start = j->sb.start_pos;
+    pthread_mutex_unlock(&j->lock);
+    if (pos + skip + need - start > j->region)
+        return -ENOSPC;
+    if (skip >= BS_JOURNAL_HDR_LEN) {
+        /* The PAD carries the epoch of the record after it: epochs never
+         * go down along the region. */
+        struct rec pad = { .type = BS_JOURNAL_PAD, .seq = j->write_seq, .epoch = rec->epoch };
+        uint8_t hdr[BS_JOURNAL_HDR_LEN];
+        rec_pack(&pad, hdr);
+        put32(hdr + 40, rec_crc(hdr, NULL, 0));
+        r = bs_target_pwrite_all(j->fd, hdr, sizeof(hdr), phys(j, pos));
+        if (r < 0)
+            return r;
+        j->write_seq++;
+    }
+    pos += skip;
+    rec->seq = j->write_seq;
+    rec_pack(rec, j->hdr);
+    rec->crc = rec_crc(j->hdr, payload, len);
+    put32(j->hdr + 40, rec->crc);
+    /* The payload goes from the caller's buffer: no copy. */
+    r = pwrite2_all(j->fd, j->hdr, BS_JOURNAL_HDR_LEN, payload, len, phys(j, pos));
+    if (r < 0)
+        return r;
+    j->write_seq++;
+    j->write_pos = pos + need;
+    return 0;
+}
+
+int bs_journal_append(struct bs_journal *j, uint64_t epoch, enum bs_journal_kind kind,
+                      uint64_t sector, uint32_t count, const void *data)
+{
+    struct rec rec = { .type = (uint8_t)kind, .count = count, .epoch = epoch, .sector = sector };
+    size_t len = kind == BS_JOURNAL_DATA ? (size_t)count * 512 : 0;
+    int r;
+
+    if ((kind != BS_JOURNAL_DATA && kind != BS_JOURNAL_ZERO) || count == 0 ||
+        len > j->max_record || epoch <= j->last_epoch ||
+        (j->epoch_open && epoch != j->open_epoch))
+        return -EINVAL;
+    r = append_rec(j, &rec, data, len);
+    if (r < 0)
+        return r;
+    if (!j->epoch_open) {
+        j->epoch_open = true;
+        j->open_epoch = epoch;
+        j->open_records = 0;
+        j->open_chain = 0;
+    }
+    uint32_t crc = htole32(rec.crc);
+    j->open_chain = crc32c(j->open_chain, &crc, sizeof(crc));
+    j->open_records++;
+    return 0;
+}
+
+int bs_journal_commit(struct bs_journal *j, uint64_t epoch)
+{
+    uint64_t first = j->epoch_open ? j->tail_pos : j->write_pos;
+    struct rec rec = { .type = BS_JOURNAL_COMMIT, .epoch = epoch };
+    int r;
+
+    if (epoch <= j->last_epoch || (j->epoch_open && epoch != j->open_epoch))
+        return -EINVAL;
+    rec.count = j->epoch_open ? j->open_records : 0;
+    rec.sector = j->epoch_open ? j->open_chain : 0;
+    r = append_rec(j, &rec, NULL, 0);
+    if (r == 0 && fdatasync(j->fd) < 0)
+        r = -errno;
+    if (r < 0) {
+        if (r != -ENOSPC)
+            BS_ERR(MOD, "committing epoch %" PRIu64 " to %s: %s", epoch, j->path, strerror(-r));
+        return r;
+    }
+    struct span s = { .epoch = epoch, .first_pos = first, .end_pos = j->write_pos,
+                      .end_seq = j->write_seq };
+    pthread_mutex_lock(&j->lock);
+    r = push_span(j, &s);
+    pthread_mutex_unlock(&j->lock);
+    if (r < 0)
+        return r;
+    j->tail_pos = j->write_pos;
+    j->tail_seq = j->write_seq;
+    j->last_epoch = epoch;
+    j->epoch_open = false;
+    return 0;
+}
+
+void bs_journal_abort(struct bs_journal *j)
+{
+    /* The sequence numbers go on: what was written since the tail can
+     * never be read as part of what is written there next. */
+    j->write_pos = j->tail_pos;
+    j->epoch_open = false;
+}
+
+static struct span *find_span(struct bs_journal *j, uint64_t epoch)
+{
+    for (size_t i = 0; i < j->nspans; i++)
+        if (j->spans[i].epoch == epoch)
+            return &j->spans[i];
+    return NULL;
+}
+
+int bs_journal_replay(struct bs_journal *j, uint64_t epoch, bs_journal_apply_fn *apply,
+                      void *opaque)
+{
+    struct span s, *found;
+    struct rec rec;
+    uint64_t pos;
+    int r;
+
+    pthread_mutex_lock(&j->lock);
+    found = find_span(j, epoch);
+    if (found)
+        s = *found;
+    pthread_mutex_unlock(&j->lock);
+    if (!found)
+        return -ENOENT;
+    for (pos = s.first_pos; pos < s.end_pos;) {
+        if (room(j, pos) < BS_JOURNAL_HDR_LEN) {
+            pos += room(j, pos);
+            continue;
+        }
+        r = read_rec(j, pos, &rec, j->rbuf);
+        if (r == -EINVAL || (r == 0 && rec.type != BS_JOURNAL_PAD && rec.epoch != epoch)) {
+            BS_ERR(MOD, "%s: a record of committed epoch %" PRIu64 " no longer reads back",
+                   j->path, epoch);
+            return -EUCLEAN;
+        }
+        if (r < 0)
+            return r;
+        if (rec.type == BS_JOURNAL_PAD) {
+            pos += room(j, pos);
+            continue;
+        }
+        if (rec.type == BS_JOURNAL_COMMIT)
+            break;
+        struct bs_journal_record out = { .kind = (enum bs_journal_kind)rec.type,
+                                         .epoch = rec.epoch, .sector = rec.sector,
+                                         .count = rec.count,
+                                         .data = j->rbuf + BS_JOURNAL_HDR_LEN };
+        r = apply(opaque, &out);
+        if (r < 0)
+            return r;
+        pos += BS_JOURNAL_HDR_LEN + payload_len(&rec);
+    }
+    return 0;
+}
+
+int bs_journal_release(struct bs_journal *j, uint64_t epoch)
+{
+    size_t n = 0;
+    int r;
+
+    pthread_mutex_lock(&j->lock);
+    while (n < j->nspans && j->spans[n].epoch <= epoch)
+        n++;
+    pthread_mutex_unlock(&j->lock);
+    if (n == 0)
+        return 0;
+    /* The start moves only once the superblock saying so is durable. */
+    r = write_sb(j, j->spans[n - 1].end_pos, j->spans[n - 1].end_seq);
+    if (r < 0)
+        return r;
+    pthread_mutex_lock(&j->lock);
+    memmove(j->spans, j->spans + n, (j->nspans - n) * sizeof(*j->spans));
+    j->nspans -= n;
+    pthread_mutex_unlock(&j->lock);
+    return 0;
+}
