@@ -110,6 +110,11 @@ struct primary {
 
     /* Write log. */
     struct log_link *log;
+    uint64_t log_gen;               /* counts write-log connections */
+    uv_work_t sync_req;             /* the bitmap's msync before "next" */
+    uint64_t sync_log_gen;          /* the connection it was started for */
+    int sync_result;
+    bool sync_running;              /* sync_req is queued: no seal until it is done */
     uv_timer_t log_retry;
     bool sealing;
     uint64_t disk_sectors;
@@ -306,6 +311,29 @@ static void seal_step(struct primary *p, const char *cmd)
     }
 }
 
+static void bitmap_sync_work(uv_work_t *req)
+{
+    struct primary *p = req->data;
+
+    p->sync_result = bs_dirty_sync(p->dirty);
+}
+
+/* The merged chunk is durable in the bitmap: the log may forget it. */
+static void bitmap_sync_done(uv_work_t *req, int status)
+{
+    struct primary *p = req->data;
+
+    p->sync_running = false;
+    if (status < 0 || p->sync_result < 0 || p->stopping || !p->log ||
+        p->log_gen != p->sync_log_gen) {
+        /* Not acknowledging keeps the chunk in the log: nothing is lost.
+         * (A log lost meanwhile exports it again to its next client.) */
+        p->sealing = false;
+        return;
+    }
+    seal_step(p, WL_CMD_NEXT);
+}
+
 /* The chunk's extents become ours, durably, before the log may forget
  * them (next acknowledges the chunk). */
 static void on_log_export(void *opaque, const struct wl_export_reply *rep)
@@ -327,12 +355,16 @@ static void on_log_export(void *opaque, const struct wl_export_reply *rep)
         pump(p);
         return;
     }
-    if (bs_dirty_sync(p->dirty) < 0) {
-        /* Not acknowledging keeps the chunk in the log: nothing is lost. */
+    /* The msync runs in the thread pool: the loop goes on sending (the
+     * grains just marked may be taken and sent meanwhile; only the log's
+     * "next" waits for the sync). */
+    p->sync_req.data = p;
+    p->sync_log_gen = p->log_gen;
+    if (uv_queue_work(p->loop, &p->sync_req, bitmap_sync_work, bitmap_sync_done) < 0) {
         p->sealing = false;
         return;
     }
-    seal_step(p, WL_CMD_NEXT);
+    p->sync_running = true;
     pump(p);
 }
 
@@ -340,7 +372,7 @@ static void on_seal_timer(uv_timer_t *t)
 {
     struct primary *p = t->data;
 
-    if (!p->log || p->sealing || p->stopping)
+    if (!p->log || p->sealing || p->sync_running || p->stopping)
         return;
     p->sealing = true;
     seal_step(p, WL_CMD_SEAL);
@@ -477,6 +509,8 @@ static void on_log_retry(uv_timer_t *t)
     if (p->log || p->stopping)
         return;
     r = log_link_open(p->loop, p->writelog_path, &log_ops, p, &p->log);
+    if (r == 0)
+        p->log_gen++;
     if (r < 0) {
         static unsigned attempts;
         if (attempts++ % 10 == 0)
@@ -1229,6 +1263,7 @@ int main(int argc, char **argv)
         bs_conn_close(p->conn, false, NULL, NULL);
     if (p->log)
         log_link_close(p->log);
+    p->log = NULL;
     if (p->connect_poll_active) {
         uv_close((uv_handle_t *)&p->connect_poll, NULL);
         close(p->connect_fd);
