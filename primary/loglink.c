@@ -40,6 +40,21 @@ static void link_fail(struct log_link *l, int err, const char *why)
     l->ops->on_error(l->opaque, err);
 }
 
+/* Hands every response the log has pushed to the owner, in ring order. */
+static void deliver_responses(struct log_link *l)
+{
+    RING_IDX rp = l->c.front.sring->rsp_prod;
+
+    xen_rmb(); /* the responses are read after the index that covers them */
+    while (l->c.front.rsp_cons != rp) {
+        log_response_t rsp = *RING_GET_RESPONSE(&l->c.front, l->c.front.rsp_cons);
+        l->c.front.rsp_cons++;
+        if (!l->ops->on_read(l->opaque, &rsp))
+            return;
+    }
+    l->ops->on_kick_done(l->opaque);
+}
+
 static void handle_message(struct log_link *l, const uint8_t *m)
 {
     if (!memcmp(m, WL_CMD_KICK, 4)) {
@@ -49,7 +64,7 @@ static void handle_message(struct log_link *l, const uint8_t *m)
             link_fail(l, -e.err, "the log reports the ring broken");
             return;
         }
-        l->ops->on_kick(l->opaque);
+        deliver_responses(l);
     } else if (!memcmp(m, WL_CMD_SEAL, 4) || !memcmp(m, WL_CMD_NEXT, 4)) {
         struct wl_export_reply rep;
         memcpy(&rep, m, sizeof(rep));
@@ -178,9 +193,33 @@ void log_link_close(struct log_link *l)
     uv_close((uv_handle_t *)&l->pipe, on_closed);
 }
 
-struct wl_client *log_link_client(struct log_link *l)
+const struct wl_info_reply *log_link_info(const struct log_link *l)
 {
-    return &l->c;
+    return &l->c.info;
+}
+
+const struct wl_disk_range *log_link_extents(const struct log_link *l)
+{
+    return wl_client_extents(&l->c);
+}
+
+uint8_t *log_link_data(const struct log_link *l)
+{
+    return wl_shm_data(l->c.shm);
+}
+
+int log_link_read(struct log_link *l, uint64_t sector, uint32_t count, uint32_t offset)
+{
+    log_request_t *req;
+
+    if (RING_FULL(&l->c.front))
+        return -ENOSPC;
+    req = RING_GET_REQUEST(&l->c.front, l->c.front.req_prod_pvt);
+    req->sector = sector;
+    req->count = count;
+    req->offset = offset;
+    l->c.front.req_prod_pvt++;
+    return 0;
 }
 
 int log_link_export(struct log_link *l, const char *cmd)

@@ -1,11 +1,15 @@
 /* The primary agent's asynchronous link to the write log: the control
- * socket on the agent's libuv loop, plus the mapped shm region and the
- * front end of the ring (from wl_client).  Replies are demultiplexed by
- * their tag, so kicks may be outstanding while seal/next run.
+ * socket on the agent's libuv loop, the mapped shm region, and the front
+ * end of the ring, which this module alone touches (requests queued with
+ * log_link_read, responses delivered through on_read).  Replies are
+ * demultiplexed by their tag, so kicks may be outstanding while seal/next
+ * run.
  */
 #ifndef BLKSHIP_PRIMARY_LOGLINK_H
 #define BLKSHIP_PRIMARY_LOGLINK_H
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "primary/writelog/wl_client.h"
@@ -13,8 +17,12 @@
 struct log_link_ops {
     /* Reply to seal or next; the extents are in the export area. */
     void (*on_export)(void *opaque, const struct wl_export_reply *rep);
-    /* A kick notification: responses may be on the ring. */
-    void (*on_kick)(void *opaque);
+    /* One ring response, in ring order.  It echoes its request; a failed
+     * read has count 0 and offset set to a positive errno.  Returns false
+     * when the owner closed the link meanwhile: nothing more is delivered. */
+    bool (*on_read)(void *opaque, const log_response_t *rsp);
+    /* Every response of a kick notification has been delivered. */
+    void (*on_kick_done)(void *opaque);
     /* The link failed (reason logged); the owner closes it. */
     void (*on_error)(void *opaque, int err);
 };
@@ -28,10 +36,19 @@ int log_link_open(uv_loop_t *loop, const char *sock, const struct log_link_ops *
 /* Closes the socket and unmaps; freed once libuv is done. */
 void log_link_close(struct log_link *l);
 
-struct wl_client *log_link_client(struct log_link *l);
+/* What the log said of itself at open (disk size, grain, log id, ...). */
+const struct wl_info_reply *log_link_info(const struct log_link *l);
+/* The export area: the extents of the last seal/next reply. */
+const struct wl_disk_range *log_link_extents(const struct log_link *l);
+/* The shm data area (WL_DATA_SIZE bytes), where ring reads land. */
+uint8_t *log_link_data(const struct log_link *l);
 
 /* One of seal/next at a time; returns -EBUSY if one is outstanding. */
 int log_link_export(struct log_link *l, const char *cmd);
+/* Queues a request to read count sectors at sector into the data area at
+ * byte offset; it goes to the log with the next log_link_kick.  -ENOSPC
+ * when the ring has no free entry. */
+int log_link_read(struct log_link *l, uint64_t sector, uint32_t count, uint32_t offset);
 /* Publishes queued ring requests and kicks. */
 int log_link_kick(struct log_link *l);
 

@@ -339,7 +339,7 @@ static void bitmap_sync_done(uv_work_t *req, int status)
 static void on_log_export(void *opaque, const struct wl_export_reply *rep)
 {
     struct primary *p = opaque;
-    const struct wl_disk_range *area = wl_client_extents(log_link_client(p->log));
+    const struct wl_disk_range *area = log_link_extents(p->log);
 
     p->epoch = rep->epoch;
     for (uint32_t i = 0; i < rep->extents; i++) {
@@ -394,7 +394,7 @@ static bool is_zero(const uint8_t *b, size_t len)
 
 static void send_slot(struct primary *p, struct slot *s)
 {
-    uint8_t *base = wl_shm_data(log_link_client(p->log)->shm) + s->offset;
+    uint8_t *base = log_link_data(p->log) + s->offset;
     uint32_t plen = s->count * BSR_SECTOR_SIZE;
     struct bsr_frame f = { .sector = s->sector, .count = s->count, .kind = BSR_DATA };
     uint32_t crc;
@@ -431,50 +431,47 @@ static void send_slot(struct primary *p, struct slot *s)
     }
 }
 
-static void on_log_kick(void *opaque)
+/* A ring read answered: send its frame, or requeue its grains. */
+static bool on_log_read(void *opaque, const log_response_t *rsp)
 {
     struct primary *p = opaque;
-    struct wl_client *c = log_link_client(p->log);
-    RING_IDX rp = c->front.sring->rsp_prod;
+    struct slot *s = NULL;
 
-    xen_rmb();
-    for (; c->front.rsp_cons != rp; c->front.rsp_cons++) {
-        log_response_t rsp = *RING_GET_RESPONSE(&c->front, c->front.rsp_cons);
-        struct slot *s = NULL;
-
-        /* A response echoes its request; a failed one keeps only the sector. */
-        for (unsigned i = 0; i < p->nslots && !s; i++) {
-            struct slot *t = &p->slots[i];
-            if (t->state == SLOT_READING && t->sector == rsp.sector &&
-                (rsp.count == 0 || t->offset + BSR_FRAME_HDR_LEN == rsp.offset))
-                s = &p->slots[i];
-        }
-        if (rsp.count == 0) {
-            if (!s) {
-                log_down(p, "a ring response matches no request");
-                return;
-            }
-            p->read_errors++;
-            BS_ERR(MOD, "the write log could not read sector %" PRIu64 " count %u: %s; will retry",
-                   s->sector, s->count, strerror((int)rsp.offset));
-            bs_dirty_requeue(p->dirty, s->first, s->n);
-            slot_release(p, s);
-            continue;
-        }
-        if (!s || rsp.count != s->count) {
-            log_down(p, "a ring response matches no request");
-            return;
-        }
-        if (p->ls != LS_STREAMING || s->session != p->session) {
-            /* The link went down while reading; the grains were requeued. */
-            slot_release(p, s);
-            continue;
-        }
-        send_slot(p, s);
-        if (!p->log)
-            return;
+    /* A response echoes its request; a failed one keeps only the sector. */
+    for (unsigned i = 0; i < p->nslots && !s; i++) {
+        struct slot *t = &p->slots[i];
+        if (t->state == SLOT_READING && t->sector == rsp->sector &&
+            (rsp->count == 0 || t->offset + BSR_FRAME_HDR_LEN == rsp->offset))
+            s = &p->slots[i];
     }
-    pump(p);
+    if (rsp->count == 0) {
+        if (!s) {
+            log_down(p, "a ring response matches no request");
+            return false;
+        }
+        p->read_errors++;
+        BS_ERR(MOD, "the write log could not read sector %" PRIu64 " count %u: %s; will retry",
+               s->sector, s->count, strerror((int)rsp->offset));
+        bs_dirty_requeue(p->dirty, s->first, s->n);
+        slot_release(p, s);
+        return true;
+    }
+    if (!s || rsp->count != s->count) {
+        log_down(p, "a ring response matches no request");
+        return false;
+    }
+    if (p->ls != LS_STREAMING || s->session != p->session) {
+        /* The link went down while reading; the grains were requeued. */
+        slot_release(p, s);
+        return true;
+    }
+    send_slot(p, s);
+    return p->log != NULL;
+}
+
+static void on_log_kick_done(void *opaque)
+{
+    pump(opaque);
 }
 
 static void on_log_error(void *opaque, int err)
@@ -487,7 +484,8 @@ static void on_log_error(void *opaque, int err)
 
 static const struct log_link_ops log_ops = {
     .on_export = on_log_export,
-    .on_kick = on_log_kick,
+    .on_read = on_log_read,
+    .on_kick_done = on_log_kick_done,
     .on_error = on_log_error,
 };
 
@@ -502,7 +500,7 @@ static void setup_slots(struct primary *p)
 static void on_log_retry(uv_timer_t *t)
 {
     struct primary *p = t->data;
-    struct wl_client *c;
+    const struct wl_info_reply *info;
     bool fresh = false;
     int r;
 
@@ -519,18 +517,18 @@ static void on_log_retry(uv_timer_t *t)
         uv_timer_start(&p->log_retry, on_log_retry, 1000, 0);
         return;
     }
-    c = log_link_client(p->log);
-    if (p->dirty && (c->info.disk_sectors != p->disk_sectors || c->info.grain_sectors != p->grain)) {
+    info = log_link_info(p->log);
+    if (p->dirty && (info->disk_sectors != p->disk_sectors || info->grain_sectors != p->grain)) {
         BS_ERR(MOD, "the write log now describes another disk (%" PRIu64 " sectors, grain %u); "
-                    "restart the agent", (uint64_t)c->info.disk_sectors, c->info.grain_sectors);
+                    "restart the agent", (uint64_t)info->disk_sectors, info->grain_sectors);
         log_link_close(p->log);
         p->log = NULL;
         uv_timer_start(&p->log_retry, on_log_retry, 10000, 0);
         return;
     }
     if (!p->dirty) {
-        p->disk_sectors = c->info.disk_sectors;
-        p->grain = c->info.grain_sectors;
+        p->disk_sectors = info->disk_sectors;
+        p->grain = info->grain_sectors;
         r = bs_dirty_open(p->dirty_path, p->disk_sectors, p->grain, &fresh, &p->dirty);
         if (r < 0) {
             BS_ERR(MOD, "cannot open the dirty bitmap %s: %s", p->dirty_path, strerror(-r));
@@ -540,18 +538,18 @@ static void on_log_retry(uv_timer_t *t)
         if (fresh)
             BS_INFO(MOD, "no usable dirty bitmap: the whole disk will be sent");
     }
-    if (p->log_id != c->info.log_id) {
+    if (p->log_id != info->log_id) {
         if (p->log_id != 0 && !fresh) {
             BS_WARN(MOD, "the write log restarted (log id %016" PRIx64 " -> %016" PRIx64
                          "): writes may have gone unlogged, resending the whole disk",
-                    p->log_id, (uint64_t)c->info.log_id);
+                    p->log_id, (uint64_t)info->log_id);
             bs_dirty_mark_all(p->dirty);
         }
         if (bs_dirty_sync(p->dirty) < 0) {
             uv_stop(p->loop);
             return;
         }
-        p->log_id = c->info.log_id;
+        p->log_id = info->log_id;
         save_state(p);
     }
     BS_INFO(MOD, "write log %s: %" PRIu64 " sectors, grain %u, log id %016" PRIx64,
@@ -605,13 +603,11 @@ static bool kick_log(struct primary *p)
 /* Takes dirty runs into free slots and asks the log to read them. */
 static void pump(struct primary *p)
 {
-    struct wl_client *c;
     unsigned queued = 0;
     bool reading = false, exhausted = false;
 
     if (p->ls != LS_STREAMING || !p->log || p->stopping)
         return;
-    c = log_link_client(p->log);
     uint64_t max_grains = p->max_payload / grain_bytes(p);
     for (unsigned i = 0; i < p->nslots; i++) {
         struct slot *s = &p->slots[i];
@@ -647,11 +643,14 @@ static void pump(struct primary *p)
                             .offset = (uint32_t)page * AREA_PAGE, .page = (uint32_t)page,
                             .npages = npages, .first = first, .n = n, .sector = sector,
                             .count = count, .session = p->session };
-        log_request_t *req = RING_GET_REQUEST(&c->front, c->front.req_prod_pvt);
-        req->sector = sector;
-        req->count = s->count;
-        req->offset = s->offset + BSR_FRAME_HDR_LEN;
-        c->front.req_prod_pvt++;
+        if (log_link_read(p->log, sector, count, s->offset + BSR_FRAME_HDR_LEN) < 0) {
+            /* No ring entry free (there is one per slot, so only if the
+             * log holds on to responses): try again after the next kick. */
+            slot_release(p, s);
+            bs_dirty_requeue(p->dirty, first, n);
+            p->cursor = first;
+            break;
+        }
         queued++;
         reading = true;
         /* The log notifies a kick once all of its reads are done.  Smaller
