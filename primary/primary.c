@@ -151,6 +151,7 @@ struct primary {
     size_t sent_head, sent_count;
     uint64_t unacked_bytes;
     uint64_t next_seq;
+    uint64_t ack_floor;             /* oldest FLUSH of this session not yet acknowledged */
     uint64_t bytes_since_flush;
 
     /* Counters. */
@@ -658,6 +659,23 @@ static void handle_ack(struct primary *p, uint64_t seq)
 {
     bool any = false;
 
+    /* The secondary acknowledges FLUSHes of this session in order, possibly
+     * skipping some (one fdatasync may cover several).  Anything else, a
+     * FLUSH not sent yet, one of an earlier session or one acknowledged
+     * already, is a peer that does not know what it made durable: nothing
+     * it says can clear a bit. */
+    if (seq < p->ack_floor || seq >= p->next_seq) {
+        if (p->ack_floor == p->next_seq)
+            BS_ERR(MOD, "the secondary acknowledged FLUSH %" PRIu64 ", which was not sent in this "
+                        "session (no FLUSH awaits an acknowledgement)", seq);
+        else
+            BS_ERR(MOD, "the secondary acknowledged FLUSH %" PRIu64 ", which was not sent in this "
+                        "session or was acknowledged already (FLUSH %" PRIu64 "..%" PRIu64
+                        " await one)", seq, p->ack_floor, p->next_seq - 1);
+        link_down(p, "protocol error");
+        return;
+    }
+    p->ack_floor = seq + 1;
     /* Only a session that makes data durable resets the back-off: one that
      * is accepted and then fails must not turn into a reconnect storm. */
     p->backoff_ms = 0;
@@ -779,6 +797,7 @@ static void on_welcome(struct bs_conn *c, int status, void *arg)
         return;
     }
     p->max_payload = w.max_payload;
+    p->ack_floor = p->next_seq;
     p->ls = LS_STREAMING;
     p->last_rx_ms = uv_now(p->loop);
     BS_INFO(MOD, "replicating to %s (max payload %u bytes, %" PRIu64 " bytes dirty)", p->peer,
