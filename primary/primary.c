@@ -769,6 +769,29 @@ static void on_welcome(struct bs_conn *c, int status, void *arg)
         link_down(p, "protocol error");
         return;
     }
+    /* Another version may lay the welcome out differently, and a flag we do
+     * not know may change what the rest means: neither can be read. */
+    if (w.version != BSR_VERSION) {
+        BS_ERR(MOD, "the secondary speaks protocol version %u; we speak %u", w.version,
+               BSR_VERSION);
+        link_down(p, "protocol version");
+        return;
+    }
+    if (w.flags != 0) {
+        BS_ERR(MOD, "bad welcome from %s: unknown flags 0x%x", p->peer, w.flags);
+        link_down(p, "protocol error");
+        return;
+    }
+    /* The reason is the one text field, written into our log: a peer that
+     * fills it with control bytes or binary is not a blkship secondary. */
+    for (const char *ch = w.reason; *ch; ch++) {
+        if (*ch < 0x20 || *ch > 0x7e) {
+            BS_ERR(MOD, "bad welcome from %s: the reason is not text (byte 0x%02x at %td)", p->peer,
+                   (unsigned char)*ch, ch - w.reason);
+            link_down(p, "protocol error");
+            return;
+        }
+    }
     if (w.status != BSR_OK) {
         BS_ERR(MOD, "the secondary refused the session: %s (%s)", bsr_status_str(w.status),
                w.reason);
