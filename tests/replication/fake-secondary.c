@@ -36,7 +36,7 @@
  *   welcome-version       version 2
  *   welcome-flags         flags 1
  *   welcome-length        a length field of 127
- *   welcome-reason        status 0 and a reason of 48 random bytes, no NUL
+ *   welcome-reason        status 0 and a reason of 48 random bytes (binary, no NUL)
  *   welcome-short         64 bytes of a valid welcome, then close_notify
  *   partial-ack   writes the frames before the first FLUSH to --replica,
  *                 fdatasyncs it and, once a later FLUSH has arrived,
