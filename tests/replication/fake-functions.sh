@@ -137,3 +137,21 @@ converge() {
     sent_final=$(($(field "$pri_ctl" sent_bytes) - s0))
     expect_alive "$pri_pid" blkship-primary
 }
+
+# fake_session STEP REGEX: one session of the fake doing STEP.  The primary
+# must log REGEX, drop the link itself (the fake's patience, --wait 5, is
+# not what ends the session), stay alive and clear nothing.
+fake_session() {
+    local step=$1 re=$2 lines
+    note "$step"
+    lines=$(log_lines "$pri_log")
+    start_fake --wait 5 -- "$step"
+    fake_done 30
+    grep -q '^end: step 1 closed by the primary' "$FAKE_OUT" ||
+        fail "$step: the primary did not drop the link: $(grep '^end:' "$FAKE_OUT")"
+    grep -q '^flush: seq [0-9]* after '"$dirty0"' bytes' "$FAKE_OUT" ||
+        fail "$step: the session was not sent the $dirty0 dirty bytes:"$'\n'"$(cat "$FAKE_OUT")"
+    expect_primary_log "$lines" "$re" "$step"
+    expect_primary_log "$lines" 'replication link to .* down' "$step"
+    expect_kept "$step"
+}
