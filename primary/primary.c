@@ -156,6 +156,7 @@ struct primary {
     size_t sent_head, sent_count;
     uint64_t unacked_bytes;
     uint64_t next_seq;
+    uint64_t ack_floor;             /* oldest FLUSH of this session not yet acknowledged */
     uint64_t bytes_since_flush;
 
     /* Counters. */
@@ -691,6 +692,23 @@ static void handle_ack(struct primary *p, uint64_t seq)
 {
     bool any = false;
 
+    /* The secondary acknowledges FLUSHes of this session in order, possibly
+     * skipping some (one fdatasync may cover several).  Anything else, a
+     * FLUSH not sent yet, one of an earlier session or one acknowledged
+     * already, is a peer that does not know what it made durable: nothing
+     * it says can clear a bit. */
+    if (seq < p->ack_floor || seq >= p->next_seq) {
+        if (p->ack_floor == p->next_seq)
+            BS_ERR(MOD, "the secondary acknowledged FLUSH %" PRIu64 ", which was not sent in this "
+                        "session (no FLUSH awaits an acknowledgement)", seq);
+        else
+            BS_ERR(MOD, "the secondary acknowledged FLUSH %" PRIu64 ", which was not sent in this "
+                        "session or was acknowledged already (FLUSH %" PRIu64 "..%" PRIu64
+                        " await one)", seq, p->ack_floor, p->next_seq - 1);
+        link_down(p, "protocol error");
+        return;
+    }
+    p->ack_floor = seq + 1;
     /* Only a session that makes data durable resets the back-off: one that
      * is accepted and then fails must not turn into a reconnect storm. */
     p->backoff_ms = 0;
@@ -784,6 +802,29 @@ static void on_welcome(struct bs_conn *c, int status, void *arg)
         link_down(p, "protocol error");
         return;
     }
+    /* Another version may lay the welcome out differently, and a flag we do
+     * not know may change what the rest means: neither can be read. */
+    if (w.version != BSR_VERSION) {
+        BS_ERR(MOD, "the secondary speaks protocol version %u; we speak %u", w.version,
+               BSR_VERSION);
+        link_down(p, "protocol version");
+        return;
+    }
+    if (w.flags != 0) {
+        BS_ERR(MOD, "bad welcome from %s: unknown flags 0x%x", p->peer, w.flags);
+        link_down(p, "protocol error");
+        return;
+    }
+    /* The reason is the one text field, written into our log: a peer that
+     * fills it with control bytes or binary is not a blkship secondary. */
+    for (const char *ch = w.reason; *ch; ch++) {
+        if (*ch < 0x20 || *ch > 0x7e) {
+            BS_ERR(MOD, "bad welcome from %s: the reason is not text (byte 0x%02x at %td)", p->peer,
+                   (unsigned char)*ch, ch - w.reason);
+            link_down(p, "protocol error");
+            return;
+        }
+    }
     if (w.status != BSR_OK) {
         BS_ERR(MOD, "the secondary refused the session: %s (%s)", bsr_status_str(w.status),
                w.reason);
@@ -812,6 +853,7 @@ static void on_welcome(struct bs_conn *c, int status, void *arg)
         return;
     }
     p->max_payload = w.max_payload;
+    p->ack_floor = p->next_seq;
     p->ls = LS_STREAMING;
     p->last_rx_ms = uv_now(p->loop);
     BS_INFO(MOD, "replicating to %s (max payload %u bytes, %" PRIu64 " bytes dirty)", p->peer,
