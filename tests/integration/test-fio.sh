@@ -8,10 +8,7 @@
 source "$(dirname "$0")/functions.sh"
 requires nbdkit
 requires fio
-fio --enghelp=nbd 2>/dev/null | grep -q '^uri' || {
-    echo "SKIP: $TEST_NAME: this fio has no nbd engine"
-    exit 77
-}
+fio --enghelp=nbd 2>/dev/null | grep -q '^uri' || skip "this fio has no nbd engine"
 require_build
 make_workdir
 

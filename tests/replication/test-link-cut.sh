@@ -21,8 +21,7 @@ requires openssl
 requires ip
 requires_fio_nbd
 require_build
-command -v iptables >/dev/null 2>&1 ||
-    skip "requires iptables (apt-get install iptables), which is not installed"
+requires iptables
 make_workdir
 
 ns=bsrt$$
