@@ -29,6 +29,9 @@ rw=randwrite
 iodepth=16
 verify=crc32c
 verify_fatal=1
+# fio would leave its verify state in the current directory (the build or
+# source tree); nothing here resumes a verification.
+verify_state_save=0
 randseed=$seed
 runtime=60
 [aligned]

@@ -64,6 +64,9 @@ iodepth=$2
 ${4:+rate=$4}
 verify=crc32c
 verify_fatal=1
+# fio would leave its verify state in the current directory (the build or
+# source tree); nothing here resumes a verification.
+verify_state_save=0
 randseed=$$
 runtime=60
 [w]

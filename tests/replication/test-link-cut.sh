@@ -116,7 +116,7 @@ _sec_noticed() { log_since "$sec_log" "$sec_lines" | grep -q 'session with .* en
 # write_during_cut MIB: random 4k writes through NBD, verified.
 write_during_cut() {
     fio --thread --name=cut --ioengine=nbd --uri="$NBD_URI" --rw=randwrite --bs=4k --iodepth=8 \
-        --size="$bytes" --io_size="${1}m" --verify=crc32c --verify_fatal=1 --randseed=$RANDOM \
+        --size="$bytes" --io_size="${1}m" --verify=crc32c --verify_fatal=1 --verify_state_save=0 --randseed=$RANDOM \
         --output="$WORKDIR/fio.out" || fail "fio failed:"$'\n'"$(tail -n 30 "$WORKDIR/fio.out")"
 }
 
