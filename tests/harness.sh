@@ -156,6 +156,12 @@ poll_until() {
     "$@"
 }
 
+# now_ms: wall-clock milliseconds, for measuring intervals finer than SECONDS.
+now_ms() {
+    local t=${EPOCHREALTIME/./}
+    echo "${t:0:-3}"
+}
+
 # A process that has exited but is not yet reaped still answers kill -0.
 proc_alive() {
     local st
