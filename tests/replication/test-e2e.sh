@@ -2,7 +2,7 @@
 # End to end: a 512 MiB disk of random data (its first 32 MiB zeroes) served
 # by nbdkit with the writelog filter; the replica a loop device over a
 # sparse file (junk where the primary has zeroes, so ZERO frames must really
-# clear it); both agents on 127.0.0.1.  fio writes randomly through NBD
+# clear it); both agents on loopback.  fio writes randomly through NBD
 # (4k, crc32c verification) while the initial full sync runs: fio starts
 # first, rate-limited so that its writes last at least 4 s, and the primary
 # must begin its full sync well inside that window.  After the writes drain, the replica is byte-identical to the image, the secondary
