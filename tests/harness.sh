@@ -12,13 +12,22 @@ TEST_NAME=$(basename "$0" .sh)
 
 set -eEu -o pipefail
 
+# STOP_WAIT: the longest a test's process (nbdkit, an agent) is given to
+# stop on SIGTERM before SIGKILL, in stop_pid and the suites' nbdkit stops.
+STOP_WAIT=15
 # A time limit below CTest's, so that a hung step still ends in our cleanup:
 # timeout runs the test in its own process group and, at the limit, sends
 # SIGTERM to all of it (nbdkit and the agents exit cleanly; the test shell
-# runs its EXIT trap), then SIGKILL 10 s later.
+# runs its EXIT trap), then SIGKILL KILL_AFTER s later.  Every process got
+# that SIGTERM at once, so the cleanups' stops share one STOP_WAIT from it
+# (_stop_deadline) and then take at most 5 s each to see SIGKILL work;
+# KILL_AFTER leaves room for that and for the rest (loop devices,
+# namespaces, the work directory).  CTest's timeout is the time limit plus
+# KILL_AFTER plus 5 s (tests/*/CMakeLists.txt).
+KILL_AFTER=30
 if [ -z "${_BS_TEST_TIMED:-}" ] && command -v timeout >/dev/null; then
     export _BS_TEST_TIMED=1
-    exec timeout -k 10 "${TEST_TIME_LIMIT:-300}" bash "$0" "$@"
+    exec timeout -k "$KILL_AFTER" "${TEST_TIME_LIMIT:-300}" bash "$0" "$@"
 fi
 : "${TMPDIR:=/tmp}"
 
@@ -52,7 +61,8 @@ _run_cleanups() {
     exit "$rc"
 }
 trap _run_cleanups EXIT
-trap 'echo "FAIL: $TEST_NAME: terminated (time limit ${TEST_TIME_LIMIT:-300} s?)" >&2; _dump_logs; exit 143' TERM
+_stop_deadline=""
+trap '_stop_deadline=$((SECONDS + STOP_WAIT)); echo "FAIL: $TEST_NAME: terminated (time limit ${TEST_TIME_LIMIT:-300} s?)" >&2; _dump_logs; exit 143' TERM
 trap 'exit 130' INT
 trap 'exit 129' HUP
 trap 'exit 141' PIPE
@@ -172,9 +182,23 @@ proc_alive() {
 
 proc_gone() { ! proc_alive "$1"; }
 
-# stop_pid PID [SECONDS]: SIGTERM, bounded wait, then SIGKILL.  For cleanups.
+# stop_limit SECONDS: SECONDS, or less once the test was terminated: then
+# all stops share the STOP_WAIT that began with the SIGTERM.
+stop_limit() {
+    local left
+    if [ -n "$_stop_deadline" ]; then
+        left=$((_stop_deadline - SECONDS))
+        [ "$left" -gt 0 ] || left=0
+        [ "$left" -lt "$1" ] && { echo "$left"; return 0; }
+    fi
+    echo "$1"
+}
+
+# stop_pid PID [SECONDS]: SIGTERM, a wait bounded by SECONDS (STOP_WAIT) or
+# stop_limit, then SIGKILL.  For cleanups.
 stop_pid() {
-    local pid=$1 limit=${2:-10}
+    local pid=$1 limit
+    limit=$(stop_limit "${2:-$STOP_WAIT}")
     if proc_alive "$pid"; then
         kill -TERM "$pid" 2>/dev/null
         poll_until "$limit" proc_gone "$pid" || kill -KILL "$pid" 2>/dev/null

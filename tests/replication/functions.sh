@@ -133,7 +133,7 @@ start_nbdkit() {
         -U "$NBD_SOCK" >"$log" 2>&1 &
     pid=$!
     NBDKIT_PID=$pid
-    cleanup_fn stop_pid "$pid" 15
+    cleanup_fn stop_pid "$pid"
     _wait_sockets() {
         proc_alive "$pid" || fail "nbdkit ($name) exited before its sockets appeared"
         [ -S "$WL_CTL" ] && [ -S "$NBD_SOCK" ]
