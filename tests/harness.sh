@@ -132,17 +132,38 @@ make_workdir() {
     cleanup_fn rm -rf "$WORKDIR"
     # Runs once every process is stopped, before the directory goes.
     cleanup_fn _scan_sanitizer_reports
+    # The stderr of the CLI calls the suites' helpers make (status).
+    _logs+=("$WORKDIR/cli.log")
+    # In a sanitizer build, every instrumented process started from now on
+    # (agents, the CLI, nbdkit's filter) writes its reports to
+    # $WORKDIR/sanitizer.PID, whatever the test does with its stderr.
+    local o
+    for o in ASAN_OPTIONS UBSAN_OPTIONS TSAN_OPTIONS; do
+        export "$o=${!o:+${!o}:}log_path=$WORKDIR/sanitizer"
+    done
 }
 
-# A sanitizer build (BLKSHIP_SANITIZE) reports to stderr: any report in an
-# agent's or nbdkit's log fails a test that otherwise passed.
+# In a sanitizer build the filter is instrumented and nbdkit is not: every
+# nbdkit a test runs gets the sanitizer's runtime preloaded (NBDKIT_PRELOAD,
+# set by CTest from the build).
+if [ -n "${NBDKIT_PRELOAD:-}" ]; then
+    nbdkit() {
+        LD_PRELOAD=$NBDKIT_PRELOAD${LD_PRELOAD:+:$LD_PRELOAD} command nbdkit "$@"
+    }
+fi
+
+# A sanitizer build (BLKSHIP_SANITIZE, BLKSHIP_TSAN) reports to the
+# sanitizer.PID files above, or to stderr for a process started otherwise:
+# any report there or in a registered log fails a test that otherwise
+# passed.
+_san_re='(ERROR|WARNING): (Address|Leak|Undefined|Thread)Sanitizer|runtime error:'
 _scan_sanitizer_reports() {
     local l
-    for l in "${_logs[@]}"; do
+    for l in "${_logs[@]}" "$WORKDIR"/sanitizer.*; do
         [ -f "$l" ] || continue
-        if grep -Eq 'ERROR: (Address|Leak|Undefined)Sanitizer|runtime error:' "$l"; then
+        if grep -Eq "$_san_re" "$l"; then
             echo "FAIL: $TEST_NAME: sanitizer report in $l:" >&2
-            grep -E -A 30 'ERROR: (Address|Leak|Undefined)Sanitizer|runtime error:' "$l" | head -n 60 >&2
+            grep -E -A 30 "$_san_re" "$l" | head -n 60 >&2
             _rc_override=1
         fi
     done
@@ -204,7 +225,8 @@ stop_pid() {
         poll_until "$limit" proc_gone "$pid" || kill -KILL "$pid" 2>/dev/null
         poll_until 5 proc_gone "$pid"
     fi
-    wait "$pid" 2>/dev/null
+    # Its exit status (143 when SIGTERM ended it) is not the caller's concern.
+    wait "$pid" 2>/dev/null || true
     return 0
 }
 

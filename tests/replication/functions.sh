@@ -143,9 +143,10 @@ start_nbdkit() {
 
 # ---- Agents -----------------------------------------------------------------------
 
-# status CTL: one line of `blkship status --json`, or nothing.
+# status CTL: one line of `blkship status --json`, or nothing.  Its stderr
+# goes to $WORKDIR/cli.log, which is scanned for sanitizer reports.
 status() {
-    "$BLKSHIP" status --control "$1" --json 2>/dev/null
+    "$BLKSHIP" status --control "$1" --json 2>>"$WORKDIR/cli.log"
 }
 
 # jget JSON KEY: a field of the flat JSON (numbers, booleans, strings
