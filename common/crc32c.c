@@ -3,6 +3,7 @@
 #include "common/crc32c.h"
 
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define POLY 0x82f63b78u /* reflected Castagnoli polynomial */
@@ -146,4 +147,28 @@ __attribute__((constructor)) static void crc32c_init(void)
 uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
 {
     return ~crc_impl(~crc, buf, len);
+}
+
+uint32_t crc32c_sw(uint32_t crc, const void *buf, size_t len)
+{
+    return ~crc_sw(~crc, buf, len);
+}
+
+bool crc32c_hw_available(void)
+{
+#if defined(__x86_64__)
+    return crc_impl == crc_hw;
+#else
+    return false;
+#endif
+}
+
+uint32_t crc32c_hw(uint32_t crc, const void *buf, size_t len)
+{
+#if defined(__x86_64__)
+    if (crc32c_hw_available())
+        return ~crc_hw(~crc, buf, len);
+#endif
+    (void)crc, (void)buf, (void)len;
+    abort();
 }

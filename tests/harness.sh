@@ -12,13 +12,22 @@ TEST_NAME=$(basename "$0" .sh)
 
 set -eEu -o pipefail
 
+# STOP_WAIT: the longest a test's process (nbdkit, an agent) is given to
+# stop on SIGTERM before SIGKILL, in stop_pid and the suites' nbdkit stops.
+STOP_WAIT=15
 # A time limit below CTest's, so that a hung step still ends in our cleanup:
 # timeout runs the test in its own process group and, at the limit, sends
 # SIGTERM to all of it (nbdkit and the agents exit cleanly; the test shell
-# runs its EXIT trap), then SIGKILL 10 s later.
+# runs its EXIT trap), then SIGKILL KILL_AFTER s later.  Every process got
+# that SIGTERM at once, so the cleanups' stops share one STOP_WAIT from it
+# (_stop_deadline) and then take at most 5 s each to see SIGKILL work;
+# KILL_AFTER leaves room for that and for the rest (loop devices,
+# namespaces, the work directory).  CTest's timeout is the time limit plus
+# KILL_AFTER plus 5 s (tests/*/CMakeLists.txt).
+KILL_AFTER=30
 if [ -z "${_BS_TEST_TIMED:-}" ] && command -v timeout >/dev/null; then
     export _BS_TEST_TIMED=1
-    exec timeout -k 10 "${TEST_TIME_LIMIT:-300}" bash "$0" "$@"
+    exec timeout -k "$KILL_AFTER" "${TEST_TIME_LIMIT:-300}" bash "$0" "$@"
 fi
 : "${TMPDIR:=/tmp}"
 
@@ -52,7 +61,8 @@ _run_cleanups() {
     exit "$rc"
 }
 trap _run_cleanups EXIT
-trap 'echo "FAIL: $TEST_NAME: terminated (time limit ${TEST_TIME_LIMIT:-300} s?)" >&2; _dump_logs; exit 143' TERM
+_stop_deadline=""
+trap '_stop_deadline=$((SECONDS + STOP_WAIT)); echo "FAIL: $TEST_NAME: terminated (time limit ${TEST_TIME_LIMIT:-300} s?)" >&2; _dump_logs; exit 143' TERM
 trap 'exit 130' INT
 trap 'exit 129' HUP
 trap 'exit 141' PIPE
@@ -80,7 +90,16 @@ fail() {
     exit 1
 }
 
+# skip MSG: exit 77, for a prerequisite that cannot exist here.  In CI
+# (BLKSHIP_CI=1, set by scripts/test.sh once scripts/install-deps.sh has
+# installed every tool, as root) every prerequisite exists, so a skip there
+# is a broken environment and fails the test instead of hiding its checks.
 skip() {
+    if [ "${BLKSHIP_CI:-0}" = 1 ]; then
+        trap - ERR
+        echo "FAIL: $TEST_NAME: would skip, but BLKSHIP_CI=1 requires every prerequisite: $*" >&2
+        exit 1
+    fi
     echo "SKIP: $TEST_NAME: $*"
     exit 77
 }
@@ -113,17 +132,38 @@ make_workdir() {
     cleanup_fn rm -rf "$WORKDIR"
     # Runs once every process is stopped, before the directory goes.
     cleanup_fn _scan_sanitizer_reports
+    # The stderr of the CLI calls the suites' helpers make (status).
+    _logs+=("$WORKDIR/cli.log")
+    # In a sanitizer build, every instrumented process started from now on
+    # (agents, the CLI, nbdkit's filter) writes its reports to
+    # $WORKDIR/sanitizer.PID, whatever the test does with its stderr.
+    local o
+    for o in ASAN_OPTIONS UBSAN_OPTIONS TSAN_OPTIONS; do
+        export "$o=${!o:+${!o}:}log_path=$WORKDIR/sanitizer"
+    done
 }
 
-# A sanitizer build (BLKSHIP_SANITIZE) reports to stderr: any report in an
-# agent's or nbdkit's log fails a test that otherwise passed.
+# In a sanitizer build the filter is instrumented and nbdkit is not: every
+# nbdkit a test runs gets the sanitizer's runtime preloaded (NBDKIT_PRELOAD,
+# set by CTest from the build).
+if [ -n "${NBDKIT_PRELOAD:-}" ]; then
+    nbdkit() {
+        LD_PRELOAD=$NBDKIT_PRELOAD${LD_PRELOAD:+:$LD_PRELOAD} command nbdkit "$@"
+    }
+fi
+
+# A sanitizer build (BLKSHIP_SANITIZE, BLKSHIP_TSAN) reports to the
+# sanitizer.PID files above, or to stderr for a process started otherwise:
+# any report there or in a registered log fails a test that otherwise
+# passed.
+_san_re='(ERROR|WARNING): (Address|Leak|Undefined|Thread)Sanitizer|runtime error:'
 _scan_sanitizer_reports() {
     local l
-    for l in "${_logs[@]}"; do
+    for l in "${_logs[@]}" "$WORKDIR"/sanitizer.*; do
         [ -f "$l" ] || continue
-        if grep -Eq 'ERROR: (Address|Leak|Undefined)Sanitizer|runtime error:' "$l"; then
+        if grep -Eq "$_san_re" "$l"; then
             echo "FAIL: $TEST_NAME: sanitizer report in $l:" >&2
-            grep -E -A 30 'ERROR: (Address|Leak|Undefined)Sanitizer|runtime error:' "$l" | head -n 60 >&2
+            grep -E -A 30 "$_san_re" "$l" | head -n 60 >&2
             _rc_override=1
         fi
     done
@@ -147,6 +187,12 @@ poll_until() {
     "$@"
 }
 
+# now_ms: wall-clock milliseconds, for measuring intervals finer than SECONDS.
+now_ms() {
+    local t=${EPOCHREALTIME/./}
+    echo "${t:0:-3}"
+}
+
 # A process that has exited but is not yet reaped still answers kill -0.
 proc_alive() {
     local st
@@ -157,15 +203,30 @@ proc_alive() {
 
 proc_gone() { ! proc_alive "$1"; }
 
-# stop_pid PID [SECONDS]: SIGTERM, bounded wait, then SIGKILL.  For cleanups.
+# stop_limit SECONDS: SECONDS, or less once the test was terminated: then
+# all stops share the STOP_WAIT that began with the SIGTERM.
+stop_limit() {
+    local left
+    if [ -n "$_stop_deadline" ]; then
+        left=$((_stop_deadline - SECONDS))
+        [ "$left" -gt 0 ] || left=0
+        [ "$left" -lt "$1" ] && { echo "$left"; return 0; }
+    fi
+    echo "$1"
+}
+
+# stop_pid PID [SECONDS]: SIGTERM, a wait bounded by SECONDS (STOP_WAIT) or
+# stop_limit, then SIGKILL.  For cleanups.
 stop_pid() {
-    local pid=$1 limit=${2:-10}
+    local pid=$1 limit
+    limit=$(stop_limit "${2:-$STOP_WAIT}")
     if proc_alive "$pid"; then
         kill -TERM "$pid" 2>/dev/null
         poll_until "$limit" proc_gone "$pid" || kill -KILL "$pid" 2>/dev/null
         poll_until 5 proc_gone "$pid"
     fi
-    wait "$pid" 2>/dev/null
+    # Its exit status (143 when SIGTERM ended it) is not the caller's concern.
+    wait "$pid" 2>/dev/null || true
     return 0
 }
 

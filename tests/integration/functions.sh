@@ -46,7 +46,7 @@ _kill_nbdkit() {
     local pid=$1
     if proc_alive "$pid"; then
         kill -TERM "$pid" 2>/dev/null
-        _await_exit "$pid" 10 || kill -KILL "$pid" 2>/dev/null
+        _await_exit "$pid" "$(stop_limit "$STOP_WAIT")" || kill -KILL "$pid" 2>/dev/null
     fi
     wait "$pid" 2>/dev/null
     return 0

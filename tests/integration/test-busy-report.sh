@@ -8,6 +8,7 @@
 # delaying the return of connect()).
 source "$(dirname "$0")/functions.sh"
 requires nbdkit
+requires strace
 require_build
 make_workdir
 
@@ -27,15 +28,13 @@ for ((i = 0; i < 30; i++)); do
     fi
     cat "$WORKDIR/err" >>"$WORKDIR/outcomes"
 done
-if command -v strace >/dev/null; then
-    for ((i = 0; i < 3; i++)); do
-        if strace -o /dev/null -e trace=none -e inject=connect:delay_exit=300000 \
-            "$BLKSHIP" wlog info "$CTL" >/dev/null 2>"$WORKDIR/err"; then
-            fail "blkship wlog info (delayed) succeeded while another client was connected"
-        fi
-        sed 's/$/ [connect delayed 300 ms]/' "$WORKDIR/err" >>"$WORKDIR/outcomes"
-    done
-fi
+for ((i = 0; i < 3; i++)); do
+    if strace -o /dev/null -e trace=none -e inject=connect:delay_exit=300000 \
+        "$BLKSHIP" wlog info "$CTL" >/dev/null 2>"$WORKDIR/err"; then
+        fail "blkship wlog info (delayed) succeeded while another client was connected"
+    fi
+    sed 's/$/ [connect delayed 300 ms]/' "$WORKDIR/err" >>"$WORKDIR/outcomes"
+done
 [ "$(grep -c 'refused a second control client' "$NBDKIT_LOG")" -ge 30 ] ||
     fail "the server did not log its refusals"
 summary=$(sed "s|$CTL|SOCKET|" "$WORKDIR/outcomes" | sort | uniq -c)

@@ -64,6 +64,9 @@ iodepth=$2
 ${4:+rate=$4}
 verify=crc32c
 verify_fatal=1
+# fio would leave its verify state in the current directory (the build or
+# source tree); nothing here resumes a verification.
+verify_state_save=0
 randseed=$$
 runtime=60
 [w]
@@ -134,7 +137,7 @@ start_nbdkit() {
         writelog-dir="$dir" "$@" -U "$NBD_SOCK" >"$log" 2>&1 &
     pid=$!
     NBDKIT_PID=$pid
-    cleanup_fn stop_pid "$pid" 15
+    cleanup_fn stop_pid "$pid"
     _wait_sockets() {
         proc_alive "$pid" || fail "nbdkit ($name) exited before its sockets appeared"
         [ -S "$WL_CTL" ] && [ -S "$NBD_SOCK" ]
@@ -144,9 +147,10 @@ start_nbdkit() {
 
 # ---- Agents -----------------------------------------------------------------------
 
-# status CTL: one line of `blkship status --json`, or nothing.
+# status CTL: one line of `blkship status --json`, or nothing.  Its stderr
+# goes to $WORKDIR/cli.log, which is scanned for sanitizer reports.
 status() {
-    "$BLKSHIP" status --control "$1" --json 2>/dev/null
+    "$BLKSHIP" status --control "$1" --json 2>>"$WORKDIR/cli.log"
 }
 
 # jget JSON KEY: a field of the flat JSON (numbers, booleans, strings
@@ -163,6 +167,18 @@ field() {
     s=$(status "$1") || return 1
     jget "$s" "$2"
 }
+
+# TEST_HOST: this test's own loopback address, where its secondaries listen
+# unless told otherwise.  Tests stop a secondary and start it again on the
+# same port; on a shared address another test (ours or anyone's under
+# ctest -j) could take the freed port in between.  The whole of 127/8 is
+# local, and a process id is below 2^22 (pid_max's ceiling) and unique
+# among running processes, so 127.64.0.0 + $$ (127.64.0.0-127.127.255.255)
+# is an address no other running test uses, and nothing binds the
+# wildcard address on these ports.  The primary's outgoing connections take
+# their source address from the loopback route (127.0.0.1) and their port
+# from the ephemeral range, so they cannot hold a port here either.
+TEST_HOST=127.$((64 + ($$ >> 16))).$((($$ >> 8) & 255)).$(($$ & 255))
 
 # random_port: a TCP port nothing listens on now (the agent's start retries
 # when another process wins the race), below the kernel's ephemeral range
@@ -188,14 +204,14 @@ CERTS=""
 _agent_count=0
 
 # start_secondary [--ns NS] [--host ADDR] [--port PORT] TAG DEVICE [ARGS...]
-# blkship-secondary on ADDR (127.0.0.1):PORT (random) for DEVICE, with
+# blkship-secondary on ADDR ($TEST_HOST):PORT (random) for DEVICE, with
 # state in $WORKDIR/TAG.state, control socket $WORKDIR/TAG.ctl and stderr in
 # $WORKDIR/TAG.N.log; certificates from $CERTS unless ARGS give --cert etc.
 # Waits (bounded) until its control socket answers.  Sets SEC_PID, SEC_PORT,
 # SEC_ADDR, SEC_CTL, SEC_LOG.  Stopped on exit.  A random port taken
 # meanwhile is retried with another; a --port given must be free.
 start_secondary() {
-    local ns="" host=127.0.0.1 port="" fixed_port="" tag dev wrap=() tries pid certargs=() a
+    local ns="" host=$TEST_HOST port="" fixed_port="" tag dev wrap=() tries pid certargs=() a
     while [ $# -gt 0 ]; do
         case $1 in
         --ns) ns=$2; shift 2 ;;

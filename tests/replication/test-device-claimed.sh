@@ -38,7 +38,7 @@ sum0=$(sha256sum <"$LOOP")
 refused_start() {
     local tag=$1 re=$2 log=$WORKDIR/$1.log pid rc
     _logs+=("$log")
-    "$SECONDARY" --listen "127.0.0.1:$(random_port)" --device "$LOOP" \
+    "$SECONDARY" --listen "$TEST_HOST:$(random_port)" --device "$LOOP" \
         --state-dir "$WORKDIR/$tag.state" --control "$WORKDIR/$tag.ctl" \
         --cert "$CERTS/secondary.crt" --key "$CERTS/secondary.key" --ca "$CERTS/ca.crt" \
         --peer-name primary 2>"$log" &

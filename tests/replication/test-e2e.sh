@@ -2,9 +2,10 @@
 # End to end: a 512 MiB disk of random data (its first 32 MiB zeroes) served
 # by nbdkit with the writelog filter; the replica a loop device over a
 # sparse file (junk where the primary has zeroes, so ZERO frames must really
-# clear it); both agents on 127.0.0.1.  fio writes randomly through NBD
-# (4k, crc32c verification) while the initial full sync runs.  After the
-# writes drain, the replica is byte-identical to the image, the secondary
+# clear it); both agents on loopback.  fio writes randomly through NBD
+# (4k, crc32c verification) while the initial full sync runs: fio starts
+# first, rate-limited so that its writes last at least 4 s, and the primary
+# must begin its full sync well inside that window.  After the writes drain, the replica is byte-identical to the image, the secondary
 # saw no bad frame, every byte sent was acknowledged, and both agents stop
 # cleanly on SIGTERM.
 source "$(dirname "$0")/functions.sh"
@@ -33,22 +34,35 @@ make_certs "$CERTS"
 start_nbdkit "$WORKDIR" "rte2e$$" "$img"
 start_secondary sec "$LOOP"
 sec_pid=$SEC_PID sec_ctl=$SEC_CTL sec_log=$SEC_LOG
+
+# fio through NBD while the full sync runs: random 4k writes over the disk
+# but its first 32 MiB, each block verified (crc32c) by reading it back through NBD.  At
+# 64 MiB/s its 256 MiB of writes take at least 4 s from its launch, however
+# fast this machine is; the sync starts after fio's first write reached the
+# log and must start within 3 s of fio's launch, so the two overlap.
+fio_io=256 fio_rate=64
+fio_verify_job "$WORKDIR/rw.fio" 16 ${fio_io}m ${fio_rate}m
+# Past the first 32 MiB, which must stay zeroes to travel as ZERO frames.
+sed -i "s/^size=.*/offset=32m\nsize=$((bytes - (32 << 20)))/" "$WORKDIR/rw.fio"
+fio_launch=$(now_ms)
+fio --output="$WORKDIR/fio.out" "$WORKDIR/rw.fio" &
+fio_pid=$!
+cleanup_fn stop_pid "$fio_pid" 5
+# No agent holds the log yet, so the tool can look: fio's writes are in it.
+_fio_writing() { "$BLKSHIP" wlog info "$WL_CTL" --json | grep -Eq '"live_grains": [1-9]'; }
+poll_until 10 _fio_writing || fail "fio's writes do not reach the log"
 start_primary pri "$WL_CTL" "$SEC_ADDR"
 pri_pid=$PRI_PID pri_ctl=$PRI_CTL pri_log=$PRI_LOG
-
-_connected() { [ "$(field "$pri_ctl" connected)" = true ]; }
-poll_until 20 _connected || fail "the primary did not connect: $(status "$pri_ctl")"
 expect_log 'paired with replica [0-9a-f]{32}: full sync' "$pri_log"
-note "connected; initial sync running: $(status "$pri_ctl")"
-
-# fio through NBD while the full sync runs: random 4k writes over the whole
-# disk, each block verified (crc32c) by reading it back through NBD.
-fio_verify_job "$WORKDIR/rw.fio" 16 256m
-dirty_at_fio=$(field "$pri_ctl" dirty_bytes)
-fio --output="$WORKDIR/fio.out" "$WORKDIR/rw.fio" ||
-    fail "fio failed:"$'\n'"$(tail -n 30 "$WORKDIR/fio.out")"
-note "fio done (dirty when it started: $dirty_at_fio bytes): $(grep -E 'WRITE:|READ:' "$WORKDIR/fio.out" | tr -s ' ' | tr '\n' ' ')"
-[ "$dirty_at_fio" -gt 0 ] || note "warning: the initial sync had finished before fio started"
+sync_began=$(($(now_ms) - fio_launch))
+s=$(status "$pri_ctl")
+proc_alive "$fio_pid" || fail "fio ended before the full sync began: the sync did not run under load"
+[ "$sync_began" -le 3000 ] ||
+    fail "the full sync began $sync_began ms after fio's launch; fio's writes are only sure to last 4000 ms"
+[ "$(jget "$s" dirty_bytes)" -gt 0 ] || fail "the full sync had nothing left to do as it began: $s"
+note "full sync began $sync_began ms after fio's launch, under fio's writes: $s"
+wait "$fio_pid" || fail "fio failed:"$'\n'"$(tail -n 30 "$WORKDIR/fio.out")"
+note "fio done: $(grep -E 'WRITE:|READ:' "$WORKDIR/fio.out" | tr -s ' ' | tr '\n' ' ')"
 
 wait_synced "$pri_ctl" 90
 ps=$(status "$pri_ctl")

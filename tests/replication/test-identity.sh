@@ -3,8 +3,9 @@
 # and real nbdkit:
 #   1. --peer-name given as an IP address is matched against the peer's IP
 #      subject alternative names: a secondary whose certificate carries
-#      IP:127.0.0.1 is accepted and the pair syncs; one whose certificate
-#      carries only DNS names is refused ("IP address mismatch").
+#      IP:$TEST_HOST (the test's own loopback address) is accepted and the
+#      pair syncs; one whose certificate carries only DNS names is refused
+#      ("IP address mismatch").
 #   2. --crl on the primary: once the secondary's certificate is revoked,
 #      the primary refuses it on the next handshake (without a restart:
 #      the CRL file is re-read when it changes), logs "certificate
@@ -23,7 +24,7 @@ size=16M
 bytes=$(numfmt --from=iec $size)
 CERTS=$WORKDIR/pki
 make_certs "$CERTS"
-bash "$MKCERTS" "$CERTS" issue sec-ip "IP:127.0.0.1" >/dev/null || fail "mkcerts issue sec-ip"
+bash "$MKCERTS" "$CERTS" issue sec-ip "IP:$TEST_HOST" >/dev/null || fail "mkcerts issue sec-ip"
 # CN "primary", no SAN, same CA.
 mkdir -p "$WORKDIR/cn"
 cp "$CERTS/ca.key" "$CERTS/ca.crt" "$WORKDIR/cn/"
@@ -37,24 +38,24 @@ start_nbdkit "$WORKDIR" "id$$" "$img"
 
 # ---- 1. IP SAN --------------------------------------------------------------------------
 
-note "1. --peer-name 127.0.0.1 against a secondary certified for IP:127.0.0.1"
+note "1. --peer-name $TEST_HOST against a secondary certified for IP:$TEST_HOST"
 rep=$WORKDIR/replica.img
 truncate -s $size "$rep"
 start_secondary ipsec "$rep" --cert "$CERTS/sec-ip.crt" --key "$CERTS/sec-ip.key" \
     --ca "$CERTS/ca.crt" --peer-name primary
 ip_addr=$SEC_ADDR ip_sec_log=$SEC_LOG ip_sec_pid=$SEC_PID
 start_primary pri "$WL_CTL" "$ip_addr" --cert "$CERTS/primary.crt" --key "$CERTS/primary.key" \
-    --ca "$CERTS/ca.crt" --crl "$CERTS/ca.crl" --peer-name 127.0.0.1
+    --ca "$CERTS/ca.crt" --crl "$CERTS/ca.crl" --peer-name "$TEST_HOST"
 wait_synced "$PRI_CTL" 60
 expect_same "$img" "$rep" "the replica of a secondary matched by its IP SAN"
 stop_pid "$PRI_PID"
 
-note "1b. --peer-name 127.0.0.1 against a secondary certified only for DNS:secondary"
+note "1b. --peer-name $TEST_HOST against a secondary certified only for DNS:secondary"
 rep2=$WORKDIR/replica2.img
 truncate -s $size "$rep2"
 start_secondary dnssec "$rep2"
 start_primary pri2 "$WL_CTL" "$SEC_ADDR" --cert "$CERTS/primary.crt" --key "$CERTS/primary.key" \
-    --ca "$CERTS/ca.crt" --peer-name 127.0.0.1
+    --ca "$CERTS/ca.crt" --peer-name "$TEST_HOST"
 expect_log 'IP address mismatch' "$PRI_LOG" 15
 [ "$(field "$PRI_CTL" connected)" = false ] || fail "the primary connected to a secondary without the IP SAN"
 [ "$(field "$SEC_CTL" written_bytes)" = 0 ] || fail "the DNS-only secondary was written"
@@ -65,7 +66,7 @@ stop_pid "$SEC_PID"
 
 note "2. the secondary's certificate revoked while the primary runs with --crl"
 start_primary pri "$WL_CTL" "$ip_addr" --cert "$CERTS/primary.crt" --key "$CERTS/primary.key" \
-    --ca "$CERTS/ca.crt" --crl "$CERTS/ca.crl" --peer-name 127.0.0.1
+    --ca "$CERTS/ca.crt" --crl "$CERTS/ca.crl" --peer-name "$TEST_HOST"
 wait_synced "$PRI_CTL" 30
 sent0=$(field "$PRI_CTL" sent_bytes)
 lines=$(log_lines "$PRI_LOG")

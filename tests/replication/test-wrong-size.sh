@@ -85,7 +85,7 @@ start_refused() {
     local tag=$1 log=$WORKDIR/sec-$1.log pid rc sum
     sum=$(sha256sum <"$rep")
     _logs+=("$log")
-    "$SECONDARY" --listen "127.0.0.1:$sec_port" --device "$rep" --state-dir "$WORKDIR/sec.state" \
+    "$SECONDARY" --listen "$TEST_HOST:$sec_port" --device "$rep" --state-dir "$WORKDIR/sec.state" \
         --control "$WORKDIR/sec-$tag.ctl" --cert "$CERTS/secondary.crt" \
         --key "$CERTS/secondary.key" --ca "$CERTS/ca.crt" --peer-name primary 2>"$log" &
     pid=$!
