@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -37,7 +38,12 @@ struct bs_dirty {
     unsigned grain_shift;
     struct bs_bitmap *todo;
     struct bs_bitmap *inflight;
-    bool unsynced;
+    /* Changes to the persisted words, and how many of them the last
+     * finished sync covered.  The sync may run on another thread while the
+     * owner goes on changing the map: a change made during an msync is
+     * counted after the sync read `changes`, so it stays unsynced. */
+    _Atomic uint64_t changes;
+    _Atomic uint64_t synced;
 };
 
 static void persist_words(struct bs_dirty *d, uint64_t first, uint64_t n)
@@ -46,7 +52,7 @@ static void persist_words(struct bs_dirty *d, uint64_t first, uint64_t n)
         return;
     for (uint64_t w = first / 64; w <= (first + n - 1) / 64; w++)
         d->words[w] = bs_bitmap_word(d->todo, w) | bs_bitmap_word(d->inflight, w);
-    d->unsynced = true;
+    atomic_fetch_add_explicit(&d->changes, 1, memory_order_release);
 }
 
 int bs_dirty_open(const char *path, uint64_t disk_sectors, uint32_t grain, bool *fresh,
@@ -190,14 +196,16 @@ void bs_dirty_mark_all(struct bs_dirty *d)
 
 int bs_dirty_sync(struct bs_dirty *d)
 {
-    if (!d->unsynced)
+    uint64_t c = atomic_load_explicit(&d->changes, memory_order_acquire);
+
+    if (c == atomic_load_explicit(&d->synced, memory_order_relaxed))
         return 0;
     if (msync(d->map, d->map_len, MS_SYNC) < 0) {
         int r = -errno;
         BS_ERR(MOD, "msync of the dirty bitmap: %s", strerror(-r));
         return r;
     }
-    d->unsynced = false;
+    atomic_store_explicit(&d->synced, c, memory_order_release);
     return 0;
 }
 

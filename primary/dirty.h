@@ -32,7 +32,10 @@ uint64_t bs_dirty_ngrains(const struct bs_dirty *d);
 void bs_dirty_mark(struct bs_dirty *d, uint64_t sector, uint64_t count);
 /* Marks the whole disk dirty. */
 void bs_dirty_mark_all(struct bs_dirty *d);
-/* Makes the persisted bits durable (msync).  Returns 0 or -errno. */
+/* Makes the persisted bits durable (msync).  May run on a thread of its
+ * own while the owner goes on changing the map (one sync at a time):
+ * what changed after it began stays to be synced by the next.  Returns 0
+ * or -errno. */
 int bs_dirty_sync(struct bs_dirty *d);
 
 /* Takes the next run of todo grains at or after *cursor (wrapping once),
