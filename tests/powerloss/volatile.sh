@@ -10,6 +10,9 @@
 #   vol_cut NAME                  power cut: kill -9 of the nbdkit
 #   vol_teardown NAME             unmount, detach, stop what is left
 #
+# VOL_DEBUG=1 runs the stores' nbdkit with -v: every request and every
+# flush ("volatile: flush N: B bytes made durable") in its log.
+#
 # One cleanup, registered at the first vol_start, tears down every store
 # still up, whatever state it is in.  Each layer is recorded in the arrays
 # below only while it exists, so that a loop device detached here is never
@@ -51,7 +54,7 @@ vol_start() {
     log=$WORKDIR/nbdkit-$name.$_vol_count.log
     _logs+=("$log")
     rm -f "$sock"
-    nbdkit -f --filter="$VOLATILE_FILTER" file "$backing" -U "$sock" >"$log" 2>&1 &
+    nbdkit -f ${VOL_DEBUG:+-v} --filter="$VOLATILE_FILTER" file "$backing" -U "$sock" >"$log" 2>&1 &
     pid=$!
     _vol_nbdkit[$name]=$pid
     _vol_sock_ready() {
