@@ -252,6 +252,10 @@ static void drop(uint64_t first_sector, uint64_t end_sector)
         struct vblock *b = &overlay[s / SECTORS_PER_BLOCK];
         uint8_t bit = (uint8_t)(1u << (s % SECTORS_PER_BLOCK));
 
+        if (!b->mask && s % SECTORS_PER_BLOCK == 0 && s + SECTORS_PER_BLOCK <= end_sector) {
+            s += SECTORS_PER_BLOCK - 1;
+            continue;
+        }
         if (b->mask & bit) {
             b->mask &= (uint8_t)~bit;
             held_sectors--;
@@ -270,6 +274,12 @@ static int write_back(nbdkit_next *next, uint64_t first, uint64_t end, uint64_t 
     uint64_t run = 0, run_start = 0;
 
     for (uint64_t s = first; s <= end; s++) {
+        /* Whole blocks with nothing held are skipped at once. */
+        if (!run && s % SECTORS_PER_BLOCK == 0 && s + SECTORS_PER_BLOCK <= end &&
+            !overlay[s / SECTORS_PER_BLOCK].mask) {
+            s += SECTORS_PER_BLOCK - 1;
+            continue;
+        }
         bool h = s < end && held(s);
 
         if (run && (!h || run * SECTOR == STAGE_BYTES)) {
@@ -334,8 +344,9 @@ static int volatile_flush(nbdkit_next *next, void *handle, uint32_t flags, int *
     uint64_t bytes = 0;
 
     (void)handle;
-    if (write_back(next, 0, disk_bytes / SECTOR, &bytes, err) < 0 ||
-        next->flush(next, flags, err) < 0)
+    if (held_sectors && write_back(next, 0, disk_bytes / SECTOR, &bytes, err) < 0)
+        return -1;
+    if (next->flush(next, flags, err) < 0)
         return -1;
     /* Only now is it durable: a failure above keeps everything held. */
     drop(0, disk_bytes / SECTOR);
