@@ -18,7 +18,9 @@
 # below only while it exists, so that a loop device detached here is never
 # detached again after another test has taken its number.
 
-# shellcheck disable=SC2034
+# _src_dir comes from functions.sh; the small functions defined inside others
+# are called through poll_until.
+# shellcheck shell=bash disable=SC2034,SC2154,SC2317
 
 : "${VOLATILE_FILTER:=${BLKSHIP_BUILD_DIR:-}/tests/powerloss/nbdkit-volatile-filter.so}"
 CHECK_ACKED=$_src_dir/tests/powerloss/check-acked.py

@@ -64,7 +64,9 @@ make_workdir
 
 cuts=${BLKSHIP_POWERLOSS_CUTS:-4}
 seed=${BLKSHIP_POWERLOSS_SEED:-$$}
-[ "$cuts" -ge 1 ] && [ "$cuts" -le 1000 ] || fail "BLKSHIP_POWERLOSS_CUTS=$cuts: 1 to 1000"
+if ! [ "$cuts" -ge 1 ] || ! [ "$cuts" -le 1000 ]; then
+    fail "BLKSHIP_POWERLOSS_CUTS=$cuts: 1 to 1000"
+fi
 RANDOM=$seed
 note "$cuts power cuts, seed $seed (BLKSHIP_POWERLOSS_SEED=$seed repeats the moments)"
 
