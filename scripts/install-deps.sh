@@ -14,6 +14,7 @@ packages=(
   # fuzzing (tests/fuzz): clang and its libFuzzer and sanitizer runtimes
   clang clang-14 libclang-rt-14-dev
   mount e2fsprogs
+  fuse3     # fusermount3, to unmount the nbdfuse files of the power-loss tests
   # benchmarks: the peers they compare against
   qemu-system-common rsync
 )
