@@ -104,7 +104,7 @@ vol_teardown pst
 vol_start pst "$store"
 vol_mount_ext4 pst "$WORKDIR/pri.state"
 port=$(random_port)
-start_primary pri "$WL_CTL" "127.0.0.1:$port"
+start_primary pri "$WL_CTL" "$TEST_HOST:$port"
 poll_until 20 _log_open || fail "the restarted primary did not connect to the log: $(status "$PRI_CTL")"
 ! log_has 'full sync|no usable dirty bitmap|whole disk|another disk' "$PRI_LOG" ||
     fail "after the cut the primary lost its bitmap or state and resends the whole disk: $(grep -E 'full sync|dirty bitmap|whole disk|another disk' "$PRI_LOG")"
