@@ -146,10 +146,17 @@ make_workdir() {
 # In a sanitizer build the filter is instrumented and nbdkit is not: every
 # nbdkit a test runs gets the sanitizer's runtime preloaded (NBDKIT_PRELOAD,
 # set by CTest from the build).
+# The wrapper is a script that execs nbdkit, not a shell function: a
+# function run in the background is a subshell, so `$!` would be that
+# subshell and stopping it would leave nbdkit running on its own.
 if [ -n "${NBDKIT_PRELOAD:-}" ]; then
-    nbdkit() {
-        LD_PRELOAD=$NBDKIT_PRELOAD${LD_PRELOAD:+:$LD_PRELOAD} command nbdkit "$@"
-    }
+    _real_nbdkit=$(command -v nbdkit) || _real_nbdkit=/usr/bin/nbdkit
+    _nbdkit_wrap=$(mktemp -d "$TMPDIR/bs-nbdkit-$$.XXXXXX")
+    cleanup_fn rm -rf "$_nbdkit_wrap"
+    printf '#!/bin/sh\nLD_PRELOAD="%s${LD_PRELOAD:+:$LD_PRELOAD}" exec %s "$@"\n' \
+        "$NBDKIT_PRELOAD" "$_real_nbdkit" >"$_nbdkit_wrap/nbdkit"
+    chmod 755 "$_nbdkit_wrap/nbdkit"
+    PATH=$_nbdkit_wrap:$PATH
 fi
 
 # A sanitizer build (BLKSHIP_SANITIZE, BLKSHIP_TSAN) reports to the
