@@ -10,6 +10,11 @@
 #   vol_cut NAME                  power cut: kill -9 of the nbdkit
 #   vol_teardown NAME             unmount, detach, stop what is left
 #
+# VOL_SLOW=MS puts nbdkit's delay filter in front of the volatile cache:
+# every write, zero and trim waits MS milliseconds before it reaches the
+# cache (flushes are not delayed), so that a replica write is still
+# running when a flush issued too early completes.
+#
 # VOL_DEBUG=1 runs the stores' nbdkit with -v: every request and every
 # flush ("volatile: flush N: B bytes made durable") in its log.
 #
@@ -56,7 +61,14 @@ vol_start() {
     log=$WORKDIR/nbdkit-$name.$_vol_count.log
     _logs+=("$log")
     rm -f "$sock"
-    nbdkit -f ${VOL_DEBUG:+-v} --filter="$VOLATILE_FILTER" file "$backing" -U "$sock" >"$log" 2>&1 &
+    local slow=()
+    if [ -n "${VOL_SLOW:-}" ]; then
+        slow=(--filter=delay "delay-write=${VOL_SLOW}ms" "delay-zero=${VOL_SLOW}ms" "delay-trim=${VOL_SLOW}ms")
+    fi
+    # The delay filter's parameters follow the plugin's; nbdkit hands each
+    # key to the layer that knows it.
+    nbdkit -f ${VOL_DEBUG:+-v} "${slow[@]:0:1}" --filter="$VOLATILE_FILTER" file "$backing" \
+        "${slow[@]:1}" -U "$sock" >"$log" 2>&1 &
     pid=$!
     _vol_nbdkit[$name]=$pid
     _vol_sock_ready() {
