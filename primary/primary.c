@@ -42,6 +42,8 @@
 #include "proto/repl.h"
 
 #define MOD "primary"
+/* The protocol version this agent speaks: 1 until its epochs are built. */
+#define PRIMARY_VERSION 1u
 #define TICK_MS 1000
 #define MAX_SLOTS WL_RING_ENTRIES   /* one ring request per slot */
 #define KICK_BATCH 32              /* ring requests per kick, at most */
@@ -804,9 +806,9 @@ static void on_welcome(struct bs_conn *c, int status, void *arg)
     }
     /* Another version may lay the welcome out differently, and a flag we do
      * not know may change what the rest means: neither can be read. */
-    if (w.version != BSR_VERSION) {
+    if (w.version != PRIMARY_VERSION) {
         BS_ERR(MOD, "the secondary speaks protocol version %u; we speak %u", w.version,
-               BSR_VERSION);
+               PRIMARY_VERSION);
         link_down(p, "protocol version");
         return;
     }
@@ -874,7 +876,7 @@ static void on_handshake(struct bs_conn *c, int status, void *arg)
         return;
     }
     memset(&h, 0, sizeof(h));
-    h.version = BSR_VERSION;
+    h.version = PRIMARY_VERSION;
     h.disk_bytes = p->disk_sectors * BSR_SECTOR_SIZE;
     h.sector_size = BSR_SECTOR_SIZE;
     h.max_payload = p->payload_pref;

@@ -188,6 +188,22 @@ int bsr_frame_unpack(const uint8_t in[BSR_FRAME_HDR_LEN], const struct bsr_limit
         return 0; /* count carries the reason */
     case BSR_HEARTBEAT:
         break;
+    case BSR_END_EPOCH:
+    case BSR_ABORT_EPOCH:
+    case BSR_COMMITTED:
+        if (lim->version < 2) {
+            *why = "epoch frame in a version 1 session";
+            return -EPROTO;
+        }
+        if (from_primary != (f->kind != BSR_COMMITTED)) {
+            *why = from_primary ? "commit report from the primary" : "epoch control from the secondary";
+            return -EPROTO;
+        }
+        if (f->sector == 0) {
+            *why = "epoch 0 (epochs are numbered from 1)";
+            return -EPROTO;
+        }
+        break;
     default:
         *why = "unknown frame kind";
         return -EPROTO;

@@ -13,7 +13,12 @@
 #include <stdint.h>
 
 #define BSR_MAGIC "BLKSHIP\x1a"     /* 8 bytes */
-#define BSR_VERSION 1u
+/* The newest version this build speaks, and the oldest it still accepts.
+ * Version 2 adds epochs (END_EPOCH, COMMITTED, ABORT_EPOCH); the hello
+ * carries the primary's newest version and the welcome the one chosen,
+ * min of both sides' newest. */
+#define BSR_VERSION 2u
+#define BSR_VERSION_MIN 1u
 #define BSR_SECTOR_SIZE 512u
 #define BSR_ID_LEN 16
 #define BSR_HELLO_LEN 128u
@@ -60,7 +65,8 @@ struct bsr_welcome {
     uint8_t replica_id[BSR_ID_LEN];
     uint8_t primary_id[BSR_ID_LEN]; /* the primary it is paired with (zero: none) */
     uint64_t generation;            /* the generation the replica holds */
-    uint64_t epoch;                 /* last epoch the replica holds whole */
+    uint64_t epoch;                 /* v2: newest epoch committed in the replica's journal
+                                       (or applied); v1: 0 */
     char reason[BSR_REASON_LEN];    /* NUL-terminated text for the log */
 };
 
@@ -73,8 +79,12 @@ enum bsr_kind {
     BSR_ACK = 4,        /* S->P  everything before FLUSH `sector` is durable */
     BSR_HEARTBEAT = 5,  /* both  liveness; sector = sender's monotonic milliseconds */
     BSR_ERROR = 6,      /* S->P  the session ends; count = enum bsr_status */
+    /* Version 2. */
+    BSR_END_EPOCH = 7,  /* P->S  the epoch `sector` is whole: commit it */
+    BSR_COMMITTED = 8,  /* S->P  epoch `sector` is committed: it survives any crash */
+    BSR_ABORT_EPOCH = 9, /* P->S  epoch `sector` was broken: drop what arrived of it */
 };
-#define BSR_KIND_MAX BSR_ERROR
+#define BSR_KIND_MAX BSR_ABORT_EPOCH
 
 /* The 16-byte frame header:
  *   bytes 0..7   sector (u64), or the sequence/timestamp for control kinds
@@ -93,6 +103,7 @@ struct bsr_frame {
 
 /* What one side accepts from the other, fixed at the handshake. */
 struct bsr_limits {
+    uint16_t version;       /* the version agreed; 0 is taken as 1 */
     uint64_t disk_sectors;
     uint32_t max_payload;   /* bytes */
 };

@@ -53,6 +53,8 @@
 #include "secondary/target.h"
 
 #define MOD "secondary"
+/* The protocol version this agent speaks: 1 until its journal is wired in. */
+#define SECONDARY_VERSION 1u
 #define HEARTBEAT_MS 1000
 /* One more buffer than the connection can queue: round-robin reuse then
  * never overwrites a frame still waiting in the queue. */
@@ -764,7 +766,7 @@ static void send_welcome(struct session *s, int status, const char *reason)
     struct bsr_welcome w;
 
     memset(&w, 0, sizeof(w));
-    w.version = BSR_VERSION;
+    w.version = SECONDARY_VERSION;
     w.status = status;
     w.disk_bytes = sec->disk_bytes;
     w.max_payload = s->limits.max_payload;
@@ -803,8 +805,8 @@ static void on_hello(struct bs_conn *c, int status, void *arg)
         session_end(s, "bad hello");
         return;
     }
-    if (h.version != BSR_VERSION) {
-        snprintf(detail, sizeof(detail), "version %u, we speak %u", h.version, BSR_VERSION);
+    if (h.version != SECONDARY_VERSION) {
+        snprintf(detail, sizeof(detail), "version %u, we speak %u", h.version, SECONDARY_VERSION);
         refuse(s, BSR_E_VERSION, detail);
         return;
     }

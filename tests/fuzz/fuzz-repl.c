@@ -70,6 +70,7 @@ static void fuzz_frame(struct fuzz_input *in, bool from_primary)
     FUZZ_CHECK(hdr);
     lim.disk_sectors = fuzz_u64(in);
     lim.max_payload = fuzz_u32(in);
+    lim.version = fuzz_u32(in) & 3;
     fuzz_take(in, hdr, BSR_FRAME_HDR_LEN);
     if (bsr_frame_unpack(hdr, &lim, from_primary, &f, &why) != 0) {
         FUZZ_CHECK(why != NULL);
@@ -99,6 +100,13 @@ static void fuzz_frame(struct fuzz_input *in, bool from_primary)
         break;
     case BSR_HEARTBEAT:
         FUZZ_CHECK(f.count == 0);
+        break;
+    case BSR_END_EPOCH:
+    case BSR_ABORT_EPOCH:
+        FUZZ_CHECK(from_primary && lim.version >= 2 && f.count == 0 && f.sector > 0);
+        break;
+    case BSR_COMMITTED:
+        FUZZ_CHECK(!from_primary && lim.version >= 2 && f.count == 0 && f.sector > 0);
         break;
     }
     /* What the receiver will read next is bounded by the agreed payload. */

@@ -431,7 +431,9 @@ static void send_welcome(struct session *s, const char *step, const struct bsr_h
     uint8_t b[BSR_WELCOME_LEN];
     size_t len = sizeof(b);
 
-    w.version = BSR_VERSION;
+    /* A secondary answers with the version it chose: the primary's, when
+     * it speaks that one. */
+    w.version = h->version;
     w.status = BSR_OK;
     w.disk_bytes = h->disk_bytes;
     w.max_payload = h->max_payload < opt_max_payload ? h->max_payload : opt_max_payload;

@@ -83,6 +83,7 @@ static uint32_t opt_max_payload = BSR_DEFAULT_MAX_PAYLOAD;
 static uint64_t opt_sector = 0;
 static uint32_t opt_count = 8;
 static int opt_pattern = 0xa5;
+static unsigned opt_version = 1; /* the protocol version the hello offers */
 static unsigned opt_timeout = 10;
 static uint8_t opt_primary_id[BSR_ID_LEN] = {
     0x72, 0x65, 0x70, 0x6c, 0x2d, 0x70, 0x65, 0x65, 0x72, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01,
@@ -93,7 +94,7 @@ static void usage(FILE *f)
     fputs("Usage: repl-peer plain|silent HOST:PORT\n"
           "       repl-peer --cert F --key F --ca F [--peer-name NAME] [--no-cert]\n"
           "                 [--disk-bytes N] [--max-payload N] [--primary-id HEX32]\n"
-          "                 [--sector S] [--count C] [--pattern BYTE] [--timeout SEC]\n"
+          "                 [--sector S] [--count C] [--pattern BYTE] [--timeout SEC] [--proto-version N]\n"
           "                 CASE HOST:PORT\n"
           "CASE: handshake silent-tls bad-magic size beyond-end wrap count0 over-limit\n"
           "      unknown-kind wrong-direction huge-count garbage reset bad-crc truncated\n"
@@ -434,7 +435,7 @@ static void send_hello(struct peer *p, uint64_t disk_bytes, bool bad_magic)
     struct bsr_hello h = { 0 };
     uint8_t buf[BSR_HELLO_LEN];
 
-    h.version = BSR_VERSION;
+    h.version = (uint16_t)opt_version;
     h.disk_bytes = disk_bytes;
     h.sector_size = BSR_SECTOR_SIZE;
     h.max_payload = opt_max_payload;
@@ -721,6 +722,7 @@ int main(int argc, char **argv)
         { "sector", required_argument, NULL, 's' },
         { "count", required_argument, NULL, 'c' },
         { "pattern", required_argument, NULL, 'p' },
+        { "proto-version", required_argument, NULL, 'V' },
         { "timeout", required_argument, NULL, 't' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
@@ -750,6 +752,7 @@ int main(int argc, char **argv)
         case 's': opt_sector = parse_u64(optarg, "--sector"); break;
         case 'c': opt_count = (uint32_t)parse_u64(optarg, "--count"); break;
         case 'p': opt_pattern = (int)parse_u64(optarg, "--pattern") & 0xff; break;
+        case 'V': opt_version = (unsigned)parse_u64(optarg, "--proto-version"); break;
         case 't': opt_timeout = (unsigned)parse_u64(optarg, "--timeout"); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;

@@ -100,6 +100,7 @@ static void raw_frame(uint8_t out[BSR_FRAME_HDR_LEN], uint64_t sector, uint32_t 
 }
 
 static const struct bsr_limits LIM = {
+    .version = 2,
     .disk_sectors = 1000,
     .max_payload = 64 * 1024, /* 128 sectors */
 };
@@ -469,7 +470,7 @@ static void test_frame_flags_reserved(void **state)
     /* Every single bit of flags and reserved is refused, for every kind
      * and in both directions. */
     for (uint8_t kind = BSR_DATA; kind <= BSR_KIND_MAX; kind++) {
-        bool dir = kind == BSR_ACK || kind == BSR_ERROR ? false : true;
+        bool dir = kind == BSR_ACK || kind == BSR_ERROR || kind == BSR_COMMITTED ? false : true;
         uint32_t count = kind == BSR_DATA || kind == BSR_ZERO ? 1 : 0;
         for (int b = 0; b < 8; b++)
             reject_frame(10, count, kind, (uint8_t)(1u << b), 0, &LIM, dir);
@@ -480,10 +481,41 @@ static void test_frame_flags_reserved(void **state)
     }
 }
 
+/* Version 2's epoch frames: accepted only in a version 2 session, each in
+ * its own direction, with count 0 and an epoch of at least 1. */
+static void test_frame_epochs(void **state)
+{
+    (void)state;
+    struct bsr_limits v1 = LIM, v0 = LIM;
+    static const uint8_t to_secondary[] = {BSR_END_EPOCH, BSR_ABORT_EPOCH};
+
+    v1.version = 1;
+    v0.version = 0;
+    for (size_t i = 0; i < sizeof(to_secondary); i++) {
+        struct bsr_frame f = accept_frame(7, 0, to_secondary[i], &LIM, true);
+        assert_int_equal(f.sector, 7);
+        accept_frame(UINT64_MAX, 0, to_secondary[i], &LIM, true); /* no disk bound */
+        reject_frame(7, 0, to_secondary[i], 0, 0, &LIM, false);
+        reject_frame(7, 0, to_secondary[i], 0, 0, &v1, true);
+        reject_frame(7, 0, to_secondary[i], 0, 0, &v0, true);
+        reject_frame(0, 0, to_secondary[i], 0, 0, &LIM, true);
+        reject_frame(7, 1, to_secondary[i], 0, 0, &LIM, true);
+        reject_frame(7, UINT32_MAX, to_secondary[i], 0, 0, &LIM, true);
+    }
+    assert_int_equal(accept_frame(9, 0, BSR_COMMITTED, &LIM, false).sector, 9);
+    reject_frame(9, 0, BSR_COMMITTED, 0, 0, &LIM, true);
+    reject_frame(9, 0, BSR_COMMITTED, 0, 0, &v1, false);
+    reject_frame(0, 0, BSR_COMMITTED, 0, 0, &LIM, false);
+    reject_frame(9, 2, BSR_COMMITTED, 0, 0, &LIM, false);
+    /* Version 1's kinds stay valid in version 2 and the other way round. */
+    accept_frame(3, 0, BSR_FLUSH, &v1, true);
+    accept_frame(3, 4, BSR_DATA, &v1, true);
+}
+
 static void test_frame_unknown_kind(void **state)
 {
     (void)state;
-    static const uint8_t kinds[] = {0, BSR_KIND_MAX + 1, 7, 8, 0x41, 0x80, 0xff};
+    static const uint8_t kinds[] = {0, BSR_KIND_MAX + 1, 10, 11, 0x41, 0x80, 0xff};
 
     for (size_t i = 0; i < sizeof(kinds); i++) {
         reject_frame(0, 0, kinds[i], 0, 0, &LIM, true);
@@ -686,6 +718,7 @@ int main(void)
         cmocka_unit_test(test_frame_round_trip),
         cmocka_unit_test(test_frame_flags_reserved),
         cmocka_unit_test(test_frame_unknown_kind),
+        cmocka_unit_test(test_frame_epochs),
         cmocka_unit_test(test_frame_extent_count),
         cmocka_unit_test(test_frame_extent_bounds),
         cmocka_unit_test(test_frame_direction),
