@@ -450,7 +450,7 @@ static void send_welcome(struct session *s, const char *step, const struct bsr_h
     else if (strcmp(step, "welcome-size") == 0)
         w.disk_bytes += BSR_SECTOR_SIZE;
     else if (strcmp(step, "welcome-version") == 0)
-        w.version = BSR_VERSION + 1;
+        w.version = (uint16_t)(h->version + 1); /* one the primary did not offer */
     else if (strcmp(step, "welcome-flags") == 0)
         w.flags = 1;
     bsr_welcome_pack(&w, b);
