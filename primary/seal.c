@@ -1,0 +1,198 @@
+/* blkship-primary and the write log: connecting to it, sealing it, and
+ * taking each chunk it exports into the dirty bitmap, durably, before the
+ * log is told it may forget the chunk.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "common/crc32c.h"
+#include "common/log.h"
+#include "primary/primary.h"
+
+#define MOD "primary"
+#include "common/state.h"
+
+void log_down(struct primary *p, const char *why)
+{
+    if (!p->log)
+        return;
+    BS_WARN(MOD, "lost the write log (%s); reconnecting", why);
+    /* Frames queued on the link point into the log's shared memory, which
+     * goes away with the log link: the replication link goes first. */
+    link_down(p, "the write log is gone");
+    log_link_close(p->log);
+    p->log = NULL;
+    p->sealing = false;
+    /* Reads the log had not answered will never be: their grains go back
+     * to the bitmap. */
+    for (unsigned i = 0; i < p->nslots; i++) {
+        struct slot *s = &p->slots[i];
+        if (s->state == SLOT_READING) {
+            bs_dirty_requeue(p->dirty, s->first, s->n);
+            slot_release(p, s);
+        }
+    }
+    uv_timer_start(&p->log_retry, on_log_retry, 1000, 0);
+}
+
+static void seal_step(struct primary *p, const char *cmd)
+{
+    int r = log_link_export(p->log, cmd);
+
+    if (r < 0) {
+        p->sealing = false;
+        log_down(p, "cannot send a seal");
+    }
+}
+
+static void bitmap_sync_work(uv_work_t *req)
+{
+    struct primary *p = req->data;
+
+    p->sync_result = bs_dirty_sync(p->dirty);
+}
+
+/* The merged chunk is durable in the bitmap: the log may forget it. */
+static void bitmap_sync_done(uv_work_t *req, int status)
+{
+    struct primary *p = req->data;
+
+    p->sync_running = false;
+    if (status < 0 || p->sync_result < 0 || p->stopping || !p->log ||
+        p->log_gen != p->sync_log_gen) {
+        /* Not acknowledging keeps the chunk in the log: nothing is lost.
+         * (A log lost meanwhile exports it again to its next client.) */
+        p->sealing = false;
+        return;
+    }
+    seal_step(p, WL_CMD_NEXT);
+}
+
+/* The chunk's extents become ours, durably, before the log may forget
+ * them (next acknowledges the chunk). */
+static void on_log_export(void *opaque, const struct wl_export_reply *rep)
+{
+    struct primary *p = opaque;
+    const struct wl_disk_range *area = log_link_extents(p->log);
+
+    p->epoch = rep->epoch;
+    for (uint32_t i = 0; i < rep->extents; i++) {
+        if (area[i].count == 0 || area[i].sector >= p->disk_sectors ||
+            area[i].count > p->disk_sectors - area[i].sector) {
+            log_down(p, "the log exported an extent outside the disk");
+            return;
+        }
+        bs_dirty_mark(p->dirty, area[i].sector, area[i].count);
+    }
+    if (rep->extents == 0) {
+        p->sealing = false;
+        pump(p);
+        return;
+    }
+    /* The msync runs in the thread pool: the loop goes on sending (the
+     * grains just marked may be taken and sent meanwhile; only the log's
+     * "next" waits for the sync). */
+    p->sync_req.data = p;
+    p->sync_log_gen = p->log_gen;
+    if (uv_queue_work(p->loop, &p->sync_req, bitmap_sync_work, bitmap_sync_done) < 0) {
+        p->sealing = false;
+        return;
+    }
+    p->sync_running = true;
+    pump(p);
+}
+
+void on_seal_timer(uv_timer_t *t)
+{
+    struct primary *p = t->data;
+
+    if (!p->log || p->sealing || p->sync_running || p->stopping)
+        return;
+    p->sealing = true;
+    seal_step(p, WL_CMD_SEAL);
+}
+
+static void on_log_error(void *opaque, int err)
+{
+    struct primary *p = opaque;
+
+    (void)err;
+    log_down(p, "link error");
+}
+
+static const struct log_link_ops log_ops = {
+    .on_export = on_log_export,
+    .on_read = on_log_read,
+    .on_kick_done = on_log_kick_done,
+    .on_error = on_log_error,
+};
+
+void on_log_retry(uv_timer_t *t)
+{
+    struct primary *p = t->data;
+    const struct wl_info_reply *info;
+    bool fresh = false;
+    int r;
+
+    if (p->log || p->stopping)
+        return;
+    r = log_link_open(p->loop, p->writelog_path, &log_ops, p, &p->log);
+    if (r == 0)
+        p->log_gen++;
+    if (r < 0) {
+        static unsigned attempts;
+        if (attempts++ % 10 == 0)
+            BS_WARN(MOD, "write log %s not available: %s; retrying", p->writelog_path,
+                    strerror(-r));
+        uv_timer_start(&p->log_retry, on_log_retry, 1000, 0);
+        return;
+    }
+    info = log_link_info(p->log);
+    if (p->dirty && (info->disk_sectors != p->disk_sectors || info->grain_sectors != p->grain)) {
+        BS_ERR(MOD, "the write log now describes another disk (%" PRIu64 " sectors, grain %u); "
+                    "restart the agent", (uint64_t)info->disk_sectors, info->grain_sectors);
+        log_link_close(p->log);
+        p->log = NULL;
+        uv_timer_start(&p->log_retry, on_log_retry, 10000, 0);
+        return;
+    }
+    if (!p->dirty) {
+        p->disk_sectors = info->disk_sectors;
+        p->grain = info->grain_sectors;
+        r = bs_dirty_open(p->dirty_path, p->disk_sectors, p->grain, &fresh, &p->dirty);
+        if (r < 0) {
+            BS_ERR(MOD, "cannot open the dirty bitmap %s: %s", p->dirty_path, strerror(-r));
+            uv_stop(p->loop);
+            return;
+        }
+        if (fresh)
+            BS_INFO(MOD, "no usable dirty bitmap: the whole disk will be sent");
+    }
+    if (p->log_id != info->log_id) {
+        if (p->log_id != 0 && !fresh) {
+            BS_WARN(MOD, "the write log restarted (log id %016" PRIx64 " -> %016" PRIx64
+                         "): writes may have gone unlogged, resending the whole disk",
+                    p->log_id, (uint64_t)info->log_id);
+            bs_dirty_mark_all(p->dirty);
+        }
+        if (bs_dirty_sync(p->dirty) < 0) {
+            uv_stop(p->loop);
+            return;
+        }
+        p->log_id = info->log_id;
+        save_state(p);
+    }
+    BS_INFO(MOD, "write log %s: %" PRIu64 " sectors, grain %u, log id %016" PRIx64,
+            p->writelog_path, p->disk_sectors, p->grain, p->log_id);
+    /* Frames are built in the data area: its slots must fit our payload. */
+    if (p->nslots == 0)
+        setup_slots(p);
+    if (p->ls == LS_IDLE && !uv_is_active((uv_handle_t *)&p->retry))
+        uv_timer_start(&p->retry, on_retry, 0, 0);
+    on_seal_timer(&p->seal_timer);
+}
