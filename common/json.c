@@ -93,6 +93,20 @@ static void add(struct bs_json_builder *b, const char *key, struct json_object *
     }
 }
 
+void bs_json_add_builder(struct bs_json_builder *b, const char *key,
+                         struct bs_json_builder *child)
+{
+    if (child->err) {
+        json_object_put(child->obj);
+        child->obj = NULL;
+        if (!b->err)
+            b->err = child->err;
+        return;
+    }
+    add(b, key, child->obj, false);
+    child->obj = NULL;
+}
+
 void bs_json_add_str(struct bs_json_builder *b, const char *key, const char *value)
 {
     add(b, key, b->err ? NULL : bs_json_string(value), false);

@@ -39,6 +39,10 @@ void bs_json_add_u64(struct bs_json_builder *b, const char *key, uint64_t value)
 void bs_json_add_i64(struct bs_json_builder *b, const char *key, int64_t value);
 void bs_json_add_bool(struct bs_json_builder *b, const char *key, bool value);
 void bs_json_add_null(struct bs_json_builder *b, const char *key);
+/* Adds child's object (begun with bs_json_begin and filled) as a member;
+ * child is consumed, and its allocation failure becomes b's. */
+void bs_json_add_builder(struct bs_json_builder *b, const char *key,
+                         struct bs_json_builder *child);
 /* value with `decimals` digits after the point (at most 9); null when it
  * is not finite, since JSON has no NaN or infinity. */
 void bs_json_add_fixed(struct bs_json_builder *b, const char *key, double value, int decimals);
