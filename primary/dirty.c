@@ -230,17 +230,10 @@ bool bs_dirty_take(struct bs_dirty *d, uint64_t *cursor, uint64_t max_grains, ui
             pos = 0;
             continue;
         }
-        /* A grain re-dirtied while a copy of it is still in flight waits for
-         * that copy's ack: with one copy in flight at a time, an ack can
-         * never clear a newer write. */
-        if (bs_bitmap_test(d->inflight, g)) {
-            pos = bs_bitmap_next_clear(d->inflight, g);
-            continue;
-        }
+        /* A grain already inflight is taken again: every inflight grain
+         * belongs to the one epoch not yet committed, and its commit, after
+         * everything was sent, covers both copies. */
         uint64_t end = bs_bitmap_next_clear(d->todo, g);
-        uint64_t busy = bs_bitmap_next_set(d->inflight, g);
-        if (busy < end)
-            end = busy;
         if (end - g > max_grains)
             end = g + max_grains;
         bs_bitmap_clear_range(d->todo, g, end - g);
@@ -256,6 +249,29 @@ void bs_dirty_acked(struct bs_dirty *d, uint64_t first, uint64_t n)
 {
     bs_bitmap_clear_range(d->inflight, first, n);
     persist_words(d, first, n);
+}
+
+void bs_dirty_acked_all(struct bs_dirty *d)
+{
+    uint64_t g = bs_bitmap_next_set(d->inflight, 0);
+
+    while (g < d->ngrains) {
+        uint64_t end = bs_bitmap_next_clear(d->inflight, g);
+        bs_dirty_acked(d, g, end - g);
+        g = bs_bitmap_next_set(d->inflight, end);
+    }
+}
+
+bool bs_dirty_next_todo(const struct bs_dirty *d, uint64_t *pos, uint64_t *first, uint64_t *n)
+{
+    uint64_t g = *pos < d->ngrains ? bs_bitmap_next_set(d->todo, *pos) : d->ngrains;
+
+    if (g >= d->ngrains)
+        return false;
+    *first = g;
+    *n = bs_bitmap_next_clear(d->todo, g) - g;
+    *pos = g + *n;
+    return true;
 }
 
 void bs_dirty_requeue(struct bs_dirty *d, uint64_t first, uint64_t n)

@@ -5,7 +5,8 @@
  *              write log may forget it, and cleared only when the replica
  *              has said the data is durable.
  *   todo       in memory: dirty grains not being sent right now.
- *   inflight   in memory: grains read or sent and not yet acknowledged.
+ *   inflight   in memory: grains read or sent in the epoch not yet
+ *              committed (primary/epoch.c: one at a time).
  * Invariant: persisted == todo | inflight, word for word, after every
  * function returns.  All functions run on the agent's loop thread.
  */
@@ -39,12 +40,20 @@ void bs_dirty_mark_all(struct bs_dirty *d);
 int bs_dirty_sync(struct bs_dirty *d);
 
 /* Takes the next run of todo grains at or after *cursor (wrapping once),
- * at most max_grains long, moves it to inflight and returns true with
+ * at most max_grains long (grains already inflight included: they are
+ * sent again in the same epoch), moves it to inflight and returns true with
  * [*first, *first + *n). */
 bool bs_dirty_take(struct bs_dirty *d, uint64_t *cursor, uint64_t max_grains, uint64_t *first,
                    uint64_t *n);
-/* The replica has [first, first + n) durably: drop them from inflight. */
+/* The replica has [first, first + n) durably: drop them from inflight
+ * (a grain also todo stays dirty). */
 void bs_dirty_acked(struct bs_dirty *d, uint64_t first, uint64_t n);
+/* The epoch that carried every inflight grain is committed: they leave
+ * inflight (a grain also todo stays dirty). */
+void bs_dirty_acked_all(struct bs_dirty *d);
+/* Read-only: the next run of todo grains at or after *pos, without
+ * wrapping: true with [*first, *first + *n), *pos moved past it. */
+bool bs_dirty_next_todo(const struct bs_dirty *d, uint64_t *pos, uint64_t *first, uint64_t *n);
 /* Sending [first, first + n) failed or was abandoned: back to todo. */
 void bs_dirty_requeue(struct bs_dirty *d, uint64_t first, uint64_t n);
 /* Every inflight grain back to todo (the connection was lost). */

@@ -462,7 +462,10 @@ static void test_requeue(void **state)
     assert_only(set, 125, want, 10);
 }
 
-static void test_take_skips_inflight(void **state)
+/* Epochs (primary/epoch.c) ship a grain again when it was dirtied again
+ * while in flight: both copies belong to the one uncommitted epoch, whose
+ * commit (bs_dirty_acked_all) covers them. */
+static void test_take_includes_inflight(void **state)
 {
     (void)state;
     const char *p = tpath("dirty");
@@ -477,60 +480,60 @@ static void test_take_skips_inflight(void **state)
     bs_dirty_mark(d, 41, 1);          /* grain 5 written again while in flight */
     assert_int_equal(bs_dirty_todo_grains(d), 1);
     assert_int_equal(bs_dirty_inflight_grains(d), 1);
+    cursor = 0;
+    expect_take(d, &cursor, UINT64_MAX, 5, 1);
+    assert_int_equal(bs_dirty_todo_grains(d), 0);
+    assert_int_equal(bs_dirty_inflight_grains(d), 1);
     expect_no_take(d, 0);
-    expect_no_take(d, 5);
-    expect_no_take(d, 6);
-    expect_no_take(d, 124);
 
-    /* The ack clears the old copy but not the new write. */
-    bs_dirty_acked(d, 5, 1);
+    /* A run across in-flight grains is taken whole. */
+    bs_dirty_mark(d, 24, 40);         /* 3..7, 5 in flight */
+    cursor = 0;
+    expect_take(d, &cursor, UINT64_MAX, 3, 5);
+    assert_int_equal(bs_dirty_inflight_grains(d), 5);
+
+    /* The commit cleans every inflight grain, but not one dirtied again. */
+    bs_dirty_mark(d, 48, 1);          /* 6 */
+    bs_dirty_acked_all(d);
     assert_int_equal(bs_dirty_inflight_grains(d), 0);
     assert_int_equal(bs_dirty_todo_grains(d), 1);
-    cursor = 0;
-    expect_take(d, &cursor, UINT64_MAX, 5, 1);
     dclose(d);
-    /* In flight at close: persisted. */
-    uint64_t want5[] = {5};
+    uint64_t want6[] = {6};
     reopened_set(p, 1000, 8, set);
-    assert_only(set, 125, want5, 1);
+    assert_only(set, 125, want6, 1);
+}
 
-    /* A dirty run with an in-flight grain in its middle splits around it. */
-    d = dopen_expect(p, 1000, 8, false);
-    clean_all(d);
-    bs_dirty_mark(d, 40, 1);          /* 5 */
-    cursor = 5;
-    expect_take(d, &cursor, UINT64_MAX, 5, 1);
-    bs_dirty_mark(d, 24, 40);         /* 3..7, 5 still in flight */
-    cursor = 0;
-    expect_take(d, &cursor, UINT64_MAX, 3, 2);
-    expect_take(d, &cursor, UINT64_MAX, 6, 2);
-    expect_no_take(d, cursor);
-    assert_int_equal(bs_dirty_todo_grains(d), 1);
-    assert_int_equal(bs_dirty_inflight_grains(d), 5);
-    /* A cursor pointing at the in-flight grain skips it too. */
-    bs_dirty_requeue(d, 3, 2);
-    bs_dirty_requeue(d, 6, 2);
-    cursor = 5;
-    expect_take(d, &cursor, UINT64_MAX, 6, 2);
-    expect_take(d, &cursor, UINT64_MAX, 3, 2);  /* wrapped */
-    expect_no_take(d, cursor);
-    bs_dirty_acked(d, 5, 1);
-    cursor = 0;
-    expect_take(d, &cursor, UINT64_MAX, 5, 1);
-    expect_no_take(d, 0);
+/* bs_dirty_next_todo lists todo runs in order, changing nothing. */
+static void test_next_todo(void **state)
+{
+    (void)state;
+    const char *p = tpath("dirty");
+    struct bs_dirty *d = dopen_expect(p, 1000, 8, true);
+    uint64_t pos = 0, first = 99, n = 99, cursor = 0;
 
-    /* Every in-flight grain re-marked: nothing to take until acks. */
     clean_all(d);
-    bs_dirty_mark(d, 0, 1000);
-    cursor = 0;
-    expect_take(d, &cursor, UINT64_MAX, 0, 125);
-    bs_dirty_mark(d, 0, 1000);
-    assert_int_equal(bs_dirty_todo_grains(d), 125);
-    for (uint64_t c = 0; c < 130; c += 13)
-        expect_no_take(d, c);
-    bs_dirty_acked(d, 100, 25);
-    cursor = 0;
-    expect_take(d, &cursor, UINT64_MAX, 100, 25);
+    assert_false(bs_dirty_next_todo(d, &pos, &first, &n));
+    bs_dirty_mark(d, 8, 16);          /* 1..2 */
+    bs_dirty_mark(d, 63 * 8, 3 * 8);  /* 63..65, across a word */
+    bs_dirty_mark(d, 124 * 8, 8);     /* 124, the last */
+    expect_take(d, &cursor, 1, 1, 1); /* 1 in flight: no longer todo */
+    pos = 0;
+    assert_true(bs_dirty_next_todo(d, &pos, &first, &n));
+    assert_int_equal(first, 2);
+    assert_int_equal(n, 1);
+    assert_true(bs_dirty_next_todo(d, &pos, &first, &n));
+    assert_int_equal(first, 63);
+    assert_int_equal(n, 3);
+    assert_int_equal(pos, 66);
+    assert_true(bs_dirty_next_todo(d, &pos, &first, &n));
+    assert_int_equal(first, 124);
+    assert_int_equal(n, 1);
+    assert_false(bs_dirty_next_todo(d, &pos, &first, &n));
+    pos = 1000;
+    assert_false(bs_dirty_next_todo(d, &pos, &first, &n));
+    assert_int_equal(bs_dirty_todo_grains(d), 5);
+    assert_int_equal(bs_dirty_inflight_grains(d), 1);
+    dclose(d);
 }
 
 static void test_take_wraps(void **state)
@@ -987,7 +990,7 @@ static void test_random_against_model(void **state)
             uint64_t want = UINT64_MAX;
             for (uint64_t i = 0; i < ng; i++) {
                 uint64_t g = (start + i) % ng;
-                if (todo[g] && !infl[g]) {
+                if (todo[g]) {
                     want = g;
                     break;
                 }
@@ -1003,8 +1006,7 @@ static void test_random_against_model(void **state)
                 fail_msg("step %d: took nothing, model has grain %llu", step,
                          (unsigned long long)want);
             uint64_t want_n = 0;
-            while (want + want_n < ng && want_n < max && todo[want + want_n] &&
-                   !infl[want + want_n])
+            while (want + want_n < ng && want_n < max && todo[want + want_n])
                 want_n++;
             if (first != want || n != want_n)
                 fail_msg("step %d: took [%llu,+%llu), model [%llu,+%llu)", step,
@@ -1088,7 +1090,8 @@ int main(void)
         T(test_acked_gone_after_reopen),
         T(test_persisted_is_todo_or_inflight),
         T(test_requeue),
-        T(test_take_skips_inflight),
+        T(test_take_includes_inflight),
+        T(test_next_todo),
         T(test_take_wraps),
         T(test_max_grains),
         T(test_unaligned_disk_size),
