@@ -1,5 +1,5 @@
-/* blkship: the operator's command.  Today it looks at and drives a live
- * write log; status and control verbs for the agents come next. */
+/* blkship: the operator's command: the agents' status, checkpoints, and a
+ * live write log's verbs. */
 #include <stdio.h>
 #include <string.h>
 
@@ -11,6 +11,7 @@ static void usage(FILE *f)
           "\n"
           "Commands:\n"
           "  status --control SOCK [--json]            state of a primary or secondary agent\n"
+          "  checkpoint --control SOCK                 seal an epoch; wait for its commit\n"
           "  wlog info|peek|getw|clrw|read SOCKET ...   look at and drive a write log\n"
           "\n"
           "Run 'blkship wlog --help' for the write-log verbs.\n",
@@ -33,6 +34,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "status") == 0)
         return cmd_status(argc - 1, argv + 1);
+    if (strcmp(argv[1], "checkpoint") == 0)
+        return cmd_checkpoint(argc - 1, argv + 1);
     if (strcmp(argv[1], "wlog") == 0)
         return cmd_wlog(argc - 1, argv + 1);
     fprintf(stderr, "blkship: unknown command '%s'\n", argv[1]);

@@ -6,5 +6,7 @@
 int cmd_wlog(int argc, char **argv);
 /* `blkship status ...`. */
 int cmd_status(int argc, char **argv);
+/* `blkship checkpoint ...`. */
+int cmd_checkpoint(int argc, char **argv);
 
 #endif

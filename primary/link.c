@@ -36,44 +36,6 @@ void send_ctrl(struct primary *p, uint8_t kind, uint64_t sector)
         link_down(p, "cannot queue a control frame");
 }
 
-static void handle_ack(struct primary *p, uint64_t seq)
-{
-    bool any = false;
-
-    /* The secondary acknowledges FLUSHes of this session in order, possibly
-     * skipping some (one fdatasync may cover several).  Anything else, a
-     * FLUSH not sent yet, one of an earlier session or one acknowledged
-     * already, is a peer that does not know what it made durable: nothing
-     * it says can clear a bit. */
-    if (seq < p->ack_floor || seq >= p->next_seq) {
-        if (p->ack_floor == p->next_seq)
-            BS_ERR(MOD, "the secondary acknowledged FLUSH %" PRIu64 ", which was not sent in this "
-                        "session (no FLUSH awaits an acknowledgement)", seq);
-        else
-            BS_ERR(MOD, "the secondary acknowledged FLUSH %" PRIu64 ", which was not sent in this "
-                        "session or was acknowledged already (FLUSH %" PRIu64 "..%" PRIu64
-                        " await one)", seq, p->ack_floor, p->next_seq - 1);
-        link_down(p, "protocol error");
-        return;
-    }
-    p->ack_floor = seq + 1;
-    /* Only a session that makes data durable resets the back-off: one that
-     * is accepted and then fails must not turn into a reconnect storm. */
-    p->backoff_ms = 0;
-
-    while (p->sent_count && p->sent[p->sent_head].seq <= seq) {
-        struct sent *e = &p->sent[p->sent_head];
-        bs_dirty_acked(p->dirty, e->first, e->n);
-        p->acked_bytes += e->bytes;
-        p->unacked_bytes -= e->bytes;
-        p->sent_head = (p->sent_head + 1) % SENT_CAP;
-        p->sent_count--;
-        any = true;
-    }
-    if (any)
-        schedule_pump(p);
-}
-
 static void on_rx_crc(struct bs_conn *c, int status, void *arg)
 {
     struct primary *p = arg;
@@ -91,9 +53,19 @@ static void on_rx_crc(struct bs_conn *c, int status, void *arg)
     }
     p->last_rx_ms = uv_now(p->loop);
     switch (p->rx.kind) {
-    case BSR_ACK:
-        handle_ack(p, p->rx.sector);
+    case BSR_COMMITTED:
+        if (!epoch_committed(p, p->rx.sector)) {
+            link_down(p, "protocol error");
+            return;
+        }
         break;
+    case BSR_ACK:
+        /* This primary sends no FLUSH: an ACK is a peer that does not know
+         * what it made durable, and nothing it says can clear a bit. */
+        BS_ERR(MOD, "the secondary acknowledged FLUSH %" PRIu64 ", which was not sent in this "
+                    "session (no FLUSH awaits an acknowledgement)", p->rx.sector);
+        link_down(p, "protocol error");
+        return;
     case BSR_HEARTBEAT:
         break;
     case BSR_ERROR:
@@ -151,8 +123,13 @@ static void on_welcome(struct bs_conn *c, int status, void *arg)
     /* Another version may lay the welcome out differently, and a flag we do
      * not know may change what the rest means: neither can be read. */
     if (w.version != PRIMARY_VERSION) {
-        BS_ERR(MOD, "the secondary speaks protocol version %u; we speak %u", w.version,
-               PRIMARY_VERSION);
+        if (w.version >= BSR_VERSION_MIN && w.version < PRIMARY_VERSION)
+            BS_ERR(MOD, "the secondary speaks protocol version %u; we speak %u: it cannot "
+                        "journal epochs, so its replica could never be consistent; upgrade it",
+                   w.version, PRIMARY_VERSION);
+        else
+            BS_ERR(MOD, "the secondary speaks protocol version %u; we speak %u", w.version,
+                   PRIMARY_VERSION);
         link_down(p, "protocol version");
         return;
     }
@@ -198,15 +175,39 @@ static void on_welcome(struct bs_conn *c, int status, void *arg)
         link_down(p, "the secondary answered with another replica identity");
         return;
     }
+    if (w.epoch < p->committed_epoch) {
+        /* It has lost epochs it had committed (its state or journal was
+         * reset or restored): bits cleared for them describe data it no
+         * longer holds. */
+        BS_ERR(MOD, "the replica's newest committed epoch is %" PRIu64 ", but it had committed "
+                    "epoch %" PRIu64 ": it lost committed data; resending the whole disk",
+               (uint64_t)w.epoch, p->committed_epoch);
+        bs_dirty_mark_all(p->dirty);
+        if (bs_dirty_sync(p->dirty) < 0) {
+            link_down(p, "cannot mark the whole disk dirty");
+            return;
+        }
+        p->committed_epoch = w.epoch;
+        save_state_async(p);
+    } else if (w.epoch > p->committed_epoch) {
+        /* A COMMITTED lost with a link: the epoch was shipped whole, but
+         * its grains went back to the bitmap and are simply sent again. */
+        BS_INFO(MOD, "the replica committed epoch %" PRIu64 " (we had heard of %" PRIu64 ")",
+                (uint64_t)w.epoch, p->committed_epoch);
+        p->committed_epoch = w.epoch;
+        save_state_async(p);
+    }
+    if (p->last_epoch < p->committed_epoch)
+        p->last_epoch = p->committed_epoch;
     p->max_payload = w.max_payload;
-    p->ack_floor = p->next_seq;
+    p->rx_limits.version = PRIMARY_VERSION;
     p->ls = LS_STREAMING;
     p->last_rx_ms = uv_now(p->loop);
     BS_INFO(MOD, "replicating to %s (max payload %u bytes, %" PRIu64 " bytes dirty)", p->peer,
             p->max_payload, (bs_dirty_todo_grains(p->dirty) + bs_dirty_inflight_grains(p->dirty)) *
                                 grain_bytes(p));
     read_frame(p);
-    pump(p);
+    epoch_maybe_start(p);
 }
 
 static void on_handshake(struct bs_conn *c, int status, void *arg)
@@ -227,7 +228,7 @@ static void on_handshake(struct bs_conn *c, int status, void *arg)
     memcpy(h.primary_id, p->primary_id, BSR_ID_LEN);
     memcpy(h.replica_id, p->replica_id, BSR_ID_LEN);
     h.generation = p->generation;
-    h.epoch = p->epoch;
+    h.epoch = p->committed_epoch;
     bsr_hello_pack(&h, p->hello);
     p->ls = LS_WELCOME;
     if (bs_conn_write(p->conn, p->hello, sizeof(p->hello), NULL, NULL) < 0 ||
@@ -396,10 +397,8 @@ void link_down(struct primary *p, const char *why)
         if (p->slots[i].state == SLOT_SENDING)
             slot_release(p, &p->slots[i]);
     bs_dirty_requeue_all(p->dirty);
-    p->sent_head = p->sent_count = 0;
-    p->unacked_bytes = 0;
-    p->bytes_since_flush = 0;
     p->ls = LS_IDLE;
+    epoch_link_lost(p);
     p->session++;
     schedule_retry(p);
 }

@@ -19,7 +19,9 @@ struct log_link {
     void *opaque;
     uint8_t rx[256];
     size_t rxlen;
-    bool export_pending;
+    bool export_pending;        /* seal, next or adds: the export area is in use */
+    const char *export_cmd;
+    bool cowc_pending;
     bool failed;
     bool closing;
     struct {
@@ -68,12 +70,31 @@ static void handle_message(struct log_link *l, const uint8_t *m)
     } else if (!memcmp(m, WL_CMD_SEAL, 4) || !memcmp(m, WL_CMD_NEXT, 4)) {
         struct wl_export_reply rep;
         memcpy(&rep, m, sizeof(rep));
-        if (!l->export_pending || wl_export_reply_check(&rep) < 0) {
+        if (!l->export_pending || memcmp(m, l->export_cmd, 4) != 0 ||
+            wl_export_reply_check(&rep) < 0) {
             link_fail(l, -EPROTO, "unexpected export reply");
             return;
         }
         l->export_pending = false;
         l->ops->on_export(l->opaque, &rep);
+    } else if (!memcmp(m, WL_CMD_ADDS, 4)) {
+        struct wl_adds_reply rep;
+        memcpy(&rep, m, sizeof(rep));
+        if (!l->export_pending || memcmp(l->export_cmd, WL_CMD_ADDS, 4) != 0) {
+            link_fail(l, -EPROTO, "unexpected adds reply");
+            return;
+        }
+        l->export_pending = false;
+        l->ops->on_adds(l->opaque, &rep);
+    } else if (!memcmp(m, WL_CMD_COWC, 4)) {
+        struct wl_cowc_reply rep;
+        memcpy(&rep, m, sizeof(rep));
+        if (!l->cowc_pending) {
+            link_fail(l, -EPROTO, "unexpected cowc reply");
+            return;
+        }
+        l->cowc_pending = false;
+        l->ops->on_cowc(l->opaque, &rep);
     } else if (!memcmp(m, WL_MSG_ERRR, 4)) {
         link_fail(l, -EPROTO, "the log refused a command (errr)");
     } else {
@@ -125,7 +146,7 @@ static void on_written(uv_write_t *req, int status)
         link_fail(l, status, "writing to the write log failed");
 }
 
-static int send_cmd(struct log_link *l, const char *cmd)
+static int send_cmd(struct log_link *l, const char *cmd, const void *params, size_t plen)
 {
     unsigned i = l->out_next;
     uv_buf_t b;
@@ -138,6 +159,8 @@ static int send_cmd(struct log_link *l, const char *cmd)
     l->out_next = (i + 1) % NMSG;
     memset(&l->out[i].msg, 0, sizeof(l->out[i].msg));
     memcpy(l->out[i].msg.cmd, cmd, WL_CMD_LEN);
+    if (plen)
+        memcpy(l->out[i].msg.params, params, plen);
     b = uv_buf_init((char *)&l->out[i].msg, sizeof(l->out[i].msg));
     r = uv_write(&l->out[i].req, (uv_stream_t *)&l->pipe, &b, 1, on_written);
     if (r < 0)
@@ -228,14 +251,49 @@ int log_link_export(struct log_link *l, const char *cmd)
 
     if (l->export_pending)
         return -EBUSY;
-    r = send_cmd(l, cmd);
-    if (r == 0)
+    r = send_cmd(l, cmd, NULL, 0);
+    if (r == 0) {
         l->export_pending = true;
+        l->export_cmd = cmd;
+    }
+    return r;
+}
+
+struct wl_disk_range *log_link_area(struct log_link *l)
+{
+    return l->export_pending ? NULL : wl_shm_export(l->c.shm);
+}
+
+int log_link_adds(struct log_link *l, uint32_t n)
+{
+    int r;
+
+    if (l->export_pending)
+        return -EBUSY;
+    if (n == 0 || n > WL_EXPORT_MAX)
+        return -EINVAL;
+    r = send_cmd(l, WL_CMD_ADDS, &n, sizeof(n));
+    if (r == 0) {
+        l->export_pending = true;
+        l->export_cmd = WL_CMD_ADDS;
+    }
+    return r;
+}
+
+int log_link_cowc(struct log_link *l)
+{
+    int r;
+
+    if (l->cowc_pending)
+        return -EBUSY;
+    r = send_cmd(l, WL_CMD_COWC, NULL, 0);
+    if (r == 0)
+        l->cowc_pending = true;
     return r;
 }
 
 int log_link_kick(struct log_link *l)
 {
     RING_PUSH_REQUESTS(&l->c.front);
-    return send_cmd(l, WL_CMD_KICK);
+    return send_cmd(l, WL_CMD_KICK, NULL, 0);
 }

@@ -17,6 +17,11 @@
 struct log_link_ops {
     /* Reply to seal or next; the extents are in the export area. */
     void (*on_export)(void *opaque, const struct wl_export_reply *rep);
+    /* Reply to adds: the ranges are in the log's next seal. */
+    void (*on_adds)(void *opaque, const struct wl_adds_reply *rep);
+    /* Reply to cowc: copy-before-write counters and the sealed epoch's
+     * state (WL_EF_BROKEN). */
+    void (*on_cowc)(void *opaque, const struct wl_cowc_reply *rep);
     /* One ring response, in ring order.  It echoes its request; a failed
      * read has count 0 and offset set to a positive errno.  Returns false
      * when the owner closed the link meanwhile: nothing more is delivered. */
@@ -43,8 +48,18 @@ const struct wl_disk_range *log_link_extents(const struct log_link *l);
 /* The shm data area (WL_DATA_SIZE bytes), where ring reads land. */
 uint8_t *log_link_data(const struct log_link *l);
 
-/* One of seal/next at a time; returns -EBUSY if one is outstanding. */
+/* One of seal/next/adds at a time (they share the export area); returns
+ * -EBUSY if one is outstanding. */
 int log_link_export(struct log_link *l, const char *cmd);
+/* The export area to fill with ranges for log_link_adds; NULL while a
+ * seal, next or adds is outstanding. */
+struct wl_disk_range *log_link_area(struct log_link *l);
+/* Asks the log to put the first n ranges of the export area into its next
+ * seal (copy-before-write then protects them).  -EBUSY, -EINVAL (n is 0
+ * or over WL_EXPORT_MAX). */
+int log_link_adds(struct log_link *l, uint32_t n);
+/* Asks for the copy-before-write counters; one at a time (-EBUSY). */
+int log_link_cowc(struct log_link *l);
 /* Queues a request to read count sectors at sector into the data area at
  * byte offset; it goes to the log with the next log_link_kick.  -ENOSPC
  * when the ring has no free entry. */

@@ -26,21 +26,70 @@
 
 /* ---- State file ------------------------------------------------------- */
 
-int save_state(struct primary *p)
+void state_text(const struct primary *p, char *out, size_t size)
 {
-    char text[1024], pid[33], rid[33];
-    int r;
+    char pid[33], rid[33];
 
     bs_id_to_hex(p->primary_id, pid);
     bs_id_to_hex(p->replica_id, rid);
-    snprintf(text, sizeof(text),
+    snprintf(out, size,
              "format 1\nrole primary\nprimary_id %s\nreplica_id %s\ngeneration %" PRIu64
-             "\nlog_id %" PRIu64 "\ndisk_sectors %" PRIu64 "\n",
-             pid, rid, p->generation, p->log_id, p->disk_sectors);
+             "\nlog_id %" PRIu64 "\ndisk_sectors %" PRIu64 "\ncommitted_epoch %" PRIu64 "\n",
+             pid, rid, p->generation, p->log_id, p->disk_sectors, p->committed_epoch);
+}
+
+/* One writer of the file at a time: the loop (save_state) or the pool. */
+static int write_state(struct primary *p, const char *text)
+{
+    int r;
+
+    uv_mutex_lock(&p->state_lock);
     r = bs_state_write(p->state_path, text);
+    uv_mutex_unlock(&p->state_lock);
     if (r < 0)
         BS_ERR(MOD, "writing %s: %s", p->state_path, strerror(-r));
     return r;
+}
+
+int save_state(struct primary *p)
+{
+    char text[sizeof(p->state_text)];
+
+    state_text(p, text, sizeof(text));
+    return write_state(p, text);
+}
+
+static void state_work(uv_work_t *req)
+{
+    struct primary *p = req->data;
+
+    write_state(p, p->state_text);
+}
+
+static void state_done(uv_work_t *req, int status)
+{
+    struct primary *p = req->data;
+
+    (void)status;
+    p->state_running = false;
+    if (p->state_again && !p->stopping) {
+        p->state_again = false;
+        save_state_async(p);
+    }
+}
+
+void save_state_async(struct primary *p)
+{
+    if (p->state_running) {
+        p->state_again = true;
+        return;
+    }
+    state_text(p, p->state_text, sizeof(p->state_text));
+    p->state_req.data = p;
+    if (uv_queue_work(p->loop, &p->state_req, state_work, state_done) == 0)
+        p->state_running = true;
+    else
+        save_state(p);
 }
 
 static int load_state(struct primary *p)
@@ -72,6 +121,14 @@ static int load_state(struct primary *p)
         BS_ERR(MOD, "%s is not a valid primary state file; refusing to guess", p->state_path);
         return -EINVAL;
     }
+    /* Written since epochs; a file from before has committed none. */
+    if (bs_state_get_u64(text, "committed_epoch", &p->committed_epoch) == -ENOENT)
+        p->committed_epoch = 0;
+    else if (bs_state_get_u64(text, "committed_epoch", &p->committed_epoch) < 0) {
+        BS_ERR(MOD, "%s: committed_epoch is not a number; refusing to guess", p->state_path);
+        return -EINVAL;
+    }
+    p->last_epoch = p->committed_epoch;
     return 0;
 }
 
@@ -84,6 +141,9 @@ static void on_tick(uv_timer_t *t)
 
     p->acked_at_last_tick = p->acked_bytes;
     p->rate = p->rate == 0 ? delta : 0.7 * p->rate + 0.3 * delta;
+    epoch_tick(p);
+    if (p->log && p->cow_ok)
+        epoch_request_cowc(p); /* fresh counters for the status */
     if (p->ls != LS_STREAMING)
         return;
     if (uv_now(p->loop) - p->last_rx_ms > p->heartbeat_timeout_ms) {
@@ -136,11 +196,16 @@ static ssize_t status_handler(void *opaque, const char *request, char *reply, si
     bs_json_add_fixed(&b, "sync_percent", pct, 2);
     bs_json_add_fixed(&b, "rate_bytes_per_sec", p->rate, 0);
     bs_json_add_fixed(&b, "eta_seconds", eta, 0);
-    bs_json_add_u64(&b, "epoch", p->epoch);
+    epoch_status(p, &b);
     bs_json_add_bool(&b, "log_connected", p->log != NULL);
     bs_json_add_u64(&b, "read_errors", p->read_errors);
     bs_json_add_str(&b, "replica_id", rid);
     return bs_json_finish(&b, reply, size);
+}
+
+static void on_checkpoint(void *opaque, const char *request, struct bs_ctl_pending *pending)
+{
+    epoch_checkpoint_request(opaque, request, pending);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -173,7 +238,11 @@ static void usage(FILE *f)
           "  --crl FILE               revocation list of that CA (PEM), checked every handshake\n"
           "  --peer-name NAME         DNS name (or IP address) the secondary's certificate\n"
           "                           must carry as a subject alternative name\n"
-          "  --interval DURATION      how often the log is sealed (default 100ms; 1ms-1h)\n"
+          "  --mode async|checkpoint  async (default): an epoch every --epoch-ms;\n"
+          "                           checkpoint: an epoch when 'blkship checkpoint' asks\n"
+          "  --epoch-ms DURATION      async mode: at most one seal per DURATION (default\n"
+          "                           100ms; 1ms-1h; a bare number is milliseconds);\n"
+          "                           --interval is the same option's older name\n"
           "  --max-payload SIZE       largest data frame (default 512K; 4K-8M, 4K multiple)\n"
           "  --heartbeat-timeout DUR  drop a silent link after DUR (default 10s; 2s-1h;\n"
           "                           a bare number is seconds)\n"
@@ -198,6 +267,8 @@ int main(int argc, char **argv)
         { "crl", required_argument, NULL, 'R' },
         { "peer-name", required_argument, NULL, 'P' },
         { "interval", required_argument, NULL, 'i' },
+        { "epoch-ms", required_argument, NULL, 'e' },
+        { "mode", required_argument, NULL, 'M' },
         { "max-payload", required_argument, NULL, 'm' },
         { "heartbeat-timeout", required_argument, NULL, 't' },
         { "log-level", required_argument, NULL, 'L' },
@@ -212,7 +283,8 @@ int main(int argc, char **argv)
     uint64_t v;
     int opt, r;
 
-    p->interval_ms = 100;
+    p->epoch_ms = DEFAULT_EPOCH_MS;
+    p->mode = MODE_ASYNC;
     p->heartbeat_timeout_ms = 10000;
     p->payload_pref = DEFAULT_PAYLOAD;
     p->connect_fd = -1;
@@ -228,9 +300,21 @@ int main(int argc, char **argv)
         case 'R': tls.crl = optarg; break;
         case 'P': tls.peer_name = optarg; break;
         case 'i':
-            if (bs_opt_duration_ms("--interval", optarg, 1, 1, 3600000, &v) < 0)
+        case 'e':
+            if (bs_opt_duration_ms(opt == 'i' ? "--interval" : "--epoch-ms", optarg, 1, 1,
+                                   3600000, &v) < 0)
                 return BS_EXIT_USAGE;
-            p->interval_ms = (unsigned)v;
+            p->epoch_ms = (unsigned)v;
+            break;
+        case 'M':
+            if (strcmp(optarg, "async") == 0) {
+                p->mode = MODE_ASYNC;
+            } else if (strcmp(optarg, "checkpoint") == 0) {
+                p->mode = MODE_CHECKPOINT;
+            } else {
+                bs_usage_error("--mode %s: async or checkpoint", optarg);
+                return BS_EXIT_USAGE;
+            }
             break;
         case 'm':
             if (bs_opt_size("--max-payload", optarg, 4096, BSR_MAX_PAYLOAD_LIMIT, &v) < 0)
@@ -288,30 +372,30 @@ int main(int argc, char **argv)
     snprintf(p->dirty_path, sizeof(p->dirty_path), "%s/dirty.bitmap", state_dir);
     if (load_state(p) < 0)
         return BS_EXIT_FAILURE;
-    p->sent = calloc(SENT_CAP, sizeof(*p->sent));
-    if (!p->sent)
+    if (uv_mutex_init(&p->state_lock) < 0)
         return BS_EXIT_FAILURE;
 
     p->loop = uv_default_loop();
     uv_timer_init(p->loop, &p->retry);
     uv_timer_init(p->loop, &p->log_retry);
     uv_timer_init(p->loop, &p->tick);
-    uv_timer_init(p->loop, &p->seal_timer);
+    uv_timer_init(p->loop, &p->epoch_timer);
     uv_idle_init(p->loop, &p->pump_soon);
-    p->retry.data = p->log_retry.data = p->tick.data = p->seal_timer.data = p;
+    p->retry.data = p->log_retry.data = p->tick.data = p->epoch_timer.data = p;
+    p->start_ms = uv_now(p->loop);
     p->pump_soon.data = p;
     r = bs_ctl_start(p->loop, control, status_handler, p, &p->ctl);
     if (r < 0) {
         BS_ERR(MOD, "control socket %s: %s", control, uv_strerror(r));
         return BS_EXIT_FAILURE;
     }
+    bs_ctl_add_async(p->ctl, "checkpoint", on_checkpoint);
     uv_signal_init(p->loop, &p->sigterm);
     uv_signal_init(p->loop, &p->sigint);
     p->sigterm.data = p->sigint.data = p;
     uv_signal_start(&p->sigterm, on_signal, SIGTERM);
     uv_signal_start(&p->sigint, on_signal, SIGINT);
     uv_timer_start(&p->tick, on_tick, TICK_MS, TICK_MS);
-    uv_timer_start(&p->seal_timer, on_seal_timer, p->interval_ms, p->interval_ms);
     uv_timer_start(&p->log_retry, on_log_retry, 0, 0);
     bs_notify("READY=1\nSTATUS=waiting for the write log and the secondary");
 
@@ -328,18 +412,18 @@ int main(int argc, char **argv)
     }
     if (p->resolving)
         uv_cancel((uv_req_t *)&p->resolve_req);
+    epoch_fail_all(p, "the primary is shutting down");
     bs_ctl_stop(p->ctl);
     uv_close((uv_handle_t *)&p->retry, NULL);
     uv_close((uv_handle_t *)&p->log_retry, NULL);
     uv_close((uv_handle_t *)&p->tick, NULL);
-    uv_close((uv_handle_t *)&p->seal_timer, NULL);
+    uv_close((uv_handle_t *)&p->epoch_timer, NULL);
     uv_close((uv_handle_t *)&p->pump_soon, NULL);
     uv_close((uv_handle_t *)&p->sigterm, NULL);
     uv_close((uv_handle_t *)&p->sigint, NULL);
     uv_run(p->loop, UV_RUN_DEFAULT);
     bs_dirty_close(p->dirty);
     bs_tls_free(p->tls);
-    free(p->sent);
     uv_loop_close(p->loop);
     BS_INFO(MOD, "stopped");
     return BS_EXIT_OK;

@@ -30,8 +30,8 @@
 #include "primary/loglink.h"
 #include "proto/repl.h"
 
-/* The protocol version this agent speaks: 1 until its epochs are built. */
-#define PRIMARY_VERSION 1u
+/* The protocol version this agent speaks: 2, epochs. */
+#define PRIMARY_VERSION 2u
 #define TICK_MS 1000
 #define MAX_SLOTS WL_RING_ENTRIES   /* one ring request per slot */
 #define KICK_BATCH 32              /* ring requests per kick, at most */
@@ -40,11 +40,16 @@
 /* One more buffer than the connection can queue: round-robin reuse then
  * never overwrites a frame still waiting in the queue. */
 #define CTRL_SLOTS (BS_CONN_MAX_WRITES + 1)
-#define SENT_CAP 65536
 #define DEFAULT_PAYLOAD (512u << 10)
-#define FLUSH_BYTES (64ull << 20)      /* ask for durability at least this often */
-#define MAX_UNACKED (256ull << 20)     /* sent, not yet durable */
 #define CONNECT_TIMEOUT_MS 5000
+#define DEFAULT_EPOCH_MS 100
+#define MAX_WAITERS 64                 /* checkpoint requests waiting at once */
+#define DEFAULT_CHECKPOINT_TIMEOUT_MS 10000
+/* An epoch that starts with more of the bitmap's own dirty data than this
+ * (a full sync, a resync after an outage) sends it first without a seal,
+ * so that copy-before-write has to keep only what the guest writes during
+ * the sealed pass that follows (docs/epochs.md, section 5). */
+#define PRECOPY_BYTES (32ull << 20)
 
 enum link_state {
     LS_IDLE,
@@ -60,7 +65,32 @@ enum slot_state {
     SLOT_SENDING,   /* queued on the TLS connection */
 };
 
+/* Where the epoch being built stands (primary/epoch.c). */
+enum epoch_state {
+    EP_IDLE,        /* none open: the next waits for its moment */
+    EP_PRECOPY,     /* many grains of its own: the bitmap's are sent first, unsealed */
+    EP_ADDING,      /* the bitmap's own dirty grains go to the log (adds) */
+    EP_SEALING,     /* sealed: the log's chunks go into the bitmap (seal, next) */
+    EP_SHIPPING,    /* its grains are read through the ring and sent */
+    EP_CHECKING,    /* all sent: did copy-before-write hold? (cowc) */
+    EP_COMMITTING,  /* END_EPOCH sent: waiting for COMMITTED */
+};
+
+enum epoch_mode {
+    MODE_ASYNC,      /* an epoch every epoch_ms */
+    MODE_CHECKPOINT, /* an epoch when a checkpoint is asked for */
+};
+
 struct primary;
+struct bs_ctl_pending;
+
+/* A checkpoint request waiting for its epoch to commit. */
+struct waiter {
+    struct bs_ctl_pending *pending;
+    uint64_t epoch;         /* the epoch that answers it; 0 until one is sealed */
+    uint64_t t0_ms;         /* when it was asked */
+    uint64_t deadline_ms;
+};
 
 struct slot {
     struct primary *owner;
@@ -73,12 +103,6 @@ struct slot {
     uint64_t session;       /* link session that issued the read */
 };
 
-struct sent {
-    uint64_t first, n;      /* grains */
-    uint64_t bytes;
-    uint64_t seq;           /* the FLUSH that covers it */
-};
-
 struct primary {
     uv_loop_t *loop;
     struct bs_tls *tls;
@@ -88,7 +112,6 @@ struct primary {
     char connect_port[8];
     char state_path[4096];
     char dirty_path[4096];
-    unsigned interval_ms;
     unsigned heartbeat_timeout_ms;
     uint32_t payload_pref;
 
@@ -141,13 +164,33 @@ struct primary {
     unsigned nslots;
     uint64_t area_used[(AREA_PAGES + 63) / 64]; /* data-area pages held by slots */
 
-    /* Sent, not yet acknowledged. */
-    struct sent *sent;
-    size_t sent_head, sent_count;
-    uint64_t unacked_bytes;
-    uint64_t next_seq;
-    uint64_t ack_floor;             /* oldest FLUSH of this session not yet acknowledged */
-    uint64_t bytes_since_flush;
+    /* Epochs (primary/epoch.c).  At most one is uncommitted at a time, so
+     * the bitmap's inflight grains are exactly the open epoch's. */
+    enum epoch_mode mode;
+    unsigned epoch_ms;
+    enum epoch_state ep_state;
+    uint64_t ep_number;             /* the epoch being built (link numbering) */
+    uint64_t ep_log_epoch;          /* the log's number for its seal */
+    bool ep_broken;                 /* the log reported copy-before-write lost */
+    uint64_t ep_bytes;              /* sent in it so far */
+    uint64_t ep_sealed_ms;          /* when its seal was asked for */
+    uint64_t ep_adds_pos;           /* grain cursor of the adds in progress */
+    uint64_t last_epoch;            /* highest number used on any link */
+    uint64_t committed_epoch;       /* newest the replica has committed (persisted) */
+    uint64_t committed_seal_ms;     /* seal time of the newest committed epoch */
+    uint64_t epochs_committed, epochs_aborted;
+    uint64_t last_commit_ms;        /* how long the last epoch took, seal to commit */
+    uv_timer_t epoch_timer;         /* the next seal in async mode */
+    uv_work_t state_req;            /* primary.state written off the loop */
+    bool state_running, state_again;
+    uv_mutex_t state_lock;
+    char state_text[1024];
+    struct waiter waiters[MAX_WAITERS];
+    unsigned nwaiters;
+    bool cow_ok;                    /* the log does copy-before-write */
+    bool cowc_inflight, cowc_for_check, cowc_again;
+    struct wl_cowc_reply cow;       /* its last counters */
+    uint64_t start_ms;
 
     /* Counters. */
     uint64_t sent_bytes;
@@ -157,7 +200,6 @@ struct primary {
     uint64_t acked_at_last_tick;
     double rate;                    /* acknowledged bytes per second, smoothed */
     uv_timer_t tick;
-    uv_timer_t seal_timer;
     uv_idle_t pump_soon;            /* one pump per loop turn, however many wake-ups */
     uv_signal_t sigterm, sigint;
     struct bs_ctl *ctl;
@@ -170,8 +212,15 @@ static inline uint64_t grain_bytes(const struct primary *p)
 }
 
 /* primary.c */
-/* Writes primary.state (atomically); logs a failure.  Returns 0 or -errno. */
+/* Writes primary.state (atomically, blocking); logs a failure.  Returns 0
+ * or -errno.  For start-up and pairing; epoch_committed uses
+ * save_state_async. */
 int save_state(struct primary *p);
+/* Writes primary.state in the thread pool (coalesced: one write at a
+ * time, the newest contents last). */
+void save_state_async(struct primary *p);
+/* The text of primary.state for the current fields. */
+void state_text(const struct primary *p, char *out, size_t size);
 
 /* seal.c */
 /* Drops the write log (and with it the link, whose queued frames point
@@ -180,8 +229,8 @@ int save_state(struct primary *p);
 void log_down(struct primary *p, const char *why);
 /* Timer callback: connects to the write log and takes its description. */
 void on_log_retry(uv_timer_t *t);
-/* Timer callback: seals the log, unless a seal or a bitmap sync runs. */
-void on_seal_timer(uv_timer_t *t);
+/* Starts the seal of epoch p->ep_number (EP_SEALING). */
+void seal_start(struct primary *p);
 
 /* pump.c */
 /* Takes dirty runs into free slots and asks the log to read them. */
@@ -193,6 +242,40 @@ void slot_release(struct primary *p, struct slot *s);
 /* The log link's callbacks for ring responses. */
 bool on_log_read(void *opaque, const log_response_t *rsp);
 void on_log_kick_done(void *opaque);
+
+/* epoch.c */
+/* Starts the next epoch if it is time (async) or asked for (checkpoint),
+ * the link is up and none is open; otherwise arms what will. */
+void epoch_maybe_start(struct primary *p);
+/* Every chunk of the seal is in the bitmap: its grains may be shipped. */
+void epoch_sealed(struct primary *p);
+/* The pump found nothing left to read or being read. */
+void epoch_all_read(struct primary *p);
+/* The link is gone: an epoch being shipped is lost (its grains are due
+ * again) and its checkpoint requests fail. */
+void epoch_link_lost(struct primary *p);
+/* The write log is gone, with any seal in progress. */
+void epoch_log_lost(struct primary *p);
+/* COMMITTED from the secondary; false (logged) when it names no epoch
+ * that awaits it: a protocol error. */
+bool epoch_committed(struct primary *p, uint64_t epoch);
+/* Asks the log for its copy-before-write counters (once a second for the
+ * status, and after an epoch's last read to check it). */
+void epoch_request_cowc(struct primary *p);
+/* An adds reply: the next range, or the seal. */
+void epoch_on_adds(struct primary *p, const struct wl_adds_reply *rep);
+/* A cowc reply. */
+void epoch_on_cowc(struct primary *p, const struct wl_cowc_reply *rep);
+/* A checkpoint request from the control socket. */
+void epoch_checkpoint_request(struct primary *p, const char *request,
+                              struct bs_ctl_pending *pending);
+/* Once a second: checkpoint requests past their deadline fail. */
+void epoch_tick(struct primary *p);
+/* Answers every waiting checkpoint request with `why` (shutting down). */
+void epoch_fail_all(struct primary *p, const char *why);
+/* The status fields of epochs. */
+struct bs_json_builder;
+void epoch_status(struct primary *p, struct bs_json_builder *b);
 
 /* link.c */
 /* Ends the session (if any): everything in flight is due again; retries. */

@@ -2,8 +2,8 @@
  * pages, sized to their frame.  A dirty run (at most one frame) is taken
  * from the bitmap, read by the write log through the ring into a slot,
  * framed in place (header before the payload, CRC after it) and written
- * to TLS straight from the slot.  Every frame sent belongs to the next
- * FLUSH sequence; the secondary's ACK of that sequence clears them.
+ * to TLS straight from the slot.  Every frame belongs to the epoch being
+ * shipped (primary/epoch.c); its COMMITTED clears them.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -93,16 +93,8 @@ static void send_slot(struct primary *p, struct slot *s)
         return;
     }
     s->state = SLOT_SENDING;
-    struct sent *e = &p->sent[(p->sent_head + p->sent_count) % SENT_CAP];
-    *e = (struct sent){ .first = s->first, .n = s->n, .bytes = bytes, .seq = p->next_seq };
-    p->sent_count++;
-    p->unacked_bytes += bytes;
+    p->ep_bytes += bytes;
     p->sent_bytes += bytes;
-    p->bytes_since_flush += bytes;
-    if (p->bytes_since_flush >= FLUSH_BYTES) {
-        send_ctrl(p, BSR_FLUSH, p->next_seq++);
-        p->bytes_since_flush = 0;
-    }
 }
 
 /* A ring read answered: send its frame, or requeue its grains. */
@@ -176,25 +168,23 @@ static bool kick_log(struct primary *p)
     return true;
 }
 
-/* Takes dirty runs into free slots and asks the log to read them. */
+/* Takes dirty runs into free slots and asks the log to read them, while
+ * an epoch is being shipped (or pre-copied). */
 void pump(struct primary *p)
 {
     unsigned queued = 0;
     bool reading = false, exhausted = false;
 
-    if (p->ls != LS_STREAMING || !p->log || p->stopping)
+    if (p->ls != LS_STREAMING || !p->log || p->stopping ||
+        (p->ep_state != EP_SHIPPING && p->ep_state != EP_PRECOPY))
         return;
     uint64_t max_grains = p->max_payload / grain_bytes(p);
     for (unsigned i = 0; i < p->nslots; i++) {
         struct slot *s = &p->slots[i];
         uint64_t first, n;
 
-        if (s->state == SLOT_READING)
-            reading = true;
         if (s->state != SLOT_FREE)
             continue;
-        if (p->unacked_bytes >= MAX_UNACKED || p->sent_count + p->nslots >= SENT_CAP)
-            break;
         if (!bs_dirty_take(p->dirty, &p->cursor, max_grains, &first, &n)) {
             exhausted = true;
             break;
@@ -228,7 +218,6 @@ void pump(struct primary *p)
             break;
         }
         queued++;
-        reading = true;
         /* The log notifies a kick once all of its reads are done.  Smaller
          * kicks let the first reads' frames go out while the later ones are
          * still being read, instead of the ring alternating between
@@ -241,13 +230,15 @@ void pump(struct primary *p)
     }
     if (queued && !kick_log(p))
         return;
-    /* Nothing left to send and nothing being read: make what was sent
-     * durable now rather than at the next FLUSH_BYTES.  (A full data area
-     * is not "nothing left": flushing then would fdatasync every few MiB.) */
-    if (exhausted && !reading && p->bytes_since_flush) {
-        send_ctrl(p, BSR_FLUSH, p->next_seq++);
-        p->bytes_since_flush = 0;
-    }
+    if (!exhausted)
+        return;
+    for (unsigned i = 0; i < p->nslots && !reading; i++)
+        reading = p->slots[i].state == SLOT_READING;
+    /* Nothing left to take and nothing being read: every grain of the
+     * epoch is on its way (frames still queued go out before anything
+     * queued after them). */
+    if (!reading)
+        epoch_all_read(p);
 }
 
 static void on_pump_soon(uv_idle_t *h)

@@ -28,6 +28,7 @@ void log_down(struct primary *p, const char *why)
     log_link_close(p->log);
     p->log = NULL;
     p->sealing = false;
+    epoch_log_lost(p);
     /* Reads the log had not answered will never be: their grains go back
      * to the bitmap. */
     for (unsigned i = 0; i < p->nslots; i++) {
@@ -50,6 +51,20 @@ static void seal_step(struct primary *p, const char *cmd)
     }
 }
 
+void seal_start(struct primary *p)
+{
+    p->sealing = true;
+    seal_step(p, WL_CMD_SEAL);
+}
+
+/* Every chunk of the seal is in the bitmap (and the log has forgotten
+ * them), or the seal stopped. */
+static void seal_end(struct primary *p)
+{
+    p->sealing = false;
+    epoch_sealed(p);
+}
+
 static void bitmap_sync_work(uv_work_t *req)
 {
     struct primary *p = req->data;
@@ -67,7 +82,8 @@ static void bitmap_sync_done(uv_work_t *req, int status)
         p->log_gen != p->sync_log_gen) {
         /* Not acknowledging keeps the chunk in the log: nothing is lost.
          * (A log lost meanwhile exports it again to its next client.) */
-        p->sealing = false;
+        if (p->log && p->log_gen == p->sync_log_gen)
+            log_down(p, "the dirty bitmap could not be made durable");
         return;
     }
     seal_step(p, WL_CMD_NEXT);
@@ -80,7 +96,14 @@ static void on_log_export(void *opaque, const struct wl_export_reply *rep)
     struct primary *p = opaque;
     const struct wl_disk_range *area = log_link_extents(p->log);
 
-    p->epoch = rep->epoch;
+    if (!memcmp(rep->tag, WL_CMD_SEAL, WL_CMD_LEN))
+        p->ep_log_epoch = rep->epoch;
+    else if (rep->epoch != p->ep_log_epoch) {
+        log_down(p, "the log's sealed epoch changed between two chunks");
+        return;
+    }
+    if (rep->flags & WL_EF_BROKEN)
+        p->ep_broken = true;
     for (uint32_t i = 0; i < rep->extents; i++) {
         if (area[i].count == 0 || area[i].sector >= p->disk_sectors ||
             area[i].count > p->disk_sectors - area[i].sector) {
@@ -90,31 +113,30 @@ static void on_log_export(void *opaque, const struct wl_export_reply *rep)
         bs_dirty_mark(p->dirty, area[i].sector, area[i].count);
     }
     if (rep->extents == 0) {
-        p->sealing = false;
-        pump(p);
+        seal_end(p);
         return;
     }
-    /* The msync runs in the thread pool: the loop goes on sending (the
-     * grains just marked may be taken and sent meanwhile; only the log's
-     * "next" waits for the sync). */
+    /* The msync runs in the thread pool; the log's "next" waits for it.
+     * Nothing is shipped before the last chunk is in: a grain read before
+     * its chunk arrived would be read again after the log counted it
+     * read, from the disk as it is now. */
     p->sync_req.data = p;
     p->sync_log_gen = p->log_gen;
     if (uv_queue_work(p->loop, &p->sync_req, bitmap_sync_work, bitmap_sync_done) < 0) {
-        p->sealing = false;
+        log_down(p, "cannot start the dirty bitmap's sync");
         return;
     }
     p->sync_running = true;
-    pump(p);
 }
 
-void on_seal_timer(uv_timer_t *t)
+static void on_log_adds(void *opaque, const struct wl_adds_reply *rep)
 {
-    struct primary *p = t->data;
+    epoch_on_adds(opaque, rep);
+}
 
-    if (!p->log || p->sealing || p->sync_running || p->stopping)
-        return;
-    p->sealing = true;
-    seal_step(p, WL_CMD_SEAL);
+static void on_log_cowc(void *opaque, const struct wl_cowc_reply *rep)
+{
+    epoch_on_cowc(opaque, rep);
 }
 
 static void on_log_error(void *opaque, int err)
@@ -127,6 +149,8 @@ static void on_log_error(void *opaque, int err)
 
 static const struct log_link_ops log_ops = {
     .on_export = on_log_export,
+    .on_adds = on_log_adds,
+    .on_cowc = on_log_cowc,
     .on_read = on_log_read,
     .on_kick_done = on_log_kick_done,
     .on_error = on_log_error,
@@ -189,10 +213,22 @@ void on_log_retry(uv_timer_t *t)
     }
     BS_INFO(MOD, "write log %s: %" PRIu64 " sectors, grain %u, log id %016" PRIx64,
             p->writelog_path, p->disk_sectors, p->grain, p->log_id);
+    /* An epoch is a point in time only if the log keeps the sealed image
+     * while the guest writes on. */
+    p->cow_ok = info->version >= 2 && (info->flags & WL_IF_COW);
+    if (!p->cow_ok)
+        BS_ERR(MOD, "the write log %s does not keep sealed epochs (protocol version %u, %s): "
+                    "no epoch could be a point in time, so nothing is replicated; use a "
+                    "writelog filter of version 2 with writelog-cow-max above 0",
+               p->writelog_path, info->version,
+               info->version >= 2 ? "copy-before-write off" : "no copy-before-write");
+    p->cowc_inflight = p->cowc_again = false;
+    if (p->cow_ok)
+        epoch_request_cowc(p);
     /* Frames are built in the data area: its slots must fit our payload. */
     if (p->nslots == 0)
         setup_slots(p);
     if (p->ls == LS_IDLE && !uv_is_active((uv_handle_t *)&p->retry))
         uv_timer_start(&p->retry, on_retry, 0, 0);
-    on_seal_timer(&p->seal_timer);
+    epoch_maybe_start(p);
 }

@@ -149,7 +149,7 @@ fake_session() {
     fake_done 30
     grep -q '^end: step 1 closed by the primary' "$FAKE_OUT" ||
         fail "$step: the primary did not drop the link: $(grep '^end:' "$FAKE_OUT")"
-    grep -q '^flush: seq [0-9]* after '"$dirty0"' bytes' "$FAKE_OUT" ||
+    grep -q '^epoch: [0-9]* after '"$dirty0"' bytes' "$FAKE_OUT" ||
         fail "$step: the session was not sent the $dirty0 dirty bytes:"$'\n'"$(cat "$FAKE_OUT")"
     expect_primary_log "$lines" "$re" "$step"
     expect_primary_log "$lines" 'replication link to .* down' "$step"

@@ -19,8 +19,9 @@
  *   listening: HOST:PORT
  *   accept: step K NAME at T          T: seconds since the start (monotonic)
  *   hello: disk_bytes N max_payload N
- *   flush: seq S after N bytes (written|discarded)
- *   acked: seq S covering N bytes     (partial-ack: what was made durable)
+ *   epoch: E after N bytes (written|discarded)   an END_EPOCH E arrived
+ *   abort: E                          an ABORT_EPOCH E arrived
+ *   committed: E covering N bytes     (commit-first: what it made durable)
  *   sent: WHAT                        what the step sent that was not normal
  *   end: step K closed by the primary after T s, F frames N bytes after the welcome
  *   end: step K still open after T s, F frames N bytes after the welcome
@@ -33,32 +34,38 @@
  *   welcome-payload-odd   max_payload 4096 + 100 (not a multiple of 512)
  *   welcome-size          disk_bytes of the hello + 512
  *   welcome-magic         a magic that is not BLKSHIP\x1a
- *   welcome-version       version 2
+ *   welcome-version       a version one above the hello's
  *   welcome-flags         flags 1
  *   welcome-length        a length field of 127
  *   welcome-reason        status 0 and a reason of 48 random bytes (binary, no NUL)
  *   welcome-short         64 bytes of a valid welcome, then close_notify
- *   partial-ack   writes the frames before the first FLUSH to --replica,
- *                 fdatasyncs it and, once a later FLUSH has arrived,
- *                 acknowledges the first only; frames after the first FLUSH
- *                 are discarded.  Then it goes on reading and heartbeating,
- *                 never acknowledging again, until it is killed or --hold
- *                 seconds have passed.
- *   ack-future      at the first FLUSH S: ACK S + 1 (never sent)
- *   ack-far-future  at the first FLUSH S: ACK S + 2^40
- *   ack-past        at the first FLUSH: ACK of the first FLUSH an earlier
- *                   step saw (a FLUSH of an earlier session)
- *   ack-count       at the first FLUSH S: ACK S with count 1
- *   ack-bad-crc     at the first FLUSH S: ACK S with a spoiled CRC32C
- *   kind-data       at the first FLUSH: a well-formed DATA frame (8 sectors)
- *   kind-zero       at the first FLUSH: a well-formed ZERO frame
- *   kind-flush      at the first FLUSH S: a FLUSH frame S
- *   truncated       at the first FLUSH: 8 bytes of an ACK header, then
- *                   close_notify and close
- *   random          at the first FLUSH: 64 random bytes inside TLS
- *   raw-garbage     at the first FLUSH: 64 random bytes on the TCP socket,
+ *   commit-first  writes the frames of the first epoch to --replica,
+ *                 fdatasyncs it when its END_EPOCH E arrives, waits
+ *                 COMMIT_DELAY_S (the test writes more meanwhile) and sends
+ *                 COMMITTED E.  Later epochs are discarded and never
+ *                 committed; it goes on reading and heartbeating until it is
+ *                 killed or --hold seconds have passed.
+ *   commit-future      at the first END_EPOCH E: COMMITTED E + 1 (never ended)
+ *   commit-far-future  at the first END_EPOCH E: COMMITTED E + 2^40
+ *   commit-past        at the first END_EPOCH: COMMITTED of the first epoch an
+ *                      earlier step saw end (an epoch of an earlier session)
+ *   commit-early       at the first DATA or ZERO frame: COMMITTED of the
+ *                      epoch being sent (before its END_EPOCH): the one
+ *                      after the last that an earlier step saw end, else
+ *                      the one after the hello's
+ *   commit-count       at the first END_EPOCH E: COMMITTED E with count 1
+ *   commit-bad-crc     at the first END_EPOCH E: COMMITTED E with a spoiled CRC32C
+ *   ack             at the first END_EPOCH: ACK 1 (no FLUSH was sent)
+ *   kind-data       at the first END_EPOCH: a well-formed DATA frame (8 sectors)
+ *   kind-zero       at the first END_EPOCH: a well-formed ZERO frame
+ *   kind-flush      at the first END_EPOCH E: a FLUSH frame E
+ *   kind-end        at the first END_EPOCH E: an END_EPOCH frame E
+ *   truncated       at the first END_EPOCH: 8 bytes of a COMMITTED header,
+ *                   then close_notify and close
+ *   random          at the first END_EPOCH: 64 random bytes inside TLS
+ *   raw-garbage     at the first END_EPOCH: 64 random bytes on the TCP socket,
  *                   under TLS, then close
- *   error-N         at the first FLUSH: an ERROR frame with count N
+ *   error-N         at the first END_EPOCH: an ERROR frame with count N
  * After what it sent, a step reads (and discards) frames until the primary
  * closes the connection or --wait seconds have passed.
  *
@@ -92,6 +99,7 @@
 #define HDR BSR_FRAME_HDR_LEN
 #define CRC BSR_FRAME_CRC_LEN
 #define NO_SEQ UINT64_MAX
+#define COMMIT_DELAY_S 3.0
 
 static const char *opt_cert, *opt_key, *opt_ca, *opt_peer_name = "primary";
 static const char *opt_listen, *opt_replica;
@@ -99,7 +107,8 @@ static uint8_t opt_replica_id[BSR_ID_LEN];
 static uint32_t opt_max_payload = BSR_DEFAULT_MAX_PAYLOAD;
 static unsigned opt_wait = 5, opt_hold = 60, opt_accept_timeout = 60;
 static double t_start;
-static uint64_t first_seq_seen = NO_SEQ;   /* the first FLUSH of any session */
+static uint64_t first_seq_seen = NO_SEQ;   /* the first END_EPOCH of any session */
+static uint64_t last_seq_seen = NO_SEQ;    /* the last END_EPOCH of any session */
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...)
@@ -349,8 +358,8 @@ static int next_frame(struct session *s, double deadline)
     }
 }
 
-/* Counts a DATA or ZERO frame; for partial-ack before its first FLUSH,
- * applies it to the replica. */
+/* Counts a DATA or ZERO frame; for commit-first's first epoch, applies it
+ * to the replica. */
 static void take_extent(struct session *s, int replica)
 {
     static const uint8_t zero[64 << 10];
@@ -374,18 +383,24 @@ static void take_extent(struct session *s, int replica)
     }
 }
 
-/* Reads frames until the first FLUSH; its sequence, or NO_SEQ when the
- * session ended first (reported). */
-static uint64_t until_flush(struct session *s, int replica, double deadline)
+/* Reads frames until the first END_EPOCH; its epoch, or NO_SEQ when the
+ * session ended first (reported).  With early, returns at the first DATA
+ * or ZERO frame instead (0). */
+static uint64_t until_end_epoch(struct session *s, int replica, double deadline, bool early)
 {
     for (;;) {
         int r = next_frame(s, deadline);
         if (r <= 0)
             return NO_SEQ;
-        if (s->f.kind == BSR_DATA || s->f.kind == BSR_ZERO)
+        if (s->f.kind == BSR_DATA || s->f.kind == BSR_ZERO) {
             take_extent(s, replica);
-        else if (s->f.kind == BSR_FLUSH)
+            if (early)
+                return 0;
+        } else if (s->f.kind == BSR_END_EPOCH) {
             return s->f.sector;
+        } else if (s->f.kind == BSR_ABORT_EPOCH) {
+            say("abort: %" PRIu64, s->f.sector);
+        }
     }
 }
 
@@ -397,9 +412,10 @@ static void until_end(struct session *s, double t0, double deadline)
     while ((r = next_frame(s, deadline)) > 0) {
         if (s->f.kind == BSR_DATA || s->f.kind == BSR_ZERO)
             take_extent(s, -1);
-        else if (s->f.kind == BSR_FLUSH)
-            say("flush: seq %" PRIu64 " after %" PRIu64 " bytes (discarded)", s->f.sector,
-                s->bytes);
+        else if (s->f.kind == BSR_END_EPOCH)
+            say("epoch: %" PRIu64 " after %" PRIu64 " bytes (discarded)", s->f.sector, s->bytes);
+        else if (s->f.kind == BSR_ABORT_EPOCH)
+            say("abort: %" PRIu64, s->f.sector);
     }
     if (r == 0)
         say("end: step %u still open after %.1f s, %" PRIu64 " frames %" PRIu64
@@ -409,7 +425,7 @@ static void until_end(struct session *s, double t0, double deadline)
             " bytes after the welcome", s->step, s->end, now_s() - t0, s->frames, s->bytes);
 }
 
-/* The test stops a step that holds the link (partial-ack) with SIGTERM: that
+/* The test stops a step that holds the link (commit-first) with SIGTERM: that
  * is the end of the run, not a failure.  The kernel closes the connection
  * without close_notify, as a crashed secondary's would be. */
 static void on_sigterm(int sig)
@@ -468,6 +484,7 @@ static void send_welcome(struct session *s, const char *step, const struct bsr_h
     }
     s->limits.disk_sectors = w.disk_bytes / BSR_SECTOR_SIZE;
     s->limits.max_payload = w.max_payload;
+    s->limits.version = h->version;
     if (!send_all(s, b, len))
         say("sent: the welcome failed");
     else if (starts(step, "welcome-"))
@@ -475,32 +492,34 @@ static void send_welcome(struct session *s, const char *step, const struct bsr_h
             w.status, w.max_payload, w.disk_bytes, len);
 }
 
-/* partial-ack: see the file's comment. */
-static void run_partial_ack(struct session *s, double t0)
+/* commit-first: see the file's comment. */
+static void run_commit_first(struct session *s, double t0)
 {
     double deadline = t0 + opt_hold;
-    uint64_t first, durable;
+    uint64_t epoch, durable;
     int replica;
 
     if (!opt_replica)
-        die("partial-ack needs --replica");
+        die("commit-first needs --replica");
     replica = open(opt_replica, O_WRONLY | O_CLOEXEC);
     if (replica < 0)
         die("%s: %s", opt_replica, strerror(errno));
-    first = until_flush(s, replica, deadline);
-    if (first == NO_SEQ)
+    epoch = until_end_epoch(s, replica, deadline, false);
+    if (epoch == NO_SEQ)
         goto out;
     if (fdatasync(replica) < 0)
         die("fdatasync %s: %s", opt_replica, strerror(errno));
     durable = s->bytes;
-    say("flush: seq %" PRIu64 " after %" PRIu64 " bytes (written)", first, durable);
-    /* Frames of the next FLUSH are in flight once it has been sent. */
-    if (until_flush(s, -1, deadline) == NO_SEQ)
+    say("epoch: %" PRIu64 " after %" PRIu64 " bytes (written)", epoch, durable);
+    /* The test writes more now: it goes into the next epoch, which the
+     * primary seals only after this one's commit. */
+    for (double until = now_s() + COMMIT_DELAY_S; now_s() < until;) {
+        heartbeat_if_due(s);
+        usleep(50000);
+    }
+    if (!send_ctrl(s, BSR_COMMITTED, epoch, 0, 0))
         goto out;
-    say("flush: seq %" PRIu64 " after %" PRIu64 " bytes (discarded)", s->f.sector, s->bytes);
-    if (!send_ctrl(s, BSR_ACK, first, 0, 0))
-        goto out;
-    say("acked: seq %" PRIu64 " covering %" PRIu64 " bytes", first, durable);
+    say("committed: %" PRIu64 " covering %" PRIu64 " bytes", epoch, durable);
 out:
     close(replica);
     until_end(s, t0, deadline);
@@ -552,38 +571,60 @@ static void run_step(struct session *s, const char *step)
         until_end(s, t0, t0 + opt_wait);
         return;
     }
-    if (strcmp(step, "partial-ack") == 0) {
-        run_partial_ack(s, t0);
+    if (strcmp(step, "commit-first") == 0) {
+        run_commit_first(s, t0);
+        return;
+    }
+    if (strcmp(step, "commit-early") == 0) {
+        if (until_end_epoch(s, -1, t0 + opt_hold, true) == NO_SEQ) {
+            until_end(s, t0, t0 + opt_wait);
+            return;
+        }
+        uint64_t e = last_seq_seen != NO_SEQ ? last_seq_seen + 1 : h.epoch + 1;
+        if (!send_ctrl(s, BSR_COMMITTED, e, 0, 0))
+            say("sent: the write failed");
+        say("sent: COMMITTED %" PRIu64 " after %" PRIu64 " bytes, before any END_EPOCH", e,
+            s->bytes);
+        until_end(s, t0, t0 + opt_wait);
         return;
     }
 
-    /* Everything else misbehaves at the first FLUSH, with data in flight. */
-    seq = until_flush(s, -1, t0 + opt_hold);
+    /* Everything else misbehaves at the first END_EPOCH, with the epoch's
+     * data received. */
+    seq = until_end_epoch(s, -1, t0 + opt_hold, false);
     if (seq == NO_SEQ) {
         until_end(s, t0, t0 + opt_wait);
         return;
     }
-    say("flush: seq %" PRIu64 " after %" PRIu64 " bytes (discarded)", seq, s->bytes);
+    say("epoch: %" PRIu64 " after %" PRIu64 " bytes (discarded)", seq, s->bytes);
     if (first_seq_seen == NO_SEQ)
         first_seq_seen = seq;
+    last_seq_seen = seq;
     bool ok = true;
-    if (strcmp(step, "ack-future") == 0) {
-        ok = send_ctrl(s, BSR_ACK, seq + 1, 0, 0);
-        say("sent: ACK %" PRIu64 " (the FLUSH sent was %" PRIu64 ")", seq + 1, seq);
-    } else if (strcmp(step, "ack-far-future") == 0) {
-        ok = send_ctrl(s, BSR_ACK, seq + ((uint64_t)1 << 40), 0, 0);
-        say("sent: ACK %" PRIu64 " (the FLUSH sent was %" PRIu64 ")", seq + ((uint64_t)1 << 40), seq);
-    } else if (strcmp(step, "ack-past") == 0) {
+    if (strcmp(step, "commit-future") == 0) {
+        ok = send_ctrl(s, BSR_COMMITTED, seq + 1, 0, 0);
+        say("sent: COMMITTED %" PRIu64 " (the epoch ended was %" PRIu64 ")", seq + 1, seq);
+    } else if (strcmp(step, "commit-far-future") == 0) {
+        ok = send_ctrl(s, BSR_COMMITTED, seq + ((uint64_t)1 << 40), 0, 0);
+        say("sent: COMMITTED %" PRIu64 " (the epoch ended was %" PRIu64 ")",
+            seq + ((uint64_t)1 << 40), seq);
+    } else if (strcmp(step, "commit-past") == 0) {
         if (first_seq_seen == seq)
-            die("ack-past needs an earlier step that saw a FLUSH");
-        ok = send_ctrl(s, BSR_ACK, first_seq_seen, 0, 0);
-        say("sent: ACK %" PRIu64 " (the FLUSH sent was %" PRIu64 ")", first_seq_seen, seq);
-    } else if (strcmp(step, "ack-count") == 0) {
-        ok = send_ctrl(s, BSR_ACK, seq, 1, 0);
-        say("sent: ACK %" PRIu64 " with count 1", seq);
-    } else if (strcmp(step, "ack-bad-crc") == 0) {
-        ok = send_ctrl(s, BSR_ACK, seq, 0, 0x1);
-        say("sent: ACK %" PRIu64 " with a spoiled CRC32C", seq);
+            die("commit-past needs an earlier step that saw an epoch end");
+        ok = send_ctrl(s, BSR_COMMITTED, first_seq_seen, 0, 0);
+        say("sent: COMMITTED %" PRIu64 " (the epoch ended was %" PRIu64 ")", first_seq_seen, seq);
+    } else if (strcmp(step, "commit-count") == 0) {
+        ok = send_ctrl(s, BSR_COMMITTED, seq, 1, 0);
+        say("sent: COMMITTED %" PRIu64 " with count 1", seq);
+    } else if (strcmp(step, "commit-bad-crc") == 0) {
+        ok = send_ctrl(s, BSR_COMMITTED, seq, 0, 0x1);
+        say("sent: COMMITTED %" PRIu64 " with a spoiled CRC32C", seq);
+    } else if (strcmp(step, "ack") == 0) {
+        ok = send_ctrl(s, BSR_ACK, 1, 0, 0);
+        say("sent: ACK 1 (no FLUSH was sent)");
+    } else if (strcmp(step, "kind-end") == 0) {
+        ok = send_ctrl(s, BSR_END_EPOCH, seq, 0, 0);
+        say("sent: END_EPOCH %" PRIu64, seq);
     } else if (strcmp(step, "kind-data") == 0) {
         uint8_t b[HDR + 8 * BSR_SECTOR_SIZE + CRC];
         ok = send_all(s, b, build_frame(b, 0, 8, BSR_DATA, 8 * BSR_SECTOR_SIZE, 0));
@@ -596,10 +637,10 @@ static void run_step(struct session *s, const char *step)
         say("sent: FLUSH %" PRIu64, seq);
     } else if (strcmp(step, "truncated") == 0) {
         uint8_t b[HDR + CRC];
-        build_frame(b, seq, 0, BSR_ACK, 0, 0);
+        build_frame(b, seq, 0, BSR_COMMITTED, 0, 0);
         ok = send_all(s, b, 8);
         SSL_shutdown(s->ssl);
-        say("sent: 8 bytes of an ACK header, then close_notify");
+        say("sent: 8 bytes of a COMMITTED header, then close_notify");
         until_end(s, t0, t0 + opt_wait);
         return;
     } else if (strcmp(step, "random") == 0) {
@@ -639,9 +680,9 @@ static bool known_step(const char *step)
     static const char *const names[] = {
         "welcome-payload-0", "welcome-payload-huge", "welcome-payload-odd", "welcome-size",
         "welcome-magic", "welcome-version", "welcome-flags", "welcome-length", "welcome-reason",
-        "welcome-short", "partial-ack", "ack-future", "ack-far-future", "ack-past", "ack-count",
-        "ack-bad-crc", "kind-data", "kind-zero", "kind-flush", "truncated", "random",
-        "raw-garbage",
+        "welcome-short", "commit-first", "commit-future", "commit-far-future", "commit-past",
+        "commit-early", "commit-count", "commit-bad-crc", "ack", "kind-data", "kind-zero",
+        "kind-flush", "kind-end", "truncated", "random", "raw-garbage",
     };
     char *end;
 
@@ -677,9 +718,9 @@ static void usage(FILE *f)
           "                      [--accept-timeout SEC] STEP...\n"
           "STEP: welcome-payload-0 welcome-payload-huge welcome-payload-odd welcome-size\n"
           "      welcome-magic welcome-version welcome-flags welcome-length welcome-reason\n"
-          "      welcome-short partial-ack ack-future ack-far-future ack-past ack-count\n"
-          "      ack-bad-crc kind-data kind-zero kind-flush truncated random raw-garbage\n"
-          "      error-N\n",
+          "      welcome-short commit-first commit-future commit-far-future commit-past\n"
+          "      commit-early commit-count commit-bad-crc ack kind-data kind-zero kind-flush\n"
+          "      kind-end truncated random raw-garbage error-N\n",
           f);
 }
 

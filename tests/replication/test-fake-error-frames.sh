@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ERROR frames from the secondary, one session per status code: 0 to 8 and
 # 99 (none).  With 4 MiB dirty, a fake secondary receives the 4 MiB and
-# their FLUSH (written nowhere) and then sends ERROR with the code.  The
+# their END_EPOCH (written nowhere) and then sends ERROR with the code.  The
 # primary must log the code with its meaning, drop the link, stay alive and
 # clear nothing; then the real secondary converges.
 source "$(dirname "$0")/functions.sh"
