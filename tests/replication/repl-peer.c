@@ -35,7 +35,8 @@
  *   bad-crc     a whole DATA frame whose CRC32C does not match
  *   truncated   a DATA header and half its payload, then close_notify
  *   truncated-abrupt  the same, then close() without close_notify
- *   unknown-kind     a header of kind 9, which no version defines (header only)
+ *   unknown-kind     a header of kind BSR_KIND_MAX + 1 (10), which no version
+ *                    defines (header only)
  *   wrong-direction  an ACK header, which only the secondary may send
  *   huge-count  a DATA header at sector 0 with count 2^32-1 (header only)
  *   garbage     after the welcome, 64 KiB of random bytes
@@ -588,7 +589,7 @@ static int run_tls(const char *c, const char *hostport, bool with_cert)
         f = (struct bsr_frame){ .sector = 0, .count = p.limits.max_payload / BSR_SECTOR_SIZE + 1,
                                 .kind = BSR_DATA };
     } else if (strcmp(c, "unknown-kind") == 0) {
-        f = (struct bsr_frame){ .sector = 0, .count = 0, .kind = 9 };
+        f = (struct bsr_frame){ .sector = 0, .count = 0, .kind = BSR_KIND_MAX + 1 };
     } else if (strcmp(c, "wrong-direction") == 0) {
         f = (struct bsr_frame){ .sector = 1, .count = 0, .kind = BSR_ACK };
     } else if (strcmp(c, "huge-count") == 0) {
