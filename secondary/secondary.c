@@ -28,10 +28,16 @@
 #include "common/state.h"
 
 #define MOD "secondary"
+/* The journal's size when it is created (docs/man/blkship-secondary.8.md). */
+#define DEFAULT_JOURNAL_MAX (256ull << 20)
 
 /* ---- State file ------------------------------------------------------- */
 
-int sec_save_state(struct secondary *sec)
+/* Writes the file from the identity fields and st_*; state_lock held.
+ * "applied_epoch" is the epoch whose image the replica holds (or will hold
+ * once the journal's committed epochs after it are replayed) when
+ * "consistent" is 1; "consistent 0" says it holds no epoch's image. */
+static int write_state_locked(struct secondary *sec)
 {
     char text[1024], rid[33], pid[33];
     int r;
@@ -40,11 +46,56 @@ int sec_save_state(struct secondary *sec)
     bs_id_to_hex(sec->primary_id, pid);
     snprintf(text, sizeof(text),
              "format 1\nrole secondary\nreplica_id %s\nprimary_id %s\ngeneration %" PRIu64
-             "\nepoch %" PRIu64 "\ndisk_bytes %" PRIu64 "\n",
-             rid, pid, sec->generation, sec->epoch, sec->disk_bytes);
+             "\nepoch %" PRIu64 "\ndisk_bytes %" PRIu64 "\napplied_epoch %" PRIu64
+             "\nconsistent %d\n",
+             rid, pid, sec->generation, sec->epoch, sec->disk_bytes, sec->st_applied,
+             sec->st_consistent ? 1 : 0);
     r = bs_state_write(sec->state_path, text);
     if (r < 0)
         BS_ERR(MOD, "writing %s: %s", sec->state_path, strerror(-r));
+    return r;
+}
+
+int sec_save_state(struct secondary *sec)
+{
+    int r;
+
+    pthread_mutex_lock(&sec->state_lock);
+    r = write_state_locked(sec);
+    pthread_mutex_unlock(&sec->state_lock);
+    return r;
+}
+
+int sec_save_epochs(struct secondary *sec, uint64_t applied, bool consistent)
+{
+    uint64_t old_applied;
+    bool old_consistent;
+    int r;
+
+    pthread_mutex_lock(&sec->state_lock);
+    old_applied = sec->st_applied;
+    old_consistent = sec->st_consistent;
+    sec->st_applied = applied;
+    sec->st_consistent = consistent;
+    r = write_state_locked(sec);
+    if (r < 0) {
+        sec->st_applied = old_applied;
+        sec->st_consistent = old_consistent;
+    }
+    pthread_mutex_unlock(&sec->state_lock);
+    return r;
+}
+
+int sec_save_pairing(struct secondary *sec, const uint8_t primary_id[BSR_ID_LEN],
+                     uint64_t generation)
+{
+    int r;
+
+    pthread_mutex_lock(&sec->state_lock);
+    memcpy(sec->primary_id, primary_id, BSR_ID_LEN);
+    sec->generation = generation;
+    r = write_state_locked(sec);
+    pthread_mutex_unlock(&sec->state_lock);
     return r;
 }
 
@@ -76,6 +127,18 @@ static int load_state(struct secondary *sec)
         bs_state_get_u64(text, "disk_bytes", &disk) < 0) {
         BS_ERR(MOD, "%s is not a valid secondary state file; refusing to guess", sec->state_path);
         return -EINVAL;
+    }
+    /* Files from before epochs have neither: no epoch, no image. */
+    {
+        uint64_t applied = 0, consistent = 0;
+        if ((bs_state_get_u64(text, "applied_epoch", &applied) < 0 && strstr(text, "applied_epoch")) ||
+            (bs_state_get_u64(text, "consistent", &consistent) < 0 && strstr(text, "consistent")) ||
+            consistent > 1) {
+            BS_ERR(MOD, "%s: bad applied_epoch or consistent; refusing to guess", sec->state_path);
+            return -EINVAL;
+        }
+        sec->st_applied = sec->applied_epoch = applied;
+        sec->st_consistent = sec->consistent = consistent == 1;
     }
     if (disk == sec->disk_bytes)
         return 0;
@@ -132,6 +195,19 @@ static ssize_t status_handler(void *opaque, const char *request, char *reply, si
     bs_json_add_u64(&b, "acked_bytes", sec->durable_bytes);
     bs_json_add_u64(&b, "bad_frames", sec->bad_frames);
     bs_json_add_null(&b, "sync_percent");
+    /* Epochs (docs/epochs.md §6): fields added, schema unchanged. */
+    bs_json_add_bool(&b, "replica_consistent", epoch_replica_consistent(sec));
+    bs_json_add_u64(&b, "applied_epoch", sec->applied_epoch);
+    bs_json_add_u64(&b, "committed_epoch", sec->committed_epoch);
+    bs_json_add_u64(&b, "journal_bytes", bs_journal_used(sec->journal));
+    bs_json_add_u64(&b, "journal_max_bytes", sec->journal_max);
+    bs_json_add_u64(&b, "protocol_version", sec->proto_version);
+    bs_json_add_u64(&b, "oversize_epochs", sec->oversize_epochs);
+    bs_json_add_str(&b, "consistency_note",
+                    epoch_replica_consistent(sec) ? ""
+                    : sec->note[0]                ? sec->note
+                    : sec->applying               ? "an epoch is being applied"
+                                                  : "no consistent image");
     return bs_json_finish(&b, reply, size);
 }
 
@@ -154,6 +230,7 @@ static void on_signal(uv_signal_t *h, int signum)
  * context, the target's claim, the buffers); returns main's exit status. */
 static int start_failed(struct secondary *sec)
 {
+    epoch_close(sec);
     if (sec->target.ops)
         sec->target.ops->close(&sec->target);
     for (unsigned i = 0; i < NBUF; i++)
@@ -187,6 +264,9 @@ static void usage(FILE *f)
           "                           2s-1h; a bare number is seconds)\n"
           "  --handshake-timeout DUR  a connection must finish TLS and its hello within\n"
           "                           DUR (default 5s; 1s-1h)\n"
+          "  --journal PATH           the epoch journal (default: DIR/journal)\n"
+          "  --journal-max SIZE       its size when it is created (default 256M; at\n"
+          "                           least 1M and twice --max-payload)\n"
           "  --log-level LEVEL        err, warn, info (default) or debug\n"
           "  --version, --help\n"
           "\n"
@@ -211,6 +291,8 @@ int main(int argc, char **argv)
         { "heartbeat-timeout", required_argument, NULL, 't' },
         { "handshake-timeout", required_argument, NULL, 'H' },
         { "log-level", required_argument, NULL, 'L' },
+        { "journal", required_argument, NULL, 'j' },
+        { "journal-max", required_argument, NULL, 'J' },
         { "version", no_argument, NULL, 'V' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
@@ -218,6 +300,9 @@ int main(int argc, char **argv)
     struct secondary sec_s = { 0 }, *sec = &sec_s;
     struct bs_tls_config tls = { 0 };
     const char *listen_addr = NULL, *device = NULL, *state_dir = NULL, *control = NULL;
+    const char *journal = NULL;
+    char journal_path[4096];
+    uint64_t journal_max = DEFAULT_JOURNAL_MAX;
     uint64_t v;
     int opt, r;
 
@@ -254,6 +339,12 @@ int main(int argc, char **argv)
                 return BS_EXIT_USAGE;
             sec->handshake_timeout_ms = (unsigned)v;
             break;
+        case 'j': journal = optarg; break;
+        case 'J':
+            if (bs_opt_size("--journal-max", optarg, BS_JOURNAL_MIN_BYTES, 1ull << 50,
+                            &journal_max) < 0)
+                return BS_EXIT_USAGE;
+            break;
         case 'L':
             if (bs_opt_log_level(optarg) < 0)
                 return BS_EXIT_USAGE;
@@ -269,7 +360,7 @@ int main(int argc, char **argv)
             { "--state-dir", state_dir, false }, { "--control", control, false },
             { "--cert", tls.cert, false },       { "--key", tls.key, false },
             { "--ca", tls.ca, false },           { "--peer-name", tls.peer_name, false },
-            { "--crl", tls.crl, true },
+            { "--crl", tls.crl, true },          { "--journal", journal, true },
         };
         if (bs_opt_check_required(required, sizeof(required) / sizeof(required[0])) < 0)
             return BS_EXIT_USAGE;
@@ -278,6 +369,20 @@ int main(int argc, char **argv)
         return BS_EXIT_USAGE;
     if (bs_opt_hostport("--listen", listen_addr) < 0)
         return BS_EXIT_USAGE;
+    if (journal_max < 2 * ((uint64_t)sec->max_payload + 4096) + 4096) {
+        bs_usage_error("--journal-max %" PRIu64 ": must hold two records of --max-payload %u",
+                       journal_max, sec->max_payload);
+        return BS_EXIT_USAGE;
+    }
+    if (epoch_parse_crash(getenv("BLKSHIP_TEST_CRASH"), &sec->crash) < 0) {
+        bs_usage_error("BLKSHIP_TEST_CRASH=%s: not a crash point (before-commit, after-commit, "
+                       "mid-apply, before-applied-record, before-release)",
+                       getenv("BLKSHIP_TEST_CRASH"));
+        return BS_EXIT_USAGE;
+    }
+    if (sec->crash != CRASH_NONE)
+        BS_WARN(MOD, "BLKSHIP_TEST_CRASH is set: this secondary exits at a test crash point");
+    pthread_mutex_init(&sec->state_lock, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     if (bs_tls_new(&tls, true, &sec->tls) < 0)
@@ -306,6 +411,13 @@ int main(int argc, char **argv)
     }
     snprintf(sec->state_path, sizeof(sec->state_path), "%s/secondary.state", state_dir);
     if (load_state(sec) < 0)
+        return start_failed(sec);
+    if (journal)
+        snprintf(journal_path, sizeof(journal_path), "%s", journal);
+    else
+        snprintf(journal_path, sizeof(journal_path), "%s/journal", state_dir);
+    /* Before listening: committed epochs reach the replica first. */
+    if (epoch_open(sec, journal_path, journal_max) < 0)
         return start_failed(sec);
 
     sec->loop = uv_default_loop();
@@ -360,6 +472,7 @@ int main(int argc, char **argv)
     BS_INFO(MOD, "replica writes: %" PRIu64 " direct, %" PRIu64 " through the page cache",
             (uint64_t)sec->target.direct_writes, (uint64_t)sec->target.cached_writes);
     sec->target.ops->close(&sec->target);
+    epoch_close(sec);
     for (unsigned i = 0; i < NBUF; i++)
         free(sec->bufs[i].data);
     bs_tls_free(sec->tls);

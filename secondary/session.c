@@ -26,7 +26,6 @@
 
 /* ---- Session ------------------------------------------------------------ */
 
-static void read_header(struct session *s);
 
 #define MAX_PENDING 16
 
@@ -80,7 +79,7 @@ void session_send_control(struct session *s, uint8_t kind, uint64_t sector, uint
         session_end(s, "cannot queue a control frame");
 }
 
-static void reject_frame(struct session *s, const char *why)
+void session_reject_frame(struct session *s, const char *why)
 {
     s->sec->bad_frames++;
     BS_ERR(MOD, "bad frame from %s (sector %" PRIu64 " count %u kind %u): %s; nothing applied",
@@ -104,10 +103,21 @@ static void apply_frame(struct session *s)
     if (plen)
         want = crc32c(want, s->buf->data, plen);
     if (want != got) {
-        reject_frame(s, "CRC32C of the payload does not match");
+        session_reject_frame(s, "CRC32C of the payload does not match");
         return;
     }
     s->last_rx_ms = sec_now_ms(sec);
+    if (s->limits.version >= 2 && s->frame.kind != BSR_HEARTBEAT) {
+        /* Version 2: the epoch logic takes the frame, or hands it back for
+         * today's in-place path below. */
+        uint64_t bytes = s->frame.kind == BSR_DATA   ? plen
+                         : s->frame.kind == BSR_ZERO ? (uint64_t)s->frame.count * BSR_SECTOR_SIZE
+                                                     : 0;
+        if (!epoch_frame(s)) {
+            sec->received_bytes += bytes;
+            return;
+        }
+    }
     switch (s->frame.kind) {
     case BSR_DATA: {
         struct wbuf *b = s->buf;
@@ -158,25 +168,31 @@ static void apply_frame(struct session *s)
     case BSR_HEARTBEAT:
         break;
     default:
-        reject_frame(s, "unexpected frame kind");
+        session_reject_frame(s, "unexpected frame kind");
         return;
     }
-    read_header(s);
+    session_read_header(s);
 }
 
 /* Continues a stalled session when what it waits for is there. */
 void session_resume(struct session *s)
 {
     if (s->drain_first) {
-        if (s->sec->writes_inflight)
+        if (s->sec->writes_inflight || !epoch_quiet(s->sec))
             return;
         s->drain_first = false;
+        if (!epoch_session_begin(s))
+            return;
+    }
+    if (s->ep_hold) {
+        epoch_resume(s);
+        return;
     }
     if (s->zero_waiting) {
         if (!apply_start_zero(s))
             return;
         s->zero_waiting = false;
-        read_header(s);
+        session_read_header(s);
         return;
     }
     if (s->flush_pending) {
@@ -184,14 +200,14 @@ void session_resume(struct session *s)
             return;
         s->flush_pending = false;
         apply_request_flush(s, s->flush_pending_seq);
-        read_header(s);
+        session_read_header(s);
         return;
     }
     if (s->frame.kind == BSR_DATA && !s->buf) {
         read_payload(s);
         return;
     }
-    read_header(s);
+    session_read_header(s);
 }
 
 /* A read inside a frame failed: a clean close there is a truncated frame. */
@@ -256,7 +272,7 @@ static void on_header(struct bs_conn *c, int status, void *arg)
     }
     /* Validate before reading a single payload byte. */
     if (bsr_frame_unpack(s->hdr, &s->limits, true, &s->frame, &why) < 0) {
-        reject_frame(s, why);
+        session_reject_frame(s, why);
         return;
     }
     if (bsr_frame_payload(&s->frame))
@@ -265,7 +281,7 @@ static void on_header(struct bs_conn *c, int status, void *arg)
         read_trailer(s);
 }
 
-static void read_header(struct session *s)
+void session_read_header(struct session *s)
 {
     if (s->state == ST_CLOSED)
         return;
@@ -280,14 +296,17 @@ static void send_welcome(struct session *s, int status, const char *reason)
     struct bsr_welcome w;
 
     memset(&w, 0, sizeof(w));
-    w.version = SECONDARY_VERSION;
+    /* The version chosen, once the hello's has been judged. */
+    w.version = s->limits.version ? s->limits.version : SECONDARY_VERSION;
     w.status = status;
     w.disk_bytes = sec->disk_bytes;
     w.max_payload = s->limits.max_payload;
     memcpy(w.replica_id, sec->replica_id, BSR_ID_LEN);
     memcpy(w.primary_id, sec->primary_id, BSR_ID_LEN);
     w.generation = sec->generation;
-    w.epoch = sec->epoch;
+    /* Version 2: the newest committed epoch, so that a primary that lost
+     * a COMMITTED with its link learns of it here. */
+    w.epoch = s->limits.version >= 2 ? sec->committed_epoch : sec->epoch;
     snprintf(w.reason, sizeof(w.reason), "%s", reason ? reason : "");
     bsr_welcome_pack(&w, s->welcome);
     if (bs_conn_write(s->conn, s->welcome, sizeof(s->welcome), NULL, NULL) < 0)
@@ -319,11 +338,13 @@ static void on_hello(struct bs_conn *c, int status, void *arg)
         session_end(s, "bad hello");
         return;
     }
-    if (h.version != SECONDARY_VERSION) {
-        snprintf(detail, sizeof(detail), "version %u, we speak %u", h.version, SECONDARY_VERSION);
+    if (h.version < BSR_VERSION_MIN) {
+        snprintf(detail, sizeof(detail), "version %u, we speak %u to %u", h.version,
+                 BSR_VERSION_MIN, SECONDARY_VERSION);
         refuse(s, BSR_E_VERSION, detail);
         return;
     }
+    s->limits.version = h.version < SECONDARY_VERSION ? h.version : SECONDARY_VERSION;
     if (h.disk_bytes != sec->disk_bytes || h.sector_size != BSR_SECTOR_SIZE) {
         snprintf(detail, sizeof(detail), "primary disk %" PRIu64 " bytes, replica %" PRIu64,
                  h.disk_bytes, sec->disk_bytes);
@@ -353,26 +374,28 @@ static void on_hello(struct bs_conn *c, int status, void *arg)
     s->accepted = true;
     snprintf(sec->peer, sizeof(sec->peer), "%s", bs_conn_peer(s->conn));
     if (bs_id_is_zero(sec->primary_id) || sec->generation != h.generation) {
-        memcpy(sec->primary_id, h.primary_id, BSR_ID_LEN);
-        sec->generation = h.generation;
-        if (sec_save_state(sec) < 0) {
+        if (sec_save_pairing(sec, h.primary_id, h.generation) < 0) {
             refuse(s, BSR_E_IO, "cannot record the pairing");
             return;
         }
     }
     s->limits.disk_sectors = sec->disk_bytes / BSR_SECTOR_SIZE;
     s->limits.max_payload = h.max_payload < sec->max_payload ? h.max_payload : sec->max_payload;
-    BS_INFO(MOD, "primary %s connected (max payload %u bytes)", sec->peer, s->limits.max_payload);
+    BS_INFO(MOD, "primary %s connected (protocol version %u, max payload %u bytes)", sec->peer,
+            s->limits.version, s->limits.max_payload);
     send_welcome(s, BSR_OK, NULL);
     s->last_rx_ms = sec_now_ms(sec);
-    if (sec->writes_inflight) {
-        /* Writes or zeroes of the session before may still be running: a
-         * frame of this one over the same grain must land after them. */
+    if (sec->writes_inflight || !epoch_quiet(sec)) {
+        /* Writes, zeroes or journal appends of the session before may
+         * still be running: a frame of this one over the same grain must
+         * land after them. */
         s->drain_first = true;
         s->state = ST_STALLED;
         return;
     }
-    read_header(s);
+    if (!epoch_session_begin(s))
+        return;
+    session_read_header(s);
 }
 
 static void on_handshake(struct bs_conn *c, int status, void *arg)
@@ -387,6 +410,14 @@ static void on_handshake(struct bs_conn *c, int status, void *arg)
     s->state = ST_HELLO;
     if (bs_conn_read(s->conn, s->hello, sizeof(s->hello), on_hello, s) < 0)
         session_end(s, "read error");
+}
+
+void session_kick(struct secondary *sec)
+{
+    struct session *s = sec->session;
+
+    if (s && s->state == ST_STALLED)
+        session_resume(s);
 }
 
 void session_end(struct session *s, const char *why)
