@@ -17,6 +17,7 @@
 #   6. epoch 6, 8 frames: journalled again.
 # After each commit the replica equals the expected image byte for byte.
 source "$(dirname "$0")/functions.sh"
+source "$(dirname "$0")/epoch-functions.sh"
 requires_root
 requires openssl
 require_build
@@ -41,27 +42,13 @@ peer_args() {
 
 # epoch E FRAMES: one whole epoch, waited for; then the expected image.
 epoch() {
-    local out byte
+    local out
     # shellcheck disable=SC2046
     out=$("$REPL_PEER" $(peer_args) --epochs 1 --first-epoch "$1" --frames "$2" epochs "$SEC_ADDR") ||
         fail "repl-peer could not run: $out"
     grep -v HEARTBEAT <<<"$out" | sed 's/^/    peer: /'
     grep -q "^result: committed $1\$" <<<"$out" || fail "epoch $1 was not committed"
-    byte=$(printf '%03o' $(((0x10 + $1) & 0xff)))
-    head -c $(($2 * frame_sectors * 512)) /dev/zero | tr '\0' "\\$byte" |
-        dd of="$expected" bs=512 seek=$first_sector conv=notrunc status=none
-}
-
-expect_state() {
-    _state_is() {
-        local s
-        s=$(status "$SEC_CTL") || return 1
-        [ "$(jget "$s" replica_consistent)" = "$1" ] && [ "$(jget "$s" applied_epoch)" = "$2" ] &&
-            [ "$(jget "$s" oversize_epochs)" = "$3" ]
-    }
-    poll_until 15 _state_is "$1" "$2" "$3" ||
-        fail "$4: expected replica_consistent $1, applied_epoch $2, oversize_epochs $3: $(status "$SEC_CTL")"
-    STATUS=$(status "$SEC_CTL")
+    epoch_image "$1" "$2"
 }
 
 port=$(random_port)
@@ -70,9 +57,9 @@ start_secondary --port "$port" sec "$rep" --journal-max 1M --max-payload 65536
 
 note "epoch 1 (a new pairing, in place), epoch 2 (journalled)"
 epoch 1 32
-expect_state true 1 0 "after epoch 1"
+wait_epoch_state true 1 "after epoch 1" 0
 epoch 2 8
-expect_state true 2 0 "after epoch 2"
+wait_epoch_state true 2 "after epoch 2" 0
 expect_same "$expected" "$rep" "the replica after epoch 2"
 
 note "epoch 3: 32 frames (2 MiB) into a 1 MiB journal, never ended"
@@ -82,7 +69,7 @@ lines=$(log_lines "$SEC_LOG")
     >"$WORKDIR/peer3.log" 2>&1 &
 peer_pid=$!
 cleanup_fn stop_pid "$peer_pid"
-expect_state false 2 1 "while oversize epoch 3 arrives"
+wait_epoch_state false 2 "while oversize epoch 3 arrives" 1
 grep -q '"consistency_note": "the epoch after 2 is larger than the journal' <<<"$STATUS" ||
     fail "status does not say why the replica is inconsistent: $STATUS"
 _oversize_logged() {
@@ -97,24 +84,24 @@ poll_until 20 grep -q '^sent: partial epoch 3' "$WORKDIR/peer3.log" || fail "the
 stop_pid "$peer_pid"
 _disconnected() { [ "$(field "$SEC_CTL" connected)" = false ]; }
 poll_until 10 _disconnected || fail "the session did not end"
-expect_state false 2 1 "after oversize epoch 3 was cut off"
+wait_epoch_state false 2 "after oversize epoch 3 was cut off" 1
 
 note "epoch 4: 32 frames over no image, in place"
 epoch 4 32
-expect_state true 4 1 "after epoch 4"
+wait_epoch_state true 4 "after epoch 4" 1
 expect_same "$expected" "$rep" "the replica after epoch 4"
 
 note "epoch 5: 20 frames (1.25 MiB), oversize, committed"
 epoch 5 20
-expect_state true 5 2 "after oversize epoch 5"
+wait_epoch_state true 5 "after oversize epoch 5" 2
 [ "$(jget "$STATUS" consistency_note)" = "" ] || fail "a note is left: $STATUS"
 expect_log 'oversize epoch 5 committed in place: the replica is consistent again' "$SEC_LOG"
 expect_same "$expected" "$rep" "the replica after oversize epoch 5 (its journalled frames included)"
 stop_pid "$SEC_PID"
 start_secondary --port "$port" sec "$rep" --journal-max 1M --max-payload 65536
-expect_state true 5 0 "after a restart"
+wait_epoch_state true 5 "after a restart" 0
 
 note "epoch 6: journalled again"
 epoch 6 8
-expect_state true 6 0 "after epoch 6"
+wait_epoch_state true 6 "after epoch 6" 0
 expect_same "$expected" "$rep" "the replica after epoch 6"

@@ -11,6 +11,8 @@
 #     the journal is empty again, the welcome's epoch is 3;
 #   - an END_EPOCH at or below the committed epoch is a protocol error
 #     (ERROR 8) and changes nothing;
+#   - a FLUSH in version 2 is ACKed, and the DATA before it, in an epoch
+#     that never ends, does not reach the replica;
 #   - each test crash point (BLKSHIP_TEST_CRASH) kills the secondary once,
 #     in an epoch of its own: before the commit record (no COMMITTED, and
 #     after a restart the replica is the previous epoch's image), after it
@@ -26,6 +28,7 @@
 #     reported inconsistent, durably (after a restart too), until the next
 #     version 2 epoch commits.
 source "$(dirname "$0")/functions.sh"
+source "$(dirname "$0")/epoch-functions.sh"
 requires_root
 requires openssl
 require_build
@@ -58,29 +61,8 @@ expect_result() {
         fail "repl-peer: expected 'result: $1', got: $(grep '^result' <<<"$PEER_OUT")"
 }
 
-# image E [FRAMES]: the expected replica after epoch E (FRAMES frames of it).
-image() {
-    local byte
-    byte=$(printf '%03o' $(((0x10 + $1) & 0xff)))
-    head -c $((${2:-$frames} * frame_sectors * 512)) /dev/zero | tr '\0' "\\$byte" |
-        dd of="$expected" bs=512 seek=$first_sector conv=notrunc status=none
-}
-
 start() {
     start_secondary --port "$port" sec "$rep" "$@"
-}
-
-# expect_state CONSISTENT APPLIED WHAT: the status says so (polled: the
-# applier runs in the background).
-expect_state() {
-    _state_is() {
-        local s
-        s=$(status "$SEC_CTL") || return 1
-        [ "$(jget "$s" replica_consistent)" = "$1" ] && [ "$(jget "$s" applied_epoch)" = "$2" ]
-    }
-    poll_until 15 _state_is "$1" "$2" ||
-        fail "$3: expected replica_consistent $1 at applied_epoch $2: $(status "$SEC_CTL")"
-    STATUS=$(status "$SEC_CTL")
 }
 
 expect_welcome_epoch() {
@@ -104,12 +86,12 @@ expect_result 'committed 3'
 for e in 1 2 3; do
     grep -q "^recv: COMMITTED $e\$" <<<"$PEER_OUT" || fail "no COMMITTED $e"
 done
-expect_state true 3 "after epochs 1-3"
+wait_epoch_state true 3 "after epochs 1-3"
 [ "$(jget "$STATUS" committed_epoch)" = 3 ] && [ "$(jget "$STATUS" protocol_version)" = 2 ] &&
     [ "$(jget "$STATUS" journal_bytes)" = 0 ] && [ "$(jget "$STATUS" journal_max_bytes)" = 268435456 ] &&
     [ "$(jget "$STATUS" oversize_epochs)" = 0 ] ||
     fail "status after epochs 1-3: $STATUS"
-image 3
+epoch_image 3
 expect_same "$expected" "$rep" "the replica after epoch 3"
 grep -q '^applied_epoch 3$' "$WORKDIR/sec.state/secondary.state" &&
     grep -q '^consistent 1$' "$WORKDIR/sec.state/secondary.state" ||
@@ -120,8 +102,14 @@ note "END_EPOCH 3 again (already committed) is a protocol error"
 peer epochs --epochs 1 --first-epoch 3
 expect_result 'error-frame 8'
 expect_log 'bad frame .*kind 7\): epoch number not above the last one closed or committed' "$SEC_LOG"
-expect_state true 3 "after a duplicate END_EPOCH"
+wait_epoch_state true 3 "after a duplicate END_EPOCH"
 expect_same "$expected" "$rep" "the replica after a duplicate END_EPOCH"
+
+note "FLUSH in version 2: a barrier, ACKed; its frames, in an epoch never ended, are dropped"
+peer --sector 0 --count 8 --pattern 0x3c good
+expect_result acked
+wait_epoch_state true 3 "after a FLUSH in an epoch never ended"
+expect_same "$expected" "$rep" "the replica after an ACKed FLUSH in an epoch never ended"
 
 # ---- Crash points ----------------------------------------------------------------
 
@@ -146,12 +134,12 @@ for point in before-commit after-commit mid-apply before-applied-record before-r
             fail "before-commit: COMMITTED $e was sent before its commit record"
         ;;
     *)
-        image $e
+        epoch_image $e
         committed=$e
         ;;
     esac
     start
-    expect_state true $committed "restart after crash point $point"
+    wait_epoch_state true $committed "restart after crash point $point"
     [ "$(jget "$STATUS" committed_epoch)" = $committed ] ||
         fail "$point: committed_epoch is not $committed: $STATUS"
     expect_same "$expected" "$rep" "the replica after crash point $point and a restart"
@@ -180,10 +168,10 @@ _partial_journalled() {
 poll_until 15 _partial_journalled || fail "the partial epoch was not journalled: $(cat "$peer_log"; status "$SEC_CTL")"
 kill9 "$SEC_PID"
 stop_pid "$peer_pid"
-image $e
+epoch_image $e
 committed=$e
 start
-expect_state true $committed "restart after kill -9 mid-epoch"
+wait_epoch_state true $committed "restart after kill -9 mid-epoch"
 expect_same "$expected" "$rep" "the replica after kill -9 mid-epoch (the open epoch discarded)"
 expect_welcome_epoch $committed "restart after kill -9 mid-epoch"
 
@@ -193,9 +181,9 @@ e=$((committed + 1))
 note "epoch $e committed, epoch $((e + 1)) aborted after 5 frames, empty epoch $((e + 2)) committed"
 peer epochs --epochs 1 --first-epoch $e --partial 5 --abort
 expect_result "committed $((e + 2))"
-image $e
+epoch_image $e
 committed=$((e + 2))
-expect_state true $committed "after ABORT_EPOCH"
+wait_epoch_state true $committed "after ABORT_EPOCH"
 expect_same "$expected" "$rep" "the replica after ABORT_EPOCH (nothing of the aborted epoch)"
 
 # ---- A version 1 session -----------------------------------------------------------------
@@ -219,7 +207,7 @@ e=$((committed + 1))
 note "epoch $e after it: written in place, consistent once committed"
 peer epochs --epochs 1 --first-epoch $e
 expect_result "committed $e"
-image $e
-expect_state true $e "after the version 2 epoch that follows a version 1 session"
+epoch_image $e
+wait_epoch_state true $e "after the version 2 epoch that follows a version 1 session"
 expect_same "$expected" "$rep" "the replica after epoch $e"
 note "status: $STATUS"

@@ -18,6 +18,7 @@
 # previous epoch.
 source "$(dirname "$0")/functions.sh"
 source "$(dirname "$0")/../powerloss/volatile.sh"
+source "$(dirname "$0")/epoch-functions.sh"
 requires_volatile
 requires openssl
 require_build
@@ -35,30 +36,13 @@ expected=$WORKDIR/expected.img
 truncate -s $size "$backing" "$expected"
 
 epoch() {
-    local out byte
+    local out
     out=$("$REPL_PEER" --cert "$CERTS/primary.crt" --key "$CERTS/primary.key" --ca "$CERTS/ca.crt" \
         --disk-bytes "$bytes" --timeout 30 --proto-version 2 --sector $first_sector \
         --count $frame_sectors --frames $frames --epochs 1 --first-epoch "$1" epochs "$SEC_ADDR" 2>&1) ||
         fail "repl-peer could not run: $out"
     grep -v HEARTBEAT <<<"$out" | grep -E 'COMMITTED|result' | sed 's/^/    peer: /'
     PEER_OUT=$out
-}
-
-image() {
-    local byte
-    byte=$(printf '%03o' $(((0x10 + $1) & 0xff)))
-    head -c $((frames * frame_sectors * 512)) /dev/zero | tr '\0' "\\$byte" |
-        dd of="$expected" bs=512 seek=$first_sector conv=notrunc status=none
-}
-
-expect_state() {
-    _state_is() {
-        local s
-        s=$(status "$SEC_CTL") || return 1
-        [ "$(jget "$s" replica_consistent)" = "$1" ] && [ "$(jget "$s" applied_epoch)" = "$2" ]
-    }
-    poll_until 20 _state_is "$1" "$2" ||
-        fail "$3: expected replica_consistent $1 at applied_epoch $2: $(status "$SEC_CTL")"
 }
 
 port=$(random_port)
@@ -69,8 +53,8 @@ epoch 1
 grep -q '^result: committed 1$' <<<"$PEER_OUT" || fail "epoch 1 not committed"
 epoch 2
 grep -q '^result: committed 2$' <<<"$PEER_OUT" || fail "epoch 2 not committed"
-image 2
-expect_state true 2 "after epoch 2"
+epoch_image 2
+wait_epoch_state true 2 "after epoch 2"
 
 e=3
 for point in mid-apply before-applied-record before-release; do
@@ -85,10 +69,10 @@ for point in mid-apply before-applied-record before-release; do
     [ "$rc" = 99 ] || fail "$point: the secondary exited with $rc, not 99"
     vol_cut store
     vol_teardown store
-    image $e
+    epoch_image $e
     vol_start store "$backing"
     start_secondary --port "$port" sec "$VOL_FILE"
-    expect_state true $e "$point: after the power cut and a restart"
+    wait_epoch_state true $e "$point: after the power cut and a restart"
     stop_pid "$SEC_PID"
     vol_cut store
     vol_teardown store
