@@ -19,6 +19,7 @@ enum {
     T_BOOL = 1 << 1,
     T_NUM = 1 << 2,     /* a finite number */
     T_NULL = 1 << 3,
+    T_OBJ = 1 << 4,     /* an object whose members have rules of their own */
 };
 
 struct field_rule {
@@ -44,6 +45,31 @@ static const struct field_rule rules[] = {
     { "rate_bytes_per_sec", T_NUM, false, ANY_BYTES },
     /* -1: unknown. */
     { "eta_seconds", T_NUM, false, -1, 1e300 },
+    /* Epochs (docs/epochs.md §6): optional, shown when present. */
+    { "replica_consistent", T_BOOL, false, 0, 0 },
+    { "applied_epoch", T_NUM, false, ANY_BYTES },
+    { "committed_epoch", T_NUM, false, ANY_BYTES },
+    { "journal_bytes", T_NUM, false, ANY_BYTES },
+    { "journal_max_bytes", T_NUM, false, ANY_BYTES },
+    { "protocol_version", T_NUM, false, 0, 65535 },
+    { "oversize_epochs", T_NUM, false, ANY_BYTES },
+    { "consistency_note", T_STR, false, 0, 0 },
+    { "epoch", T_NUM, false, ANY_BYTES },
+    { "lag_ms", T_NUM, false, ANY_BYTES },
+    { "mode", T_STR, false, 0, 0 },
+    { "cow", T_OBJ, false, 0, 0 },
+};
+
+/* The members of the primary's "cow" object (copy-before-write counters). */
+static const struct field_rule cow_rules[] = {
+    { "bytes_now", T_NUM, false, ANY_BYTES },
+    { "bytes_peak", T_NUM, false, ANY_BYTES },
+    { "max_bytes", T_NUM, false, ANY_BYTES },
+    { "preserved", T_NUM, false, ANY_BYTES },
+    { "waits", T_NUM, false, ANY_BYTES },
+    { "wait_ms", T_NUM, false, ANY_BYTES },
+    { "breaks", T_NUM, false, ANY_BYTES },
+    { "broken", T_BOOL, false, 0, 0 },
 };
 
 static const char *type_name(struct json_object *v)
@@ -67,6 +93,7 @@ static const char *wanted(unsigned types)
     case T_BOOL: return "a boolean";
     case T_NUM: return "a number";
     case T_NUM | T_NULL: return "a number or null";
+    case T_OBJ: return "an object";
     }
     return "?";
 }
@@ -95,6 +122,7 @@ static int check_field(struct json_object *obj, const struct field_rule *r, char
          : is_number(v) ? T_NUM
          : json_object_is_type(v, json_type_string) ? T_STR
          : json_object_is_type(v, json_type_boolean) ? T_BOOL
+         : json_object_is_type(v, json_type_object) ? T_OBJ
          : 0;
     if (!(have & r->types)) {
         snprintf(err, errsize, "the status field \"%s\" is %s, not %s", r->name, type_name(v),
@@ -212,6 +240,105 @@ static void human_bytes(double b, char *out, size_t size)
     snprintf(out, size, u ? "%.1f %s" : "%.0f %s", b, units[u]);
 }
 
+/* The replica's disk state, first and in capitals: what an operator about
+ * to fail over must not misread. */
+static void print_replica(struct json_object *obj, FILE *f)
+{
+    struct json_object *c = member(obj, "replica_consistent");
+    struct json_object *note = member(obj, "consistency_note");
+    double applied = num(obj, "applied_epoch"), committed = num(obj, "committed_epoch");
+    double used = num(obj, "journal_bytes"), max = num(obj, "journal_max_bytes");
+    double version = num(obj, "protocol_version"), oversize = num(obj, "oversize_epochs");
+    char a[64], b[64];
+
+    if (c) {
+        if (json_object_get_boolean(c)) {
+            fputs("replica     CONSISTENT", f);
+            if (applied >= 0)
+                fprintf(f, " at epoch %.0f", applied);
+        } else {
+            fputs("replica     INCONSISTENT", f);
+            if (note && json_object_get_string_len(note) > 0) {
+                fputs(" — ", f);
+                put_field_text(f, obj, "consistency_note");
+            }
+        }
+        fputc('\n', f);
+    }
+    if (applied >= 0 || committed >= 0) {
+        fputs("epochs     ", f);
+        if (applied >= 0)
+            fprintf(f, " applied %.0f", applied);
+        if (committed >= 0)
+            fprintf(f, "%s committed %.0f", applied >= 0 ? "," : "", committed);
+        fputc('\n', f);
+    }
+    if (used >= 0) {
+        human_bytes(used, a, sizeof(a));
+        if (max >= 0) {
+            human_bytes(max, b, sizeof(b));
+            fprintf(f, "journal     %s of %s\n", a, b);
+        } else {
+            fprintf(f, "journal     %s\n", a);
+        }
+    }
+    if (oversize > 0)
+        fprintf(f, "oversize    %.0f epoch(s) larger than the journal, applied in place\n",
+                oversize);
+    if (version >= 0)
+        fprintf(f, "protocol    version %.0f\n", version);
+}
+
+/* The primary's epoch fields and copy-before-write counters. */
+static void print_epochs(struct json_object *obj, FILE *f)
+{
+    struct json_object *cow = member(obj, "cow");
+    double epoch = num(obj, "epoch"), committed = num(obj, "committed_epoch");
+    double lag = num(obj, "lag_ms");
+    const char *sep = "";
+    char a[64];
+
+    if (member(obj, "mode")) {
+        fputs("mode        ", f);
+        put_field_text(f, obj, "mode");
+        fputc('\n', f);
+    }
+    if (epoch >= 0 || committed >= 0 || lag >= 0) {
+        fputs("epoch      ", f);
+        if (epoch >= 0) {
+            fprintf(f, " %.0f", epoch);
+            sep = ",";
+        }
+        if (committed >= 0) {
+            fprintf(f, "%s committed %.0f", sep, committed);
+            sep = ",";
+        }
+        if (lag >= 0)
+            fprintf(f, "%s lag %.0f ms", sep, lag);
+        fputc('\n', f);
+    }
+    if (!cow)
+        return;
+    fputs("cow        ", f);
+    sep = "";
+    for (size_t i = 0; i < sizeof(cow_rules) / sizeof(cow_rules[0]); i++) {
+        const char *name = cow_rules[i].name;
+        struct json_object *v = member(cow, name);
+        if (!v)
+            continue;
+        if (cow_rules[i].types == T_BOOL) {
+            fprintf(f, "%s %s %s", sep, name, json_object_get_boolean(v) ? "yes" : "no");
+        } else if (strstr(name, "bytes")) {
+            human_bytes(json_object_get_double(v), a, sizeof(a));
+            fprintf(f, "%s %s %s", sep, name, a);
+        } else {
+            fprintf(f, "%s %s %.0f", sep, name, json_object_get_double(v));
+        }
+        sep = ",";
+    }
+    fputc('\n', f);
+}
+
 static void print_human(struct json_object *obj, FILE *f)
 {
     struct json_object *peer = member(obj, "peer");
@@ -223,7 +350,9 @@ static void print_human(struct json_object *obj, FILE *f)
 
     fputs("role        ", f);
     put_field_text(f, obj, "role");
-    fprintf(f, "\nconnected   %s",
+    fputc('\n', f);
+    print_replica(obj, f);
+    fprintf(f, "connected   %s",
             json_object_get_boolean(member(obj, "connected")) ? "yes" : "no");
     if (peer && json_object_get_string_len(peer) > 0) {
         fputs(" — ", f);
@@ -262,6 +391,7 @@ static void print_human(struct json_object *obj, FILE *f)
         else
             fprintf(f, "rate        %s/s\n", a);
     }
+    print_epochs(obj, f);
 }
 
 /* ---- Entry point ------------------------------------------------------------- */
@@ -314,6 +444,12 @@ static int check_status(struct json_object *obj, char *err, size_t errsize)
         if (r < 0)
             return r;
     }
+    if (json_object_object_get_ex(obj, "cow", &v))
+        for (size_t i = 0; i < sizeof(cow_rules) / sizeof(cow_rules[0]); i++) {
+            r = check_field(v, &cow_rules[i], err, errsize);
+            if (r < 0)
+                return r;
+        }
     return 0;
 }
 

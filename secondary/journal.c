@@ -159,7 +159,8 @@ static uint64_t payload_len(const struct rec *r)
 /* A committed epoch's records: [first_pos, end_pos), end_pos just past its
  * commit record. */
 struct span {
-    uint64_t epoch;
+    uint64_t epoch;     /* as its commit record names it */
+    uint64_t rec_epoch; /* as its records carry it (at most epoch) */
     uint64_t first_pos;
     uint64_t end_pos;
     uint64_t end_seq;   /* the next sequence number after its commit */
@@ -341,7 +342,10 @@ static int scan(struct bs_journal *j)
             pos += room(j, pos);
             continue;
         }
-        if (!in_epoch || rec.epoch != epoch) {
+        if (rec.type == BS_JOURNAL_COMMIT && in_epoch && rec.epoch > epoch) {
+            /* The commit names the open epoch by its final number, above
+             * the one its records were appended under: it is its commit. */
+        } else if (!in_epoch || rec.epoch != epoch) {
             /* A new epoch begins; one left without its commit is dropped. */
             in_epoch = true;
             epoch = rec.epoch;
@@ -353,14 +357,15 @@ static int scan(struct bs_journal *j)
         if (rec.type == BS_JOURNAL_COMMIT) {
             if (rec.count != ep_records || (uint32_t)rec.sector != ep_chain)
                 break; /* not the records it vouches for: not committed */
-            struct span s = { .epoch = epoch, .first_pos = ep_first, .end_pos = end,
-                              .end_seq = next_seq };
+            struct span s = { .epoch = rec.epoch, .rec_epoch = epoch, .first_pos = ep_first,
+                              .end_pos = end, .end_seq = next_seq };
             r = push_span(j, &s);
             if (r < 0)
                 return r;
             j->tail_pos = end;
             j->tail_seq = next_seq;
             in_epoch = false;
+            epoch = rec.epoch;
             j->last_epoch = epoch;
         } else {
             uint32_t crc = htole32(rec.crc);
@@ -566,7 +571,9 @@ static int append_rec(struct bs_journal *j, struct rec *rec, const void *payload
     if (r < 0)
         return r;
     j->write_seq++;
+    pthread_mutex_lock(&j->lock);
     j->write_pos = pos + need;
+    pthread_mutex_unlock(&j->lock);
     return 0;
 }
 
@@ -602,7 +609,7 @@ int bs_journal_commit(struct bs_journal *j, uint64_t epoch)
     struct rec rec = { .type = BS_JOURNAL_COMMIT, .epoch = epoch };
     int r;
 
-    if (epoch <= j->last_epoch || (j->epoch_open && epoch != j->open_epoch))
+    if (epoch <= j->last_epoch || (j->epoch_open && epoch < j->open_epoch))
         return -EINVAL;
     rec.count = j->epoch_open ? j->open_records : 0;
     rec.sector = j->epoch_open ? j->open_chain : 0;
@@ -614,8 +621,8 @@ int bs_journal_commit(struct bs_journal *j, uint64_t epoch)
             BS_ERR(MOD, "committing epoch %" PRIu64 " to %s: %s", epoch, j->path, strerror(-r));
         return r;
     }
-    struct span s = { .epoch = epoch, .first_pos = first, .end_pos = j->write_pos,
-                      .end_seq = j->write_seq };
+    struct span s = { .epoch = epoch, .rec_epoch = j->epoch_open ? j->open_epoch : epoch,
+                      .first_pos = first, .end_pos = j->write_pos, .end_seq = j->write_seq };
     pthread_mutex_lock(&j->lock);
     r = push_span(j, &s);
     pthread_mutex_unlock(&j->lock);
@@ -632,8 +639,20 @@ void bs_journal_abort(struct bs_journal *j)
 {
     /* The sequence numbers go on: what was written since the tail can
      * never be read as part of what is written there next. */
+    pthread_mutex_lock(&j->lock);
     j->write_pos = j->tail_pos;
+    pthread_mutex_unlock(&j->lock);
     j->epoch_open = false;
+}
+
+int bs_journal_sync(struct bs_journal *j)
+{
+    if (fdatasync(j->fd) < 0) {
+        int r = -errno;
+        BS_ERR(MOD, "syncing %s: %s", j->path, strerror(-r));
+        return r;
+    }
+    return 0;
 }
 
 static struct span *find_span(struct bs_journal *j, uint64_t epoch)
@@ -644,28 +663,25 @@ static struct span *find_span(struct bs_journal *j, uint64_t epoch)
     return NULL;
 }
 
-int bs_journal_replay(struct bs_journal *j, uint64_t epoch, bs_journal_apply_fn *apply,
-                      void *opaque)
+/* Calls apply for the DATA and ZERO records of s, in order, up to its end
+ * or its commit record. */
+static int walk_span(struct bs_journal *j, const struct span *sp, bs_journal_apply_fn *apply,
+                     void *opaque)
 {
-    struct span s, *found;
+    struct span s = *sp;
+    uint64_t epoch = s.epoch;
     struct rec rec;
     uint64_t pos;
     int r;
 
-    pthread_mutex_lock(&j->lock);
-    found = find_span(j, epoch);
-    if (found)
-        s = *found;
-    pthread_mutex_unlock(&j->lock);
-    if (!found)
-        return -ENOENT;
     for (pos = s.first_pos; pos < s.end_pos;) {
         if (room(j, pos) < BS_JOURNAL_HDR_LEN) {
             pos += room(j, pos);
             continue;
         }
         r = read_rec(j, pos, &rec, j->rbuf);
-        if (r == -EINVAL || (r == 0 && rec.type != BS_JOURNAL_PAD && rec.epoch != epoch)) {
+        if (r == -EINVAL || (r == 0 && (rec.type == BS_JOURNAL_DATA || rec.type == BS_JOURNAL_ZERO) &&
+                             rec.epoch != s.rec_epoch)) {
             BS_ERR(MOD, "%s: a record of committed epoch %" PRIu64 " no longer reads back",
                    j->path, epoch);
             return -EUCLEAN;
@@ -679,7 +695,7 @@ int bs_journal_replay(struct bs_journal *j, uint64_t epoch, bs_journal_apply_fn 
         if (rec.type == BS_JOURNAL_COMMIT)
             break;
         struct bs_journal_record out = { .kind = (enum bs_journal_kind)rec.type,
-                                         .epoch = rec.epoch, .sector = rec.sector,
+                                         .epoch = epoch, .sector = rec.sector,
                                          .count = rec.count,
                                          .data = j->rbuf + BS_JOURNAL_HDR_LEN };
         r = apply(opaque, &out);
@@ -688,6 +704,31 @@ int bs_journal_replay(struct bs_journal *j, uint64_t epoch, bs_journal_apply_fn 
         pos += BS_JOURNAL_HDR_LEN + payload_len(&rec);
     }
     return 0;
+}
+
+int bs_journal_replay(struct bs_journal *j, uint64_t epoch, bs_journal_apply_fn *apply,
+                      void *opaque)
+{
+    struct span s, *found;
+
+    pthread_mutex_lock(&j->lock);
+    found = find_span(j, epoch);
+    if (found)
+        s = *found;
+    pthread_mutex_unlock(&j->lock);
+    if (!found)
+        return -ENOENT;
+    return walk_span(j, &s, apply, opaque);
+}
+
+int bs_journal_replay_open(struct bs_journal *j, bs_journal_apply_fn *apply, void *opaque)
+{
+    struct span s = { .epoch = j->open_epoch, .rec_epoch = j->open_epoch,
+                      .first_pos = j->tail_pos, .end_pos = j->write_pos };
+
+    if (!j->epoch_open)
+        return 0;
+    return walk_span(j, &s, apply, opaque);
 }
 
 int bs_journal_release(struct bs_journal *j, uint64_t epoch)

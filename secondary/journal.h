@@ -80,8 +80,22 @@ uint64_t bs_journal_size(struct bs_journal *j);
 int bs_journal_append(struct bs_journal *j, uint64_t epoch, enum bs_journal_kind kind,
                       uint64_t sector, uint32_t count, const void *data);
 /* Appends the commit record of epoch and makes every record up to it
- * durable (fdatasync).  On success the epoch is committed. */
+ * durable (fdatasync).  On success the epoch is committed.  The epoch may
+ * be above the one its records were appended under (the appender learns
+ * an epoch's number only at its end; it appends under the lowest number
+ * it may have): the commit's number is the epoch's, for the scan, replay,
+ * release and bs_journal_committed. */
 int bs_journal_commit(struct bs_journal *j, uint64_t epoch);
+/* Makes every record appended so far durable (fdatasync), committed or
+ * not; a crash still discards the uncommitted ones.  Returns 0 or -errno. */
+int bs_journal_sync(struct bs_journal *j);
+/* Calls apply for every record appended since the last commit (the open
+ * epoch's), in order: what an epoch too large for the journal had
+ * journalled before it was found to be, for its caller to apply in place
+ * before bs_journal_abort.  Call from the appender's thread, while no
+ * bs_journal_replay runs (they share the read buffer).  Returns 0,
+ * -EUCLEAN if a record no longer reads back, or apply's error. */
+int bs_journal_replay_open(struct bs_journal *j, bs_journal_apply_fn *apply, void *opaque);
 /* Forgets the records appended since the last commit (an epoch that was
  * broken, or too large): their space is reused.  Nothing is written. */
 void bs_journal_abort(struct bs_journal *j);

@@ -131,6 +131,21 @@ def status_view():
         write("status-view", "secondary-%d" % mode, bytes([mode]) + secondary.encode())
     write("status-view", "error", b"\0" + error.encode())
     write("status-view", "schema-2", b"\1" + primary.replace('"schema": 1', '"schema": 2').encode())
+    # Epoch fields (docs/epochs.md §6), optional and shown when present.
+    epochs_secondary = secondary.replace(
+        '"sync_percent": null}',
+        '"sync_percent": null, "replica_consistent": false, "applied_epoch": 41, '
+        '"committed_epoch": 42, "journal_bytes": 1048576, "journal_max_bytes": 268435456, '
+        '"protocol_version": 2, "oversize_epochs": 1, '
+        '"consistency_note": "an epoch is being applied \\u001b[2J"}')
+    epochs_primary = primary.replace(
+        '"epoch": 12,',
+        '"epoch": 12, "committed_epoch": 11, "lag_ms": 140, "mode": "async", '
+        '"cow": {"bytes_now": 65536, "bytes_peak": 1048576, "max_bytes": 67108864, '
+        '"preserved": 16, "waits": 2, "wait_ms": 7, "breaks": 0, "broken": false},')
+    for mode in (0, 1):
+        write("status-view", "secondary-epochs-%d" % mode, bytes([mode]) + epochs_secondary.encode())
+        write("status-view", "primary-epochs-%d" % mode, bytes([mode]) + epochs_primary.encode())
 
 
 def main():

@@ -35,7 +35,8 @@
  *   bad-crc     a whole DATA frame whose CRC32C does not match
  *   truncated   a DATA header and half its payload, then close_notify
  *   truncated-abrupt  the same, then close() without close_notify
- *   unknown-kind     a header of kind BSR_KIND_MAX + 1 (10), which no version defines (header only)
+ *   unknown-kind     a header of kind BSR_KIND_MAX + 1 (10), which no version
+ *                    defines (header only)
  *   wrong-direction  an ACK header, which only the secondary may send
  *   huge-count  a DATA header at sector 0 with count 2^32-1 (header only)
  *   garbage     after the welcome, 64 KiB of random bytes
@@ -46,6 +47,17 @@
  *   zero        a ZERO frame at --sector/--count (any size up to the disk),
  *               then FLUSH 1; waits for ACK 1 and reports how long that
  *               took and how many heartbeats came meanwhile
+ *
+ * Version 2 (--proto-version 2), epochs:
+ *   epochs      --epochs N epochs numbered from --first-epoch F: epoch e is
+ *               --frames K DATA frames of --count sectors each, contiguous
+ *               from --sector, every byte (0x10 + e) & 0xff, then
+ *               END_EPOCH e; each waits for COMMITTED e ("recv: COMMITTED
+ *               e") before the next.  Ends "result: committed LAST".  Then,
+ *               with --partial M: M frames of epoch F + N ("sent: partial
+ *               epoch X, M frames"), and with --abort ABORT_EPOCH X and an
+ *               empty END_EPOCH X + 1 waited for; without --abort the peer
+ *               holds the link until --timeout ("result: partial").
  *
  * And one case without TLS that takes --count as a number of connections:
  *   hold        opens COUNT TCP connections that send nothing, prints
@@ -85,6 +97,9 @@ static uint32_t opt_count = 8;
 static int opt_pattern = 0xa5;
 static unsigned opt_version = 1; /* the protocol version the hello offers */
 static unsigned opt_timeout = 10;
+static uint64_t opt_epochs = 3, opt_first_epoch = 1;
+static uint32_t opt_frames = 4, opt_partial = 0;
+static bool opt_abort = false;
 static uint8_t opt_primary_id[BSR_ID_LEN] = {
     0x72, 0x65, 0x70, 0x6c, 0x2d, 0x70, 0x65, 0x65, 0x72, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01,
 };
@@ -99,6 +114,7 @@ static void usage(FILE *f)
           "CASE: handshake silent-tls bad-magic size beyond-end wrap count0 over-limit\n"
           "      unknown-kind wrong-direction huge-count garbage reset bad-crc truncated\n"
           "      truncated-abrupt good zero\n"
+          "       epochs [--epochs N] [--first-epoch F] [--frames K] [--partial M] [--abort]\n"
           "       repl-peer [--count N] [--timeout SEC] hold HOST:PORT\n",
           f);
 }
@@ -465,18 +481,31 @@ static bool read_welcome(struct peer *p)
     }
     say("welcome: status %d (%s) disk_bytes %" PRIu64 " max_payload %u reason \"%s\"", w.status,
         bsr_status_str(w.status), w.disk_bytes, w.max_payload, w.reason);
+    say("welcome: version %u epoch %" PRIu64, w.version, w.epoch);
     if (w.status != BSR_OK) {
         result("refused %d", w.status);
         return false;
     }
     p->limits.disk_sectors = w.disk_bytes / BSR_SECTOR_SIZE;
     p->limits.max_payload = w.max_payload;
+    p->limits.version = w.version;
     return true;
 }
 
 /* Reads frames from the secondary until an ERROR, the wanted ACK, the end
  * of the connection or the timeout; heartbeats are reported and skipped. */
+static void read_answers2(struct peer *p, bool want_ack, uint64_t ack_seq, uint64_t want_committed,
+                          bool *got_committed);
+
 static void read_answers(struct peer *p, bool want_ack, uint64_t ack_seq)
+{
+    read_answers2(p, want_ack, ack_seq, 0, NULL);
+}
+
+/* The same, also ending at COMMITTED want_committed (sets *got_committed;
+ * no result line then). */
+static void read_answers2(struct peer *p, bool want_ack, uint64_t ack_seq, uint64_t want_committed,
+                          bool *got_committed)
 {
     for (;;) {
         uint8_t hdr[BSR_FRAME_HDR_LEN], trailer[BSR_FRAME_CRC_LEN];
@@ -511,6 +540,13 @@ static void read_answers(struct peer *p, bool want_ack, uint64_t ack_seq)
                 return;
             }
             continue;
+        case BSR_COMMITTED:
+            say("recv: COMMITTED %" PRIu64, f.sector);
+            if (got_committed && f.sector == want_committed) {
+                *got_committed = true;
+                return;
+            }
+            continue;
         case BSR_ERROR:
             /* count is "enum bsr_status or errno": print both readings. */
             say("recv: ERROR count %u (as a status: %s; as an errno: %s)", f.count,
@@ -537,6 +573,88 @@ static size_t build_frame(uint8_t *buf, uint64_t sector, uint32_t count, uint8_t
     crc = htole32(crc32c(0, buf, BSR_FRAME_HDR_LEN + plen) ^ crc_xor);
     memcpy(buf + BSR_FRAME_HDR_LEN + plen, &crc, BSR_FRAME_CRC_LEN);
     return BSR_FRAME_HDR_LEN + plen + BSR_FRAME_CRC_LEN;
+}
+
+static uint8_t epoch_pattern(uint64_t e)
+{
+    return (uint8_t)((0x10 + e) & 0xff);
+}
+
+/* Sends frames DATA frames of epoch e (its pattern); false on failure. */
+static bool send_epoch_frames(struct peer *p, uint64_t e, uint32_t frames, uint8_t *frame,
+                              uint8_t *payload)
+{
+    uint32_t plen = opt_count * BSR_SECTOR_SIZE;
+
+    memset(payload, epoch_pattern(e), plen);
+    for (uint32_t i = 0; i < frames; i++) {
+        size_t len = build_frame(frame, opt_sector + (uint64_t)i * opt_count, opt_count, BSR_DATA,
+                                 payload, plen, 0);
+        if (!send_all(p, frame, len, "sending a DATA frame"))
+            return false;
+    }
+    return true;
+}
+
+/* Sends a control frame of kind for epoch e; false on failure. */
+static bool send_epoch_control(struct peer *p, uint8_t kind, uint64_t e, uint8_t *frame)
+{
+    size_t len = build_frame(frame, e, 0, kind, NULL, 0, 0);
+
+    if (!send_all(p, frame, len, kind == BSR_END_EPOCH ? "sending END_EPOCH" : "sending ABORT_EPOCH"))
+        return false;
+    say("sent: %s %" PRIu64, kind == BSR_END_EPOCH ? "END_EPOCH" : "ABORT_EPOCH", e);
+    return true;
+}
+
+/* END_EPOCH e and the wait for its COMMITTED; false (result printed) if
+ * it did not come. */
+static bool commit_epoch(struct peer *p, uint64_t e, uint8_t *frame)
+{
+    bool got = false;
+
+    if (!send_epoch_control(p, BSR_END_EPOCH, e, frame))
+        return false;
+    read_answers2(p, false, 0, e, &got);
+    return got;
+}
+
+static void run_epochs(struct peer *p)
+{
+    uint32_t plen = opt_count * BSR_SECTOR_SIZE;
+    uint8_t *frame = malloc(BSR_FRAME_HDR_LEN + (size_t)plen + BSR_FRAME_CRC_LEN);
+    uint8_t *payload = malloc(plen);
+    uint64_t e = opt_first_epoch, last = opt_first_epoch + opt_epochs;
+
+    if (!frame || !payload)
+        exit(1);
+    for (; e < last; e++) {
+        if (!send_epoch_frames(p, e, opt_frames, frame, payload))
+            goto out;
+        say("sent: epoch %" PRIu64 ", %u frames of byte 0x%02x", e, opt_frames, epoch_pattern(e));
+        if (!commit_epoch(p, e, frame))
+            goto out;
+    }
+    if (opt_epochs)
+        say("committed: %" PRIu64, last - 1);
+    if (!opt_partial && !opt_abort) {
+        result("committed %" PRIu64, last - 1);
+        goto out;
+    }
+    if (!send_epoch_frames(p, e, opt_partial, frame, payload))
+        goto out;
+    say("sent: partial epoch %" PRIu64 ", %u frames", e, opt_partial);
+    if (!opt_abort) {
+        /* Held open: the test kills the secondary meanwhile. */
+        read_answers(p, false, 0);
+        goto out;
+    }
+    if (!send_epoch_control(p, BSR_ABORT_EPOCH, e, frame) || !commit_epoch(p, e + 1, frame))
+        goto out;
+    result("committed %" PRIu64, e + 1);
+out:
+    free(frame);
+    free(payload);
 }
 
 static int run_tls(const char *c, const char *hostport, bool with_cert)
@@ -572,6 +690,11 @@ static int run_tls(const char *c, const char *hostport, bool with_cert)
     }
     if (strcmp(c, "handshake") == 0 || strcmp(c, "size") == 0) {
         result("welcome");
+        tls_end(&p, true);
+        return 0;
+    }
+    if (strcmp(c, "epochs") == 0) {
+        run_epochs(&p);
         tls_end(&p, true);
         return 0;
     }
@@ -724,6 +847,11 @@ int main(int argc, char **argv)
         { "pattern", required_argument, NULL, 'p' },
         { "proto-version", required_argument, NULL, 'V' },
         { "timeout", required_argument, NULL, 't' },
+        { "epochs", required_argument, NULL, 'E' },
+        { "first-epoch", required_argument, NULL, 'F' },
+        { "frames", required_argument, NULL, 'k' },
+        { "partial", required_argument, NULL, 'M' },
+        { "abort", no_argument, NULL, 'a' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -754,6 +882,11 @@ int main(int argc, char **argv)
         case 'p': opt_pattern = (int)parse_u64(optarg, "--pattern") & 0xff; break;
         case 'V': opt_version = (unsigned)parse_u64(optarg, "--proto-version"); break;
         case 't': opt_timeout = (unsigned)parse_u64(optarg, "--timeout"); break;
+        case 'E': opt_epochs = parse_u64(optarg, "--epochs"); break;
+        case 'F': opt_first_epoch = parse_u64(optarg, "--first-epoch"); break;
+        case 'k': opt_frames = (uint32_t)parse_u64(optarg, "--frames"); break;
+        case 'M': opt_partial = (uint32_t)parse_u64(optarg, "--partial"); break;
+        case 'a': opt_abort = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

@@ -171,6 +171,96 @@ static void test_error_escaped(void **state)
                    "error: bad\\x1b[2Jthing");
 }
 
+static const char secondary_epochs[] =
+    "{ \"schema\": 1, \"role\": \"secondary\", \"connected\": true, \"dirty_bytes\": null, "
+    "\"inflight_bytes\": 0, \"sent_bytes\": 0, \"acked_bytes\": 0, \"sync_percent\": null, "
+    "\"replica_consistent\": %s, \"applied_epoch\": 41, \"committed_epoch\": 42, "
+    "\"journal_bytes\": 1048576, \"journal_max_bytes\": 268435456, \"protocol_version\": 2, "
+    "\"oversize_epochs\": %d, \"consistency_note\": \"%s\" }";
+
+/* The replica's state comes first, in capitals, with its reason. */
+static void test_secondary_epochs(void **state)
+{
+    (void)state;
+    char reply[1024];
+    struct view v;
+
+    snprintf(reply, sizeof(reply), secondary_epochs, "true", 0, "");
+    view(reply, strlen(reply), BS_STATUS_HUMAN, &v);
+    assert_int_equal(v.r, 0);
+    assert_non_null(strstr(v.out, "role        secondary\nreplica     CONSISTENT at epoch 41\n"));
+    assert_non_null(strstr(v.out, "epochs      applied 41, committed 42\n"));
+    assert_non_null(strstr(v.out, "journal     1.0 MiB of 256.0 MiB\n"));
+    assert_non_null(strstr(v.out, "protocol    version 2\n"));
+    assert_null(strstr(v.out, "INCONSISTENT"));
+    assert_null(strstr(v.out, "oversize"));
+    free(v.out);
+
+    snprintf(reply, sizeof(reply), secondary_epochs, "false", 3, "oversize \\u001b[2J");
+    view(reply, strlen(reply), BS_STATUS_HUMAN, &v);
+    assert_int_equal(v.r, 0);
+    assert_non_null(strstr(v.out, "replica     INCONSISTENT — oversize \\x1b[2J\n"));
+    assert_null(strstr(v.out, " CONSISTENT"));
+    assert_non_null(strstr(v.out, "oversize    3 epoch(s) larger than the journal"));
+    free(v.out);
+
+    /* Without the fields (an older secondary): no claim either way. */
+    view(secondary, sizeof(secondary) - 1, BS_STATUS_HUMAN, &v);
+    assert_int_equal(v.r, 0);
+    assert_null(strstr(v.out, "CONSISTENT"));
+    assert_null(strstr(v.out, "epochs"));
+    free(v.out);
+
+    expect_refused("{ \"schema\": 1, \"role\": \"secondary\", \"connected\": true, "
+                   "\"dirty_bytes\": null, \"inflight_bytes\": 0, \"sent_bytes\": 0, "
+                   "\"acked_bytes\": 0, \"sync_percent\": null, \"replica_consistent\": \"yes\" }",
+                   -EBADMSG, "\"replica_consistent\" is a string, not a boolean");
+}
+
+static const char primary_epochs[] =
+    "{ \"schema\": 1, \"role\": \"primary\", \"connected\": true, \"dirty_bytes\": 0, "
+    "\"inflight_bytes\": 0, \"sent_bytes\": 0, \"acked_bytes\": 0, \"sync_percent\": 100, "
+    "\"epoch\": 12, \"committed_epoch\": 11, \"lag_ms\": 140, \"mode\": \"async\", "
+    "\"cow\": { \"bytes_now\": 65536, \"bytes_peak\": 1048576, \"max_bytes\": 67108864, "
+    "\"preserved\": 16, \"waits\": 2, \"wait_ms\": 7, \"breaks\": 1, \"broken\": true } }";
+
+static void test_primary_epochs(void **state)
+{
+    (void)state;
+    struct view v;
+
+    view(primary_epochs, sizeof(primary_epochs) - 1, BS_STATUS_HUMAN, &v);
+    assert_int_equal(v.r, 0);
+    assert_non_null(strstr(v.out, "mode        async\n"));
+    assert_non_null(strstr(v.out, "epoch       12, committed 11, lag 140 ms\n"));
+    assert_non_null(strstr(v.out, "cow         bytes_now 64.0 KiB, bytes_peak 1.0 MiB, max_bytes "
+                                  "64.0 MiB, preserved 16, waits 2, wait_ms 7, breaks 1, broken "
+                                  "yes\n"));
+    assert_null(strstr(v.out, "CONSISTENT"));
+    free(v.out);
+
+    /* Absent members are simply not shown. */
+    static const char some[] =
+        "{ \"schema\": 1, \"role\": \"primary\", \"connected\": true, \"dirty_bytes\": 0, "
+        "\"inflight_bytes\": 0, \"sent_bytes\": 0, \"acked_bytes\": 0, \"sync_percent\": 100, "
+        "\"lag_ms\": 5, \"cow\": { \"breaks\": 0 } }";
+    view(some, sizeof(some) - 1, BS_STATUS_HUMAN, &v);
+    assert_int_equal(v.r, 0);
+    assert_non_null(strstr(v.out, "epoch       lag 5 ms\n"));
+    assert_non_null(strstr(v.out, "cow         breaks 0\n"));
+    assert_null(strstr(v.out, "mode"));
+    free(v.out);
+
+    expect_refused("{ \"schema\": 1, \"role\": \"primary\", \"connected\": true, "
+                   "\"dirty_bytes\": 0, \"inflight_bytes\": 0, \"sent_bytes\": 0, "
+                   "\"acked_bytes\": 0, \"sync_percent\": 100, \"cow\": { \"waits\": -1 } }",
+                   -EBADMSG, "\"waits\" is -1, outside");
+    expect_refused("{ \"schema\": 1, \"role\": \"primary\", \"connected\": true, "
+                   "\"dirty_bytes\": 0, \"inflight_bytes\": 0, \"sent_bytes\": 0, "
+                   "\"acked_bytes\": 0, \"sync_percent\": 100, \"cow\": 3 }",
+                   -EBADMSG, "\"cow\" is a number, not an object");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -180,6 +270,8 @@ int main(void)
         cmocka_unit_test(test_terminal_escapes),
         cmocka_unit_test(test_refused),
         cmocka_unit_test(test_error_escaped),
+        cmocka_unit_test(test_secondary_epochs),
+        cmocka_unit_test(test_primary_epochs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

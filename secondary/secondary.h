@@ -1,0 +1,353 @@
+/* The secondary agent's shared state and the interfaces between its
+ * parts: the session (secondary/session.c: handshake, frame reading and
+ * checking, control frames), the apply pipeline (secondary/apply.c: jobs
+ * in the thread pool, writeback, flush of the replica) and the program
+ * (secondary/secondary.c: options, state file, control socket, signals).
+ * Every function here runs on the event loop thread unless it says
+ * otherwise; none of them blocks on disk I/O.
+ *
+ * Session states, in order:
+ *   ST_TLS      TLS handshake (certificate and peer name checked)
+ *   ST_HELLO    reading the primary's 128-byte hello
+ *   ST_HEADER   reading a 16-byte frame header
+ *   ST_PAYLOAD  reading a DATA payload into a free write buffer
+ *   ST_TRAILER  reading the 4-byte CRC32C; the frame is applied after it
+ *               matches
+ *   ST_STALLED  reading paused: no free write buffer or job for a ZERO,
+ *               a FLUSH waits for the writes before it to complete, or a
+ *               new session waits for the previous one's I/O to drain
+ *   ST_CLOSED   the session ended; waiting for libuv to release it
+ */
+#ifndef BLKSHIP_SECONDARY_SECONDARY_H
+#define BLKSHIP_SECONDARY_SECONDARY_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/conn.h"
+#include "common/tls.h"
+#include "proto/repl.h"
+#include "secondary/journal.h"
+#include "secondary/target.h"
+
+/* The protocol version this agent speaks: 1 until its journal is wired in. */
+/* The newest protocol version this agent speaks (2: epochs and the
+ * journal, secondary/epoch.c); it accepts hellos of BSR_VERSION_MIN up. */
+#define SECONDARY_VERSION 2u
+#define HEARTBEAT_MS 1000
+/* One more buffer than the connection can queue: round-robin reuse then
+ * never overwrites a frame still waiting in the queue. */
+#define OUT_SLOTS (BS_CONN_MAX_WRITES + 1)
+
+enum sess_state {
+    ST_TLS,
+    ST_HELLO,
+    ST_HEADER,
+    ST_PAYLOAD,
+    ST_TRAILER,
+    ST_STALLED,
+    ST_CLOSED,
+};
+
+#define NBUF 8
+#define SMALL_WRITE (64u << 10) /* payloads up to this are written inline */
+#define WRITEBACK_BYTES (1u << 20) /* inline bytes between writeback starts */
+
+enum job_kind {
+    JOB_WRITE,  /* a DATA payload, written in one piece */
+    JOB_ZERO,   /* a ZERO range, zeroed BS_TARGET_ZERO_CHUNK at a time */
+};
+
+/* One payload buffer and the thread-pool job that uses it (a ZERO job
+ * leaves the buffer unused).  A job counts in writes_inflight from its
+ * submission until its last piece is done. */
+struct wbuf {
+    struct secondary *sec;
+    uv_work_t req;
+    uint8_t *data;
+    enum job_kind kind;
+    uint32_t len;           /* JOB_WRITE: payload bytes */
+    uint64_t offset;        /* JOB_WRITE: where; JOB_ZERO: next byte to zero */
+    uint64_t end;           /* JOB_ZERO: end of the range */
+    uint64_t piece;         /* JOB_ZERO: bytes the running piece covers */
+    uint64_t session_id;    /* the session whose frame it applies */
+    int result;             /* set by the worker: 0 or -errno */
+    bool busy;
+    bool queued;            /* handed to the thread pool */
+};
+
+struct secondary;
+
+/* How the epoch open on a version 2 link is written (docs/epochs.md §4). */
+enum ep_mode {
+    EPM_NONE,       /* no frame of it yet: chosen at its first frame */
+    EPM_INPLACE,    /* the replica holds no image to protect: today's write
+                       path, committed by a flush and the state record */
+    EPM_JOURNAL,    /* through the appender's queue (journal, or in place
+                       there when the appender finds it must) */
+};
+
+/* An entry of the appender's queue: a checked frame of a version 2 session
+ * that goes through the journal, in arrival order. */
+enum jq_kind {
+    JQ_DATA,    /* buf holds count sectors for sector */
+    JQ_ZERO,    /* sectors [sector, sector + count) */
+    JQ_SYNC,    /* a FLUSH: sector = its sequence, ACKed once durable */
+    JQ_COMMIT,  /* END_EPOCH: sector = the epoch */
+    JQ_ABORT,   /* ABORT_EPOCH: sector = the epoch */
+};
+
+struct jq_entry {
+    enum jq_kind kind;
+    uint64_t sector;
+    uint32_t count;
+    uint64_t prov_epoch;    /* DATA, ZERO: the number it is journalled under */
+    struct wbuf *buf;       /* DATA */
+    uint64_t session_id;
+};
+#define JQ_LEN (NBUF + 8)
+
+/* Test-only crash points (BLKSHIP_TEST_CRASH, read once at start): the
+ * secondary _exit(99)s there, so that journal replay can be tested
+ * deterministically. */
+enum crash_point {
+    CRASH_NONE,
+    CRASH_BEFORE_COMMIT,            /* 500 ms, then exit, before an epoch's commit record */
+    CRASH_AFTER_COMMIT,             /* the commit is durable, COMMITTED not sent */
+    CRASH_MID_APPLY,                /* the first record of an epoch applied to the replica */
+    CRASH_BEFORE_APPLIED_RECORD,    /* the replica flushed, applied_epoch not recorded */
+    CRASH_BEFORE_RELEASE,           /* applied_epoch recorded, the journal not released */
+};
+
+/* A thread-pool job that writes the state file (and first flushes the
+ * replica when it commits an epoch written in place). */
+struct state_job {
+    uv_work_t req;
+    bool running;
+    bool flush;             /* flush the replica first: an in-place commit */
+    uint64_t applied;       /* what to record */
+    bool consistent;
+    uint64_t session_id;    /* the session that waits for it */
+    int result;
+};
+
+struct session {
+    struct secondary *sec;
+    struct session *next_pending;   /* not yet accepted: on the pending list */
+    uint64_t started_ms;
+    struct bs_conn *conn;
+    enum sess_state state;
+    uint64_t id;
+    uint8_t primary_id[BSR_ID_LEN];
+    struct bsr_limits limits;
+    uint8_t hello[BSR_HELLO_LEN];
+    uint8_t welcome[BSR_WELCOME_LEN];
+    uint8_t hdr[BSR_FRAME_HDR_LEN];
+    struct bsr_frame frame;
+    struct wbuf *buf;           /* holds the payload being read */
+    uint8_t trailer[BSR_FRAME_CRC_LEN];
+    bool flush_pending;         /* a FLUSH waits for the writes before it */
+    uint64_t flush_pending_seq;
+    bool zero_waiting;          /* a checked ZERO frame waits for a free job */
+    bool drain_first;           /* the previous session's I/O must end first */
+    uint8_t out[OUT_SLOTS][BSR_FRAME_HDR_LEN + BSR_FRAME_CRC_LEN];
+    unsigned out_next;
+    uint64_t last_rx_ms;
+    bool accepted;              /* the hello was accepted */
+
+    /* Version 2 epochs on this link (secondary/epoch.c). */
+    enum ep_mode ep_mode;       /* of the open epoch */
+    uint64_t ep_last;           /* last epoch closed on the link, or committed at the hello */
+    bool ep_hold;               /* stalled on the epoch logic (the flags below) */
+    bool ep_frame_waiting;      /* the checked frame waits for room in the queue */
+    bool ep_end_waiting;        /* in place: END_EPOCH waits for the writes before it */
+    uint64_t ep_end_epoch;
+    bool ep_v1_prepare;         /* v1: the replica is being recorded inconsistent first */
+};
+
+struct secondary {
+    uv_loop_t *loop;
+    struct bs_tls *tls;
+    struct bs_target target;
+    uint64_t disk_bytes;
+    struct wbuf bufs[NBUF];
+    unsigned writes_inflight;
+    char state_path[4096];
+    uint8_t replica_id[BSR_ID_LEN];
+    uint8_t primary_id[BSR_ID_LEN];   /* paired primary; zero: none yet */
+    uint64_t generation;
+    uint64_t epoch;
+    uint32_t max_payload;
+    unsigned heartbeat_timeout_ms;
+    unsigned handshake_timeout_ms;  /* TLS and the hello must be done by then */
+
+    int listen_fd;
+    uv_poll_t listen_poll;
+    uv_timer_t tick;
+    uv_signal_t sigterm, sigint;
+    struct bs_ctl *ctl;
+    struct session *session;    /* the one accepted session */
+    struct session *pending;    /* connections still authenticating */
+    unsigned npending;
+    uint64_t next_session_id;
+
+    /* One target flush at a time; flushes that arrive meanwhile coalesce. */
+    uv_work_t fsync_req;
+    int fsync_result;
+    bool fsync_running;
+    uint64_t fsync_seq;         /* sequence being made durable */
+    uint64_t fsync_session;     /* session that asked for it */
+    bool flush_waiting;
+    uint64_t flush_waiting_seq;
+    uint64_t written_since_fsync_start; /* bytes written after the running fsync began */
+
+    /* Small frames go through the page cache.  Their writeback is started
+     * every WRITEBACK_BYTES (sync_file_range, in the thread pool) so that
+     * it overlaps with the frames still arriving, and the fdatasync of
+     * the next FLUSH finds little left to write. */
+    uv_work_t writeback_req;
+    bool writeback_running;
+    uint64_t cached_since_writeback;
+
+    /* Counters for status. */
+    uint64_t received_bytes;
+    uint64_t written_bytes;
+    uint64_t durable_bytes;
+    uint64_t unflushed_bytes;   /* written, not yet covered by a finished fsync */
+    uint64_t bad_frames;
+    char peer[96];
+    bool stopping;
+
+    /* Epochs and the journal (secondary/epoch.c).  The loop's view: */
+    struct bs_journal *journal;
+    uint64_t journal_max;
+    uint64_t applied_epoch;     /* the replica holds (or replay makes it hold) this image */
+    uint64_t committed_epoch;   /* newest committed, journal or applied */
+    bool consistent;            /* durable: applied_epoch's image is the replica's */
+    bool applying;              /* a journalled epoch is being copied in */
+    bool apply_failed;
+    uint64_t oversize_epochs;
+    char note[192];             /* why the replica is not consistent, for status */
+    unsigned proto_version;     /* of the current or last session */
+    enum crash_point crash;
+    /* The state file is written by the loop (pairing) and by workers
+     * (epochs): state_lock serialises them; st_* is what was written. */
+    pthread_mutex_t state_lock;
+    uint64_t st_applied;
+    bool st_consistent;
+    /* The appender: one thread-pool job at a time over the queue. */
+    struct jq_entry jq[JQ_LEN];
+    unsigned jq_head, jq_len;
+    uv_work_t ap_req;
+    bool ap_running;
+    int ap_result;
+    bool ap_epoch_open;         /* an entry of the epoch has been handled */
+    bool ap_inplace;            /* the epoch open in the appender goes in place */
+    bool ap_oversize;           /* ... because it did not fit the journal */
+    bool ap_space_wait;         /* the head append found no room: wait for releases */
+    bool ap_try_oversize;       /* retrying it with nothing else in the journal */
+    bool ap_went_oversize;      /* the worker switched the epoch to in place */
+    uint64_t ap_journalled;     /* bytes of the epoch journalled before that */
+    uint64_t ap_written;        /* bytes the worker wrote to the replica */
+    /* The applier: committed epochs to the replica, in order. */
+    uv_work_t apl_req;
+    bool apl_running;
+    uint64_t apl_epoch;
+    uint64_t apl_bytes;
+    int apl_result;
+    struct state_job sj;
+};
+
+static inline uint64_t sec_now_ms(struct secondary *sec)
+{
+    return uv_now(sec->loop);
+}
+
+/* ---- secondary.c ---- */
+
+/* Replaces the state file with the agent's identity, pairing and epochs
+ * (atomically, durably).  Returns 0 or -errno, logged. */
+int sec_save_state(struct secondary *sec);
+
+/* ---- secondary.c ---- */
+
+/* Writes the state file with applied and consistent as the epoch fields;
+ * any thread (takes state_lock; blocks on I/O). */
+int sec_save_epochs(struct secondary *sec, uint64_t applied, bool consistent);
+/* Records a new pairing or generation (on the loop, like before). */
+int sec_save_pairing(struct secondary *sec, const uint8_t primary_id[BSR_ID_LEN],
+                     uint64_t generation);
+
+/* ---- epoch.c ---- */
+
+/* Opens the journal (created at max_bytes if absent) and, before anything
+ * else happens, applies its committed epochs not yet applied and drops
+ * what followed them.  Blocks: call before the loop runs.  0 or -errno. */
+int epoch_open(struct secondary *sec, const char *path, uint64_t max_bytes);
+void epoch_close(struct secondary *sec);
+/* Whether nothing of an earlier session is queued or running (a new
+ * session starts reading only then). */
+bool epoch_quiet(struct secondary *sec);
+/* A session's hello was accepted and the I/O before it drained: sets up
+ * its epoch state.  False when it must stall first (a version 1 session
+ * records the replica inconsistent before its first write); the epoch
+ * logic resumes it. */
+bool epoch_session_begin(struct session *s);
+/* A checked frame of a version 2 session (DATA, ZERO, FLUSH, END_EPOCH,
+ * ABORT_EPOCH).  True: it goes today's in-place path (the caller applies
+ * it).  False: the epoch logic took it (queued, stalled or the session
+ * ended); it reads the next header itself. */
+bool epoch_frame(struct session *s);
+/* A stalled session with ep_hold set: retries what it waits for. */
+void epoch_resume(struct session *s);
+/* Whether the replica holds the image of applied_epoch now. */
+bool epoch_replica_consistent(struct secondary *sec);
+/* Exits the process (_exit(99)) if point is the configured test crash. */
+void epoch_crash_point(struct secondary *sec, enum crash_point point);
+/* Parses BLKSHIP_TEST_CRASH; -EINVAL for an unknown value. */
+int epoch_parse_crash(const char *value, enum crash_point *out);
+
+/* ---- session.c ---- */
+
+/* Sends a control frame (ACK, HEARTBEAT, ERROR) from the session's slot
+ * ring; ends the session when it cannot be queued. */
+void session_send_control(struct session *s, uint8_t kind, uint64_t sector, uint32_t count);
+/* Ends the session (idempotent); queued control frames still go out. */
+void session_end(struct session *s, const char *why);
+/* Continues a stalled session when what it waits for is there. */
+void session_resume(struct session *s);
+/* Reads the next frame header. */
+void session_read_header(struct session *s);
+/* Logs a bad frame, sends ERROR (protocol) and ends the session. */
+void session_reject_frame(struct session *s, const char *why);
+/* Resumes the accepted session if it is stalled (after I/O it may wait for). */
+void session_kick(struct secondary *sec);
+/* Accepts the connections waiting on the listening socket. */
+void session_on_listen_readable(uv_poll_t *h, int status, int events);
+/* Once a second: handshake and heartbeat timeouts, our heartbeat. */
+void session_on_tick(uv_timer_t *t);
+
+/* ---- apply.c ---- */
+
+/* A free payload buffer and job, marked busy, or NULL when all are. */
+struct wbuf *apply_get_buffer(struct secondary *sec);
+/* Asks for a flush of the replica and, once it is durable, ACK seq on the
+ * session that asked (coalesced with a flush already running). */
+void apply_request_flush(struct session *s, uint64_t seq);
+/* Bytes now written to the replica, durable after the next flush that
+ * starts later. */
+void apply_account_written(struct secondary *sec, uint64_t bytes);
+/* Counts bytes written through the page cache; starts their writeback
+ * once enough have gathered. */
+void apply_note_cached_write(struct secondary *sec, uint64_t bytes);
+/* Writes b's len payload bytes at offset in the thread pool; a failure to
+ * queue ends the session. */
+void apply_submit_write(struct session *s, struct wbuf *b, uint32_t len, uint64_t offset);
+/* Starts the ZERO job of the checked frame in s->frame.  Returns false
+ * when every job slot is busy (the caller stalls and retries); true
+ * otherwise, including when starting failed and the session ended. */
+bool apply_start_zero(struct session *s);
+
+#endif
