@@ -108,6 +108,15 @@ static void all_unread(void)
         atomic_store(&unread_map[g], true);
 }
 
+/* The epoch open now: what a read dispatched now is tagged with. */
+static uint64_t open_epoch(struct wl_cow *c)
+{
+    struct wl_cow_stats st;
+
+    wl_cow_get_stats(c, &st);
+    return st.epoch;
+}
+
 /* ---- Single-threaded behaviour ------------------------------------------- */
 
 static void test_reads_see_the_seal(void **state)
@@ -133,7 +142,7 @@ static void test_reads_see_the_seal(void **state)
     /* A ring read of grains 4..7 after the write. */
     for (uint64_t g = 4; g < 8; g++)
         disk_copy_out(&d, g, buf + (g - 4) * GB);
-    assert_int_equal(wl_cow_overlay(c, 4, 4, buf, sizeof(buf), false), 1);
+    assert_int_equal(wl_cow_overlay(c, 7, 4, 4, buf, sizeof(buf), false), 1);
     assert_true(grain_is(buf + GB, 105));
     assert_true(grain_is(buf, 104) && grain_is(buf + 2 * GB, 106));
     wl_cow_get_stats(c, &st);
@@ -141,8 +150,8 @@ static void test_reads_see_the_seal(void **state)
     assert_int_equal(st.preserved, 1);
     assert_int_equal(st.epoch, 7);
     /* Released by the read: a second read sees the disk. */
-    assert_int_equal(wl_cow_overlay(c, 4, 4, buf, sizeof(buf), true), 1);
-    assert_int_equal(wl_cow_overlay(c, 4, 4, buf, sizeof(buf), true), 0);
+    assert_int_equal(wl_cow_overlay(c, 7, 4, 4, buf, sizeof(buf), true), 1);
+    assert_int_equal(wl_cow_overlay(c, 7, 4, 4, buf, sizeof(buf), true), 0);
     wl_cow_get_stats(c, &st);
     assert_int_equal(st.bytes_now, 0);
     assert_int_equal(st.bytes_peak, GB);
@@ -153,7 +162,7 @@ static void test_reads_see_the_seal(void **state)
     /* A short last grain (the disk's end) is copied only as far as len. */
     assert_int_equal(wl_cow_preserve(c, 9, disk_read, &d, 10), 0);
     memset(buf, 0xee, sizeof(buf));
-    assert_int_equal(wl_cow_overlay(c, 9, 1, buf, 512, true), 1);
+    assert_int_equal(wl_cow_overlay(c, 7, 9, 1, buf, 512, true), 1);
     assert_true(((uint64_t *)buf)[63] == 109 && buf[512] == 0xee);
     /* Closing drops everything and takes no more copies. */
     assert_int_equal(wl_cow_preserve(c, 3, disk_read, &d, 10), 0);
@@ -192,7 +201,7 @@ static void test_full_pool_breaks_the_epoch(void **state)
     /* Broken: writes go on at once without copies, reads get nothing. */
     assert_int_equal(wl_cow_preserve(c, 4, disk_read, &d, 1000), -ECANCELED);
     static uint8_t buf[GB];
-    assert_int_equal(wl_cow_overlay(c, 1, 1, buf, GB, true), 0);
+    assert_int_equal(wl_cow_overlay(c, 1, 1, 1, buf, GB, true), 0);
     /* A new epoch starts clean. */
     wl_cow_open(c, 2);
     assert_int_equal(wl_cow_preserve(c, 4, disk_read, &d, 10), 0);
@@ -221,7 +230,7 @@ static void *release_later(void *arg)
     static uint8_t buf[GB];
 
     usleep(r->after_us);
-    wl_cow_overlay(r->c, r->grain, 1, buf, GB, true);
+    wl_cow_overlay(r->c, open_epoch(r->c), r->grain, 1, buf, GB, true);
     return NULL;
 }
 
@@ -327,7 +336,7 @@ static void *reader(void *arg)
             continue;
         disk_copy_out(&r->d, g, buf);
         disk_copy_out(&r->d, g + 1, buf + GB);
-        wl_cow_overlay(r->c, g, 2, buf, sizeof(buf), true);
+        wl_cow_overlay(r->c, open_epoch(r->c), g, 2, buf, sizeof(buf), true);
         if (a && memcmp(buf, r->image[g], GB) != 0)
             atomic_fetch_add(&r->bad, 1);
         if (b && memcmp(buf + GB, r->image[g + 1], GB) != 0)
