@@ -268,6 +268,48 @@ static void test_seal_waits_for_writes_in_flight(void **state)
     assert_int_equal(cowc().drain_timeouts, 0);
 }
 
+struct late {
+    useconds_t after;
+    uint64_t took_ms;
+};
+
+/* A write of grain 8 that starts while the seal drains. */
+static void *late_write(void *arg)
+{
+    struct late *l = arg;
+
+    usleep(l->after);
+    uint64_t t0 = wl_gate_now_ms();
+    guest_write(8 * GS, GS, 0x6f);
+    l->took_ms = wl_gate_now_ms() - t0;
+    return NULL;
+}
+
+static void test_writes_during_the_drain_wait_and_are_protected(void **state)
+{
+    struct held h = { .sector = 7 * GS, .hold = 100000, .v = 0x66 };
+    struct late l = { .after = 30000 };
+    static uint8_t buf[2 * GBYTES];
+    pthread_t t, u;
+
+    (void)state;
+    mk(16 * GBYTES, 2000);
+    guest_write(8 * GS, GS, 0x60); /* grain 8 is in the epoch too */
+    assert_int_equal(pthread_create(&t, NULL, held_write, &h), 0);
+    while (!atomic_load(&h.begun))
+        usleep(100);
+    assert_int_equal(pthread_create(&u, NULL, late_write, &l), 0);
+    uint64_t e = seal(WL_SEAL_COW);
+    pthread_join(u, NULL);
+    pthread_join(t, NULL);
+    /* The late write waited for the seal, then preserved grain 8 first. */
+    assert_true(l.took_ms >= 40);
+    ring_read(e, 7 * GS, 2 * GS, buf);
+    assert_true(all_are(buf, GBYTES, 0x66));
+    assert_true(all_are(buf + GBYTES, GBYTES, 0x60));
+    assert_int_equal(wl_epoch_flags(ep, e), 0);
+}
+
 static void test_drain_timeout_breaks_the_epoch(void **state)
 {
     struct held h = { .sector = 9 * GS, .hold = 300000, .v = 0x77 };
@@ -411,6 +453,8 @@ int main(void)
         cmocka_unit_test_teardown(test_cow_disabled, teardown),
         cmocka_unit_test_teardown(test_pool_smaller_than_a_grain_is_refused, teardown),
         cmocka_unit_test_teardown(test_seal_waits_for_writes_in_flight, teardown),
+        cmocka_unit_test_teardown(test_writes_during_the_drain_wait_and_are_protected,
+                                  teardown),
         cmocka_unit_test_teardown(test_drain_timeout_breaks_the_epoch, teardown),
         cmocka_unit_test_teardown(test_full_pool_breaks_within_the_wait, teardown),
         cmocka_unit_test_teardown(test_client_gone, teardown),
