@@ -301,11 +301,13 @@ int wl_cow_preserve(struct wl_cow *c, uint64_t grain, wl_cow_read_fn *read, void
     pthread_mutex_lock(&c->lock);
     e = lookup(c, grain);
     if (r < 0 || gen != c->gen || c->broken) {
-        /* A copy that could not be made breaks the epoch; one made for an
-         * epoch that ended meanwhile is dropped. */
+        /* A copy that could not be made breaks the epoch, unless the
+         * client read the grain meanwhile (it got the disk before this
+         * write, and an epoch whose grains are all read must never
+         * break); one made for an epoch that ended meanwhile is dropped. */
         put_buf(c, buf);
         remove_entry(c, e);
-        if (r < 0 && gen == c->gen)
+        if (r < 0 && gen == c->gen && c->ops->unread(c->ctx, grain))
             do_break(c);
         r = -ECANCELED;
     } else if (!c->ops->unread(c->ctx, grain)) {
