@@ -137,8 +137,19 @@ static int writelog_config(nbdkit_next_config *next, nbdkit_backend *nxdata, con
 
 static int writelog_config_complete(nbdkit_next_config_complete *next, nbdkit_backend *nxdata)
 {
+    uint64_t grain_bytes = (uint64_t)(wl_grain ? wl_grain : WL_LOG_DEFAULT_GRAIN) * WL_SECTOR_SIZE;
+
     if (!wl_name) {
         nbdkit_error("writelog-name=NAME is required");
+        return -1;
+    }
+    /* The automatic grain is known only once the disk's size is; it is
+     * never smaller than the default, so this catches a pool too small for
+     * any disk now, and wl_epoch_create the rest at start. */
+    if (wl_cow_max && wl_cow_max < grain_bytes) {
+        nbdkit_error("writelog-cow-max=%" PRIu64 " cannot hold one grain of %" PRIu64
+                     " bytes: raise it, or set 0 to disable copy-before-write",
+                     wl_cow_max, grain_bytes);
         return -1;
     }
     return next(nxdata);
