@@ -8,6 +8,7 @@
  * the drain times out, or when the client leaves unread grains, but never
  * once every grain was read. */
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -445,6 +446,133 @@ static void test_next_seal_ends_the_epoch(void **state)
     assert_int_equal(wl_log_pending_grains(lg), 0);
 }
 
+/* ---- Points in time under load -------------------------------------------- */
+
+/* Two writers stamp whole grains they own (grain % 2) with (gate << 40 |
+ * sequence); before leaving the gate each appends the stamp to the grain's
+ * history.  The main thread seals and reads every pending grain while they
+ * write.  A grain read in epoch e must carry the stamp of the last write
+ * that entered the gate before e's seal (gate <= e - 1): never a later
+ * one, never an earlier one, never a mix. */
+#define PIT_WRITERS 2
+#define PIT_HIST 8192
+#define PIT_ROUNDS 40
+
+struct pit {
+    atomic_bool stop;
+    _Atomic uint64_t hist[NGRAINS][PIT_HIST];
+    atomic_uint nhist[NGRAINS];
+    atomic_uint writes;
+};
+
+static void stamp(uint64_t g, uint64_t v)
+{
+    for (size_t i = 0; i < GBYTES; i += 8)
+        for (unsigned b = 0; b < 8; b++)
+            atomic_store_explicit(&disk[g * GBYTES + i + b], (uint8_t)(v >> (8 * b)),
+                                  memory_order_relaxed);
+}
+
+/* The stamp of a grain read into buf, or UINT64_MAX if it is torn. */
+static uint64_t stamp_of(const uint8_t *buf)
+{
+    uint64_t v;
+
+    memcpy(&v, buf, 8);
+    for (size_t i = 8; i < GBYTES; i += 8)
+        if (memcmp(buf + i, &v, 8) != 0)
+            return UINT64_MAX;
+    return v;
+}
+
+struct pit_arg {
+    struct pit *p;
+    unsigned id;
+};
+
+static void *pit_writer(void *arg)
+{
+    struct pit *p = ((struct pit_arg *)arg)->p;
+    unsigned id = ((struct pit_arg *)arg)->id;
+    unsigned seed = id * 7919u + 1;
+
+    while (!atomic_load(&p->stop)) {
+        uint64_t g = ((uint64_t)rand_r(&seed) % (NGRAINS / PIT_WRITERS)) * PIT_WRITERS + id;
+        unsigned n = atomic_load(&p->nhist[g]);
+        if (n == PIT_HIST)
+            break;
+        uint64_t t = wl_epoch_write_begin(ep, g * GS, GS);
+        uint64_t v = (t << 40) | (n + 1);
+        stamp(g, v);
+        atomic_store(&p->hist[g][n], v);
+        atomic_store(&p->nhist[g], n + 1);
+        wl_epoch_write_end(ep, t, g * GS, GS);
+        atomic_fetch_add(&p->writes, 1);
+        usleep(20);
+    }
+    return NULL;
+}
+
+/* Checks one grain read in epoch e against its history. */
+static void pit_check(struct pit *p, uint64_t g, uint64_t v, uint64_t e)
+{
+    unsigned n = atomic_load(&p->nhist[g]), i;
+
+    assert_true(v != UINT64_MAX); /* torn */
+    if ((v & ((1ull << 40) - 1)) == 0)
+        return; /* never written: the grain's initial contents, not a stamp */
+    assert_true((v >> 40) <= e - 1); /* no write that started after the seal */
+    for (i = 0; i < n && atomic_load(&p->hist[g][i]) != v; i++)
+        ;
+    assert_true(i < n);
+    /* Every later write to the grain entered after the seal. */
+    for (i++; i < n; i++)
+        assert_true((atomic_load(&p->hist[g][i]) >> 40) > e - 1);
+}
+
+static void test_points_in_time_under_load(void **state)
+{
+    struct pit *p = calloc(1, sizeof(*p));
+    struct pit_arg args[PIT_WRITERS];
+    pthread_t t[PIT_WRITERS];
+    static uint8_t buf[GBYTES];
+    uint64_t checked = 0;
+
+    (void)state;
+    assert_non_null(p);
+    mk(NGRAINS * GBYTES, 2000);
+    for (uint64_t g = 0; g < NGRAINS; g++)
+        stamp(g, 0);
+    for (unsigned i = 0; i < PIT_WRITERS; i++) {
+        args[i] = (struct pit_arg){ p, i };
+        assert_int_equal(pthread_create(&t[i], NULL, pit_writer, &args[i]), 0);
+    }
+    for (int round = 0; round < PIT_ROUNDS; round++) {
+        usleep(2000);
+        uint64_t e = seal(WL_SEAL_COW);
+        usleep(1000); /* the writers overwrite sealed grains before any is read */
+        for (unsigned x = 0; area[x].count; x++)
+            for (uint64_t s = area[x].sector; s < area[x].sector + area[x].count; s += GS) {
+                ring_read(e, s, GS, buf);
+                pit_check(p, s / GS, stamp_of(buf), e);
+                checked++;
+                usleep(50); /* let the writers overwrite what is still unread */
+            }
+        assert_int_equal(wl_epoch_flags(ep, e), 0);
+        assert_int_equal(wl_epoch_unread_grains(ep), 0);
+        wl_log_next(lg, area, WL_EXPORT_MAX);
+    }
+    atomic_store(&p->stop, true);
+    for (unsigned i = 0; i < PIT_WRITERS; i++)
+        pthread_join(t[i], NULL);
+    struct wl_cowc_reply r = cowc();
+    print_message("    %u writes, %" PRIu64 " grains checked, %" PRIu64 " copies\n",
+                  atomic_load(&p->writes), checked, (uint64_t)r.preserved);
+    assert_true(checked > PIT_ROUNDS);
+    assert_true(r.preserved > 0); /* the writers did race the reads */
+    free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -461,6 +589,7 @@ int main(void)
         cmocka_unit_test_teardown(test_client_gone, teardown),
         cmocka_unit_test_teardown(test_adds, teardown),
         cmocka_unit_test_teardown(test_next_seal_ends_the_epoch, teardown),
+        cmocka_unit_test_teardown(test_points_in_time_under_load, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
