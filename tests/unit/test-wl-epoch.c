@@ -22,6 +22,8 @@
 
 #include <cmocka.h>
 
+#include "tests/unit/test-threads.h"
+
 #include "primary/writelog/wl_epoch.h"
 #include "primary/writelog/wl_gate.h"
 
@@ -68,9 +70,16 @@ static void mk(uint64_t cow_max, uint32_t wait_ms)
     atomic_store(&preserve_reads, 0);
 }
 
+static void *pit_state; /* freed by the teardown */
+
 static int teardown(void **state)
 {
     (void)state;
+    atomic_store(&stop_all, true);
+    join_all();
+    atomic_store(&stop_all, false);
+    free(pit_state);
+    pit_state = NULL;
     wl_epoch_destroy(ep);
     wl_log_destroy(lg);
     ep = NULL;
@@ -245,13 +254,13 @@ static void *held_write(void *arg)
 
 static void test_seal_waits_for_writes_in_flight(void **state)
 {
-    struct held h = { .sector = 7 * GS, .hold = 80000, .v = 0x66 };
+    static struct held h;
     static uint8_t buf[GBYTES];
-    pthread_t t;
 
     (void)state;
+    h = (struct held){ .sector = 7 * GS, .hold = 80000, .v = 0x66 };
     mk(16 * GBYTES, 2000);
-    assert_int_equal(pthread_create(&t, NULL, held_write, &h), 0);
+    spawn(held_write, &h);
     while (!atomic_load(&h.begun))
         usleep(100);
     uint64_t t0 = wl_gate_now_ms();
@@ -261,7 +270,7 @@ static void test_seal_waits_for_writes_in_flight(void **state)
     assert_true(wl_gate_now_ms() - t0 >= 60);
     assert_int_equal(area[0].sector, 7 * GS);
     assert_int_equal(wl_epoch_flags(ep, e), 0);
-    pthread_join(t, NULL);
+    join_all();
     /* And its data is the epoch's image, whatever comes after. */
     guest_write(7 * GS, GS, 0x67);
     ring_read(e, 7 * GS, GS, buf);
@@ -288,21 +297,21 @@ static void *late_write(void *arg)
 
 static void test_writes_during_the_drain_wait_and_are_protected(void **state)
 {
-    struct held h = { .sector = 7 * GS, .hold = 100000, .v = 0x66 };
-    struct late l = { .after = 30000 };
+    static struct held h;
+    static struct late l;
     static uint8_t buf[2 * GBYTES];
-    pthread_t t, u;
 
     (void)state;
+    h = (struct held){ .sector = 7 * GS, .hold = 100000, .v = 0x66 };
+    l = (struct late){ .after = 30000 };
     mk(16 * GBYTES, 2000);
     guest_write(8 * GS, GS, 0x60); /* grain 8 is in the epoch too */
-    assert_int_equal(pthread_create(&t, NULL, held_write, &h), 0);
+    spawn(held_write, &h);
     while (!atomic_load(&h.begun))
         usleep(100);
-    assert_int_equal(pthread_create(&u, NULL, late_write, &l), 0);
+    spawn(late_write, &l);
     uint64_t e = seal(WL_SEAL_COW);
-    pthread_join(u, NULL);
-    pthread_join(t, NULL);
+    join_all();
     /* The late write preserved grain 8 before it reached the disk... */
     ring_read(e, 7 * GS, 2 * GS, buf);
     assert_true(all_are(buf, GBYTES, 0x66));
@@ -314,12 +323,12 @@ static void test_writes_during_the_drain_wait_and_are_protected(void **state)
 
 static void test_drain_timeout_breaks_the_epoch(void **state)
 {
-    struct held h = { .sector = 9 * GS, .hold = 300000, .v = 0x77 };
-    pthread_t t;
+    static struct held h;
 
     (void)state;
+    h = (struct held){ .sector = 9 * GS, .hold = 300000, .v = 0x77 };
     mk(16 * GBYTES, 30);
-    assert_int_equal(pthread_create(&t, NULL, held_write, &h), 0);
+    spawn(held_write, &h);
     while (!atomic_load(&h.begun))
         usleep(100);
     uint64_t t0 = wl_gate_now_ms();
@@ -333,7 +342,7 @@ static void test_drain_timeout_breaks_the_epoch(void **state)
     assert_int_equal(r.flags, WL_EF_BROKEN);
     /* The grain stays in the log. */
     assert_int_equal(area[0].sector, 9 * GS);
-    pthread_join(t, NULL);
+    join_all();
     /* The straggler is done: the next seal is clean and holds its grain. */
     uint64_t e2 = seal(WL_SEAL_COW);
     assert_int_equal(wl_epoch_flags(ep, e2), 0);
@@ -496,7 +505,7 @@ static void *pit_writer(void *arg)
     unsigned id = ((struct pit_arg *)arg)->id;
     unsigned seed = id * 7919u + 1;
 
-    while (!atomic_load(&p->stop)) {
+    while (!atomic_load(&p->stop) && !atomic_load(&stop_all)) {
         uint64_t g = ((uint64_t)rand_r(&seed) % (NGRAINS / PIT_WRITERS)) * PIT_WRITERS + id;
         unsigned n = atomic_load(&p->nhist[g]);
         if (n == PIT_HIST)
@@ -532,9 +541,8 @@ static void pit_check(struct pit *p, uint64_t g, uint64_t v, uint64_t e)
 
 static void test_points_in_time_under_load(void **state)
 {
-    struct pit *p = calloc(1, sizeof(*p));
-    struct pit_arg args[PIT_WRITERS];
-    pthread_t t[PIT_WRITERS];
+    struct pit *p = pit_state = calloc(1, sizeof(*p));
+    static struct pit_arg args[PIT_WRITERS];
     static uint8_t buf[GBYTES];
     uint64_t checked = 0;
 
@@ -545,7 +553,7 @@ static void test_points_in_time_under_load(void **state)
         stamp(g, 0);
     for (unsigned i = 0; i < PIT_WRITERS; i++) {
         args[i] = (struct pit_arg){ p, i };
-        assert_int_equal(pthread_create(&t[i], NULL, pit_writer, &args[i]), 0);
+        spawn(pit_writer, &args[i]);
     }
     for (int round = 0; round < PIT_ROUNDS; round++) {
         usleep(2000);
@@ -563,14 +571,12 @@ static void test_points_in_time_under_load(void **state)
         wl_log_next(lg, area, WL_EXPORT_MAX);
     }
     atomic_store(&p->stop, true);
-    for (unsigned i = 0; i < PIT_WRITERS; i++)
-        pthread_join(t[i], NULL);
+    join_all();
     struct wl_cowc_reply r = cowc();
     print_message("    %u writes, %" PRIu64 " grains checked, %" PRIu64 " copies\n",
                   atomic_load(&p->writes), checked, (uint64_t)r.preserved);
     assert_true(checked > PIT_ROUNDS);
     assert_true(r.preserved > 0); /* the writers did race the reads */
-    free(p);
 }
 
 int main(void)

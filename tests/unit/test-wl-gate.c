@@ -16,9 +16,12 @@
 
 #include <cmocka.h>
 
+#include "tests/unit/test-threads.h"
+
 #include "primary/writelog/wl_gate.h"
 
 static struct wl_gate g;
+
 
 static int setup(void **state)
 {
@@ -29,6 +32,11 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
+    atomic_store(&stop_all, true);
+    /* A writer waiting for a settle that will not come: let it through. */
+    wl_gate_settle(&g);
+    join_all();
+    atomic_store(&stop_all, false);
     wl_gate_destroy(&g);
     return 0;
 }
@@ -84,21 +92,21 @@ static void *hold_write(void *arg)
 }
 
 /* Starts a writer that holds its write for w->hold, once it has entered. */
-static void start_held(struct writer *w, pthread_t *t)
+static void start_held(struct writer *w)
 {
-    assert_int_equal(pthread_create(t, NULL, hold_write, w), 0);
+    spawn(hold_write, w);
     while (!atomic_load(&w->entered))
         usleep(100);
 }
 
 static void test_drain_waits_for_the_old_parity(void **state)
 {
-    struct writer w = { .hold = 80000, .wait_ms = 1000 };
-    pthread_t t;
+    static struct writer w;
+    w = (struct writer){ .hold = 80000, .wait_ms = 1000 };
     bool forced;
 
     (void)state;
-    start_held(&w, &t);
+    start_held(&w);
     uint64_t t0 = wl_gate_now_ms();
     uint64_t old = wl_gate_turn(&g, true);
     /* A write of the new parity does not hold the drain up. */
@@ -107,40 +115,40 @@ static void test_drain_waits_for_the_old_parity(void **state)
     assert_true(atomic_load(&w.left));
     assert_true(wl_gate_now_ms() - t0 >= 60);
     wl_gate_leave(&g, n);
-    pthread_join(t, NULL);
+    join_all();
 }
 
 static void test_drain_times_out(void **state)
 {
-    struct writer w = { .hold = 300000, .wait_ms = 1000 };
-    pthread_t t;
+    static struct writer w;
+    w = (struct writer){ .hold = 300000, .wait_ms = 1000 };
 
     (void)state;
-    start_held(&w, &t);
+    start_held(&w);
     uint64_t t0 = wl_gate_now_ms();
     uint64_t old = wl_gate_turn(&g, true);
     assert_false(wl_gate_drain(&g, (unsigned)(old & 1), t0 + 30));
     uint64_t took = wl_gate_now_ms() - t0;
     assert_true(took >= 30 && took < 250);
     assert_false(atomic_load(&w.left));
-    pthread_join(t, NULL);
+    join_all();
     assert_true(wl_gate_drain(&g, (unsigned)(old & 1), wl_gate_now_ms() + 10));
 }
 
 static void test_new_writes_wait_for_the_settle(void **state)
 {
-    struct writer w = { .hold = 0, .wait_ms = 5000 };
-    pthread_t t;
+    static struct writer w;
+    w = (struct writer){ .hold = 0, .wait_ms = 5000 };
 
     (void)state;
     uint64_t old = wl_gate_turn(&g, false);
-    assert_int_equal(pthread_create(&t, NULL, hold_write, &w), 0);
+    spawn(hold_write, &w);
     usleep(50000);
     assert_false(atomic_load(&w.entered));
     /* Waiting uncounted: a drain of either parity is not held up by it. */
     assert_int_equal(wl_gate_inflight(&g, (unsigned)(old + 1)), 0);
     assert_false(wl_gate_settle(&g));
-    pthread_join(t, NULL);
+    join_all();
     assert_true(atomic_load(&w.entered));
     assert_int_equal(w.e, old + 1);
     assert_false(w.forced);
@@ -148,14 +156,14 @@ static void test_new_writes_wait_for_the_settle(void **state)
 
 static void test_a_wait_that_times_out_forces_the_gate(void **state)
 {
-    struct writer w = { .hold = 0, .wait_ms = 30 };
-    pthread_t t;
+    static struct writer w;
+    w = (struct writer){ .hold = 0, .wait_ms = 30 };
 
     (void)state;
     uint64_t old = wl_gate_turn(&g, false);
     uint64_t t0 = wl_gate_now_ms();
-    assert_int_equal(pthread_create(&t, NULL, hold_write, &w), 0);
-    pthread_join(t, NULL);
+    spawn(hold_write, &w);
+    join_all();
     uint64_t took = wl_gate_now_ms() - t0;
     assert_true(w.forced);
     assert_int_equal(w.e, old + 1);
@@ -187,7 +195,7 @@ static void *stress_writer(void *arg)
     unsigned i = ((struct stress_arg *)arg)->i;
     bool forced;
 
-    while (!atomic_load(&s->stop)) {
+    while (!atomic_load(&s->stop) && !atomic_load(&stop_all)) {
         uint64_t e = enter(10000, &forced);
         atomic_store(&s->active[i], e + 1);
         for (volatile int k = 0; k < 200; k++)
@@ -202,13 +210,12 @@ static void *stress_writer(void *arg)
 static void test_seals_during_writes(void **state)
 {
     static struct stress s;
-    struct stress_arg args[WRITERS];
-    pthread_t t[WRITERS];
+    static struct stress_arg args[WRITERS];
 
     (void)state;
     for (unsigned i = 0; i < WRITERS; i++) {
         args[i] = (struct stress_arg){ &s, i };
-        assert_int_equal(pthread_create(&t[i], NULL, stress_writer, &args[i]), 0);
+        spawn(stress_writer, &args[i]);
     }
     for (int n = 0; n < SEALS; n++) {
         uint64_t old = wl_gate_turn(&g, false);
@@ -224,8 +231,7 @@ static void test_seals_during_writes(void **state)
         usleep(200);
     }
     atomic_store(&s.stop, true);
-    for (unsigned i = 0; i < WRITERS; i++)
-        pthread_join(t[i], NULL);
+    join_all();
     assert_true(atomic_load(&s.writes) > SEALS);
     assert_int_equal(wl_gate_inflight(&g, 0) + wl_gate_inflight(&g, 1), 0);
 }
