@@ -22,7 +22,7 @@ static void wlog_usage(FILE *f)
           "SOCKET is the log's control socket, e.g. /run/blkship/log_NAME.ctl.\n"
           "\n"
           "Verbs:\n"
-          "  info                 disk size, granularity, epoch and dirty counts\n"
+          "  info                 disk size, granularity, epoch, dirty counts and flags\n"
           "  peek                 list the dirty extents; the log is unchanged\n"
           "  getw                 seal the log and list every extent of the new epoch;\n"
           "                       the listed extents leave the log\n"
@@ -31,6 +31,7 @@ static void wlog_usage(FILE *f)
           "                       without --force, only says what would be lost\n"
           "  read SECTOR COUNT [--output FILE]\n"
           "                       read sectors through the ring to FILE or stdout\n"
+          "  cowc                 copy-before-write counters of the sealed epoch\n"
           "\n"
           "Extents print as 'SECTOR COUNT' lines in 512-byte sectors, or as JSON\n"
           "with --json.\n",
@@ -123,6 +124,9 @@ static int do_info(struct wl_client *c, bool json)
         bs_json_add_u64(&b, "epoch", i->epoch);
         bs_json_add_u64(&b, "live_grains", i->live_grains);
         bs_json_add_u64(&b, "pending_grains", i->pending_grains);
+        bs_json_add_u64(&b, "flags", i->flags);
+        bs_json_add_bool(&b, "broken", (i->flags & WL_EF_BROKEN) != 0);
+        bs_json_add_bool(&b, "cow", (i->flags & WL_IF_COW) != 0);
         r = bs_json_finish_print(&b, stdout);
         return r < 0 ? fail("info", r) : 0;
     }
@@ -135,6 +139,49 @@ static int do_info(struct wl_client *c, bool json)
     printf("epoch             %" PRIu64 "\n", (uint64_t)i->epoch);
     printf("dirty, unsealed   %" PRIu64 " grains\n", (uint64_t)i->live_grains);
     printf("sealed, unacked   %" PRIu64 " grains\n", (uint64_t)i->pending_grains);
+    printf("copy-before-write %s\n", i->flags & WL_IF_COW ? "enabled" : "disabled");
+    if (i->flags & WL_EF_BROKEN)
+        printf("epoch %" PRIu64 " is BROKEN: do not commit it, seal again\n", (uint64_t)i->epoch);
+    return 0;
+}
+
+static int do_cowc(struct wl_client *c, bool json)
+{
+    struct wl_cowc_reply w;
+    struct bs_json_builder b;
+    bool broken;
+    int r = wl_client_cowc(c, &w);
+
+    if (r < 0)
+        return fail("cowc", r);
+    broken = (w.flags & WL_EF_BROKEN) != 0;
+    if (json) {
+        bs_json_begin(&b);
+        bs_json_add_bool(&b, "enabled", w.max_bytes != 0);
+        bs_json_add_u64(&b, "epoch", w.epoch);
+        bs_json_add_bool(&b, "broken", broken);
+        bs_json_add_u64(&b, "bytes_now", w.bytes_now);
+        bs_json_add_u64(&b, "bytes_peak", w.bytes_peak);
+        bs_json_add_u64(&b, "max_bytes", w.max_bytes);
+        bs_json_add_u64(&b, "preserved", w.preserved);
+        bs_json_add_u64(&b, "waits", w.waits);
+        bs_json_add_u64(&b, "wait_ms", w.wait_ms);
+        bs_json_add_u64(&b, "breaks", w.breaks);
+        bs_json_add_u64(&b, "drain_timeouts", w.drain_timeouts);
+        r = bs_json_finish_print(&b, stdout);
+        return r < 0 ? fail("cowc", r) : 0;
+    }
+    if (w.max_bytes == 0)
+        printf("copy-before-write disabled (writelog-cow-max=0): epochs are not points in time\n");
+    printf("epoch             %" PRIu64 "%s\n", (uint64_t)w.epoch,
+           w.epoch == 0 ? " (none open)" : broken ? " BROKEN" : "");
+    printf("preserved now     %" PRIu64 " bytes (peak %" PRIu64 ", pool %" PRIu64 ")\n",
+           (uint64_t)w.bytes_now, (uint64_t)w.bytes_peak, (uint64_t)w.max_bytes);
+    printf("copies made       %" PRIu64 "\n", (uint64_t)w.preserved);
+    printf("waits for space   %" PRIu64 " (%" PRIu64 " ms in all)\n", (uint64_t)w.waits,
+           (uint64_t)w.wait_ms);
+    printf("epochs broken     %" PRIu64 "\n", (uint64_t)w.breaks);
+    printf("drain timeouts    %" PRIu64 "\n", (uint64_t)w.drain_timeouts);
     return 0;
 }
 
@@ -351,7 +398,7 @@ int cmd_wlog(int argc, char **argv)
     const char *verb = pos[0];
     const char *sock = pos[1];
     bool known = !strcmp(verb, "info") || !strcmp(verb, "peek") || !strcmp(verb, "getw") ||
-                 !strcmp(verb, "clrw") || !strcmp(verb, "read");
+                 !strcmp(verb, "clrw") || !strcmp(verb, "read") || !strcmp(verb, "cowc");
     if (!known) {
         fprintf(stderr, "blkship wlog: unknown verb '%s'\n", verb);
         wlog_usage(stderr);
@@ -372,6 +419,8 @@ int cmd_wlog(int argc, char **argv)
         r = do_getw(&c, json);
     else if (!strcmp(verb, "clrw"))
         r = do_clrw(&c, sock, force);
+    else if (!strcmp(verb, "cowc"))
+        r = do_cowc(&c, json);
     else
         r = do_read(&c, npos - 2, pos + 2, output);
     wl_client_close(&c);

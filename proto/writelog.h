@@ -28,6 +28,9 @@
 #define WL_CMD_INFO "info" /* reply: struct wl_info_reply */
 #define WL_CMD_SEAL "seal" /* reply: struct wl_export_reply */
 #define WL_CMD_NEXT "next" /* reply: struct wl_export_reply */
+/* Extensions (version 2). */
+#define WL_CMD_COWC "cowc" /* reply: struct wl_cowc_reply */
+#define WL_CMD_ADDS "adds" /* params: u32 n; reply: struct wl_adds_reply */
 
 /* Messages the server sends that are not replies to a command. */
 #define WL_MSG_BUSY "busy" /* 20 bytes, then close: another client is connected */
@@ -39,7 +42,11 @@
 #define WL_RSPLEN_DONE 4
 #define WL_RSPLEN_KICK WL_CTLMSG_LEN /* historically declared 0, but 20 arrive */
 
-#define WL_PROTO_VERSION 1
+#define WL_PROTO_VERSION 2
+
+/* Flags of the export, info and cowc replies. */
+#define WL_EF_BROKEN (1u << 0) /* the sealed epoch is broken: copies dropped, do not commit it */
+#define WL_IF_COW (1u << 1)    /* info only: copy-before-write is enabled on this server */
 
 /* Every request, and the kick notification, is one of these. */
 struct wl_ctlmsg {
@@ -74,7 +81,7 @@ struct wl_info_reply {
     uint64_t epoch;              /* number of seals (getw/seal) since log_id began */
     uint64_t live_grains;        /* dirty grains not yet sealed */
     uint64_t pending_grains;     /* sealed grains not yet acknowledged */
-    uint32_t flags;              /* none defined yet: 0 */
+    uint32_t flags;              /* WL_EF_BROKEN (for `epoch`), WL_IF_COW */
     uint32_t reserved[3];
 };
 
@@ -85,7 +92,37 @@ struct wl_export_reply {
     uint64_t epoch;              /* the sealed epoch these extents belong to */
     uint64_t pending_grains;     /* sealed grains left after this chunk, this chunk included */
     uint32_t more;               /* 1 when another "next" would export more */
-    uint32_t reserved;
+    uint32_t flags;              /* WL_EF_BROKEN: `epoch` is broken (version 2; 0 before) */
+};
+
+/* Reply to "cowc": the copy-before-write counters. */
+struct wl_cowc_reply {
+    char tag[WL_CMD_LEN];        /* "cowc" */
+    uint32_t flags;              /* WL_EF_BROKEN for `epoch` */
+    uint64_t epoch;              /* sealed epoch the copies are for, 0 none */
+    uint64_t bytes_now;          /* held by preserved copies now */
+    uint64_t bytes_peak;         /* most ever held at once */
+    uint64_t max_bytes;          /* writelog-cow-max (0: copy-before-write disabled) */
+    uint64_t preserved;          /* copies made */
+    uint64_t waits;              /* writes that waited for pool space */
+    uint64_t wait_ms;            /* total time they waited */
+    uint64_t breaks;             /* epochs broken, whatever the cause */
+    uint64_t drain_timeouts;     /* seals whose drain of writes in flight timed out */
+};
+
+/* The params of an "adds" request: n struct wl_disk_range entries are at
+ * the start of the export area. */
+struct wl_adds_params {
+    uint32_t n;
+    uint8_t reserved[12];
+};
+
+/* Reply to "adds". */
+struct wl_adds_reply {
+    char tag[WL_CMD_LEN];        /* "adds" */
+    uint32_t extents;            /* ranges taken */
+    uint64_t grains;             /* grains newly marked */
+    uint64_t reserved[2];
 };
 
 /* ---- Shared memory ------------------------------------------------------ */
@@ -168,5 +205,13 @@ _Static_assert(WL_EXPORT_SLOTS == 262144, "export area holds 262144 entries");
 /* Our extensions. */
 _Static_assert(sizeof(struct wl_info_reply) == 80, "info reply is 80 bytes");
 _Static_assert(sizeof(struct wl_export_reply) == 32, "export reply is 32 bytes");
+_Static_assert(offsetof(struct wl_export_reply, flags) == 28, "export reply flags at 28");
+_Static_assert(offsetof(struct wl_info_reply, flags) == 64, "info reply flags at 64");
+_Static_assert(sizeof(struct wl_cowc_reply) == 80, "cowc reply is 80 bytes");
+_Static_assert(offsetof(struct wl_cowc_reply, epoch) == 8, "cowc epoch at 8");
+_Static_assert(offsetof(struct wl_cowc_reply, drain_timeouts) == 72, "cowc drain_timeouts at 72");
+_Static_assert(sizeof(struct wl_adds_params) == 16, "adds params are 16 bytes");
+_Static_assert(sizeof(struct wl_adds_reply) == 32, "adds reply is 32 bytes");
+_Static_assert(offsetof(struct wl_adds_reply, grains) == 8, "adds grains at 8");
 
 #endif

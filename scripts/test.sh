@@ -31,14 +31,15 @@ cmake --build build-asan -j"$jobs"
 
 # ThreadSanitizer: the write-log library's unit tests (the dirty log, the
 # atomic bitmap, the protocol checks, copy-before-write with writes racing
-# reads, the journal) and the filter under load, with
+# reads, the write gate with seals during writes, the epochs, the journal)
+# and the filter under load, with
 # libtsan preloaded into nbdkit: integration-fio (fio writing while getw
 # drains the log), replication-e2e (fio through NBD while blkship-primary
 # drains the ring through the 32 reader threads).  About 2 minutes.
 cmake -S . -B build-tsan -DBLKSHIP_TSAN=ON -DBLKSHIP_WERROR=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build build-tsan -j"$jobs"
 (cd build-tsan && timeout 300 ctest --output-on-failure -j"$jobs" \
-    -R '^(unit-(wlog|bitmap|wl-proto|dirty|wl-cow|journal)|integration-fio|replication-e2e)$')
+    -R '^(unit-(wlog|bitmap|wl-proto|dirty|wl-cow|wl-gate|wl-epoch|journal)|integration-fio|replication-e2e)$')
 
 # Regression inputs first, then 30 s of fuzzing per harness; ends with
 # "N passed, N failed".

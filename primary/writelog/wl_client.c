@@ -62,13 +62,21 @@ static int read_all(struct wl_client *c, void *buf, size_t len)
     return 0;
 }
 
-static int send_cmd(struct wl_client *c, const char *cmd)
+/* Sends cmd with len bytes of params (the rest zero). */
+static int send_msg(struct wl_client *c, const char *cmd, const void *params, size_t len)
 {
     struct wl_ctlmsg m;
 
     memset(&m, 0, sizeof(m));
     memcpy(m.cmd, cmd, WL_CMD_LEN);
+    if (len)
+        memcpy(m.params, params, len);
     return write_all(c->fd, &m, sizeof(m));
+}
+
+static int send_cmd(struct wl_client *c, const char *cmd)
+{
+    return send_msg(c, cmd, NULL, 0);
 }
 
 /* Reads a reply whose first four bytes are `tag` and whose total length is
@@ -202,6 +210,30 @@ int wl_client_export(struct wl_client *c, const char *cmd, struct wl_export_repl
     if (r < 0)
         return r;
     return wl_export_reply_check(out);
+}
+
+int wl_client_cowc(struct wl_client *c, struct wl_cowc_reply *out)
+{
+    int r = send_cmd(c, WL_CMD_COWC);
+
+    if (r < 0)
+        return r;
+    return read_reply(c, WL_CMD_COWC, out, sizeof(*out));
+}
+
+int wl_client_adds(struct wl_client *c, const struct wl_disk_range *r, uint32_t n,
+                   struct wl_adds_reply *out)
+{
+    struct wl_adds_params p = { .n = n };
+    int e;
+
+    if (n > WL_EXPORT_MAX)
+        return -EINVAL;
+    memcpy(wl_shm_export(c->shm), r, (size_t)n * sizeof(*r));
+    e = send_msg(c, WL_CMD_ADDS, &p, sizeof(p));
+    if (e < 0)
+        return e;
+    return read_reply(c, WL_CMD_ADDS, out, sizeof(*out));
 }
 
 const struct wl_disk_range *wl_client_extents(const struct wl_client *c)

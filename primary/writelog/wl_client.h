@@ -34,6 +34,14 @@ int wl_client_export(struct wl_client *c, const char *cmd, struct wl_export_repl
 /* The export area, terminated by an entry with count 0. */
 const struct wl_disk_range *wl_client_extents(const struct wl_client *c);
 
+/* "cowc": the copy-before-write counters. */
+int wl_client_cowc(struct wl_client *c, struct wl_cowc_reply *out);
+/* "adds": writes the n ranges (n <= WL_EXPORT_MAX) to the export area and
+ * asks the server to mark them for the next seal.  -EINVAL when n is too
+ * large or the server refused a range (nothing was added then). */
+int wl_client_adds(struct wl_client *c, const struct wl_disk_range *r, uint32_t n,
+                   struct wl_adds_reply *out);
+
 /* Reads count sectors at sector into buf through the ring, in as many
  * requests and kicks as needed. */
 int wl_client_read(struct wl_client *c, uint64_t sector, uint64_t count, void *buf);

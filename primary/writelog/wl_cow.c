@@ -238,6 +238,7 @@ int wl_cow_preserve(struct wl_cow *c, uint64_t grain, wl_cow_read_fn *read, void
                     uint32_t wait_ms)
 {
     uint64_t deadline = 0, waited_from = 0;
+    bool timed_out = false;
     struct entry *e;
     uint32_t buf;
     uint64_t gen;
@@ -269,14 +270,19 @@ int wl_cow_preserve(struct wl_cow *c, uint64_t grain, wl_cow_read_fn *read, void
             waited_from = now_ms();
             c->st.waits++;
         }
-        if (!wait_space(c, deadline) && !c->nfree) {
-            /* No ring read freed a buffer in time: break the epoch rather
-             * than stall the guest. */
+        if (timed_out) {
+            /* No ring read freed a buffer in time (and the client has not
+             * read the grain meanwhile): break the epoch rather than stall
+             * the guest. */
             c->st.wait_ms += now_ms() - waited_from;
             do_break(c);
             r = -ECANCELED;
             goto out;
         }
+        /* On a timeout, look once more: a read that freed no buffer may
+         * have taken the grain out of the unread map meanwhile, and an
+         * epoch whose grains are all read must never break. */
+        timed_out = !wait_space(c, deadline) && !c->nfree;
     }
     if (deadline)
         c->st.wait_ms += now_ms() - waited_from;
@@ -295,11 +301,13 @@ int wl_cow_preserve(struct wl_cow *c, uint64_t grain, wl_cow_read_fn *read, void
     pthread_mutex_lock(&c->lock);
     e = lookup(c, grain);
     if (r < 0 || gen != c->gen || c->broken) {
-        /* A copy that could not be made breaks the epoch; one made for an
-         * epoch that ended meanwhile is dropped. */
+        /* A copy that could not be made breaks the epoch, unless the
+         * client read the grain meanwhile (it got the disk before this
+         * write, and an epoch whose grains are all read must never
+         * break); one made for an epoch that ended meanwhile is dropped. */
         put_buf(c, buf);
         remove_entry(c, e);
-        if (r < 0 && gen == c->gen)
+        if (r < 0 && gen == c->gen && c->ops->unread(c->ctx, grain))
             do_break(c);
         r = -ECANCELED;
     } else if (!c->ops->unread(c->ctx, grain)) {
@@ -319,12 +327,16 @@ out:
     return r;
 }
 
-uint64_t wl_cow_overlay(struct wl_cow *c, uint64_t first, uint64_t n, void *buf, uint64_t len,
-                        bool done)
+uint64_t wl_cow_overlay(struct wl_cow *c, uint64_t epoch, uint64_t first, uint64_t n, void *buf,
+                        uint64_t len, bool done)
 {
     uint64_t used = 0;
 
     pthread_mutex_lock(&c->lock);
+    /* A read dispatched for an earlier opening must neither ship this
+     * epoch's copies nor take its grains out of the unread map. */
+    if (!c->open || epoch != c->st.epoch)
+        n = 0;
     for (uint64_t i = 0; i < n; i++) {
         uint64_t off = i * c->grain_bytes;
         struct entry *e = c->open && !c->broken ? lookup(c, first + i) : NULL;
@@ -350,6 +362,23 @@ uint64_t wl_cow_overlay(struct wl_cow *c, uint64_t first, uint64_t n, void *buf,
     }
     pthread_mutex_unlock(&c->lock);
     return used;
+}
+
+bool wl_cow_overlay_part(struct wl_cow *c, uint64_t epoch, uint64_t grain, uint32_t skip,
+                         void *buf, uint32_t len)
+{
+    struct entry *e = NULL;
+
+    pthread_mutex_lock(&c->lock);
+    if (c->open && !c->broken && epoch == c->st.epoch && skip < c->grain_bytes &&
+        len <= c->grain_bytes - skip)
+        e = lookup(c, grain);
+    if (e && (e->state != E_READY || e->gen != c->gen))
+        e = NULL;
+    if (e)
+        memcpy(buf, c->pool + (size_t)e->buf * c->grain_bytes + skip, len);
+    pthread_mutex_unlock(&c->lock);
+    return e != NULL;
 }
 
 void wl_cow_get_stats(struct wl_cow *c, struct wl_cow_stats *out)

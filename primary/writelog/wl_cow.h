@@ -76,9 +76,16 @@ int wl_cow_preserve(struct wl_cow *c, uint64_t grain, wl_cow_read_fn *read, void
  * the epoch's image, and with `done` marks the grains read (mark_read) and
  * returns their buffers to the pool.  len is the bytes of buf (the last
  * grain may be short at the disk's end).  Each grain of an epoch is read
- * once.  Returns the number of grains that came from copies. */
-uint64_t wl_cow_overlay(struct wl_cow *c, uint64_t first, uint64_t n, void *buf, uint64_t len,
-                        bool done);
+ * once.  `epoch` is the epoch that was open when the read was dispatched:
+ * when it is not the one open now, nothing is done.  Returns the number of
+ * grains that came from copies. */
+uint64_t wl_cow_overlay(struct wl_cow *c, uint64_t epoch, uint64_t first, uint64_t n, void *buf,
+                        uint64_t len, bool done);
+/* A ring read that covers only part of grain `grain`: copies bytes
+ * [skip, skip + len) of its preserved contents to buf, if it has a copy in
+ * `epoch` (the open one); never marks it read.  True when it copied. */
+bool wl_cow_overlay_part(struct wl_cow *c, uint64_t epoch, uint64_t grain, uint32_t skip,
+                         void *buf, uint32_t len);
 
 void wl_cow_get_stats(struct wl_cow *c, struct wl_cow_stats *out);
 

@@ -49,6 +49,7 @@ enum client_state {
 struct wl_job {
     log_request_t req;
     int err;            /* 0 or a positive errno from the read */
+    uint64_t tag;       /* the epoch open when the kick consumed it (wl_epoch_read_tag) */
     uint64_t batch;     /* sequence number of the kick that consumed it */
 };
 
@@ -65,8 +66,10 @@ struct wl_server {
     uint64_t disk_sectors;
     uint64_t log_id;
     const struct wl_reader_ops *ops;
+    struct wl_epoch_ops epoch_ops;
     void *opaque;
     struct wl_log *log;
+    struct wl_epoch *ep;
     struct wl_shm shm;
 
     uv_loop_t loop;
@@ -132,8 +135,12 @@ static void *reader_main(void *arg_)
         srv->ntodo--;
         pthread_mutex_unlock(&srv->lock);
 
-        int r = srv->ops->read(srv->opaque, index, wl_shm_data(srv->shm.base) + job->req.offset,
-                               job->req.sector, job->req.count);
+        uint8_t *buf = wl_shm_data(srv->shm.base) + job->req.offset;
+        int r = srv->ops->read(srv->opaque, index, buf, job->req.sector, job->req.count);
+        /* The disk as of the seal: preserved copies over what was read,
+         * before the response tells the client the data is there. */
+        if (r == 0)
+            wl_epoch_read_done(srv->ep, job->tag, buf, job->req.sector, job->req.count);
         job->err = r < 0 ? -r : 0;
 
         pthread_mutex_lock(&srv->lock);
@@ -244,6 +251,7 @@ static void close_client(struct wl_server *srv, const char *why)
         BS_INFO(MOD, "control client disconnected (%s)", why);
     if (srv->inflight)
         BS_INFO(MOD, "%u ring reads still in flight; they complete unobserved", srv->inflight);
+    wl_epoch_client_gone(srv->ep);
     uv_timer_stop(&srv->partial_timer);
     uv_close((uv_handle_t *)srv->client, on_client_closed);
     srv->client = NULL;
@@ -368,6 +376,7 @@ static void handle_kick(struct wl_server *srv)
         struct wl_job *job = srv->free_jobs[--srv->nfree];
         job->req = req;
         job->err = 0;
+        job->tag = wl_epoch_read_tag(srv->ep);
         job->batch = srv->batch_tail;
         srv->todo[(srv->todo_head + srv->ntodo) % NJOBS] = job;
         srv->ntodo++;
@@ -441,6 +450,31 @@ static void send_export_reply(struct wl_server *srv, const char *cmd, struct wl_
     r.epoch = wl_log_epoch(srv->log);
     r.pending_grains = wl_log_pending_grains(srv->log);
     r.more = res.more ? 1 : 0;
+    r.flags = wl_epoch_flags(srv->ep, r.epoch);
+    client_send(srv, srv->client, &r, sizeof(r));
+}
+
+/* "adds": the client wrote n ranges at the start of the export area. */
+static void handle_adds(struct wl_server *srv, const struct wl_ctlmsg *m)
+{
+    struct wl_adds_params p;
+    struct wl_adds_reply r;
+    uint64_t grains = 0;
+    int err;
+
+    memcpy(&p, m->params, sizeof(p));
+    err = wl_epoch_adds(srv->ep, wl_shm_export(srv->shm.base), p.n, &grains);
+    if (err < 0) {
+        BS_WARN(MOD, "adds of %" PRIu32 " ranges refused: a range is empty or outside the "
+                     "disk, or there are more than %u",
+                p.n, (unsigned)WL_EXPORT_MAX);
+        send_ctlmsg(srv, WL_MSG_ERRR, -err, m->cmd);
+        return;
+    }
+    memset(&r, 0, sizeof(r));
+    memcpy(r.tag, WL_CMD_ADDS, WL_CMD_LEN);
+    r.extents = p.n;
+    r.grains = grains;
     client_send(srv, srv->client, &r, sizeof(r));
 }
 
@@ -463,16 +497,16 @@ static void handle_command(struct wl_server *srv, const struct wl_ctlmsg *m)
         wl_log_peek(srv->log, area, slots);
         client_send(srv, srv->client, "done", WL_RSPLEN_DONE);
     } else if (id == WL_CMD_ID_CLRW) {
-        wl_log_clear(srv->log);
+        wl_epoch_clear(srv->ep);
         client_send(srv, srv->client, "done", WL_RSPLEN_DONE);
     } else if (id == WL_CMD_ID_GETW) {
-        res = wl_log_getw(srv->log, area, slots);
+        res = wl_epoch_seal(srv->ep, WL_SEAL_HISTORICAL, area, slots);
         if (res.more)
             BS_INFO(MOD, "getw: export area full; the rest of epoch %" PRIu64
                          " stays pending for \"next\"", wl_log_epoch(srv->log));
         client_send(srv, srv->client, "done", WL_RSPLEN_DONE);
     } else if (id == WL_CMD_ID_SEAL) {
-        res = wl_log_seal(srv->log, area, slots);
+        res = wl_epoch_seal(srv->ep, WL_SEAL_COW, area, slots);
         send_export_reply(srv, WL_CMD_SEAL, res);
     } else if (id == WL_CMD_ID_NEXT) {
         res = wl_log_next(srv->log, area, slots);
@@ -491,7 +525,15 @@ static void handle_command(struct wl_server *srv, const struct wl_ctlmsg *m)
         r.epoch = wl_log_epoch(srv->log);
         r.live_grains = wl_log_live_grains(srv->log);
         r.pending_grains = wl_log_pending_grains(srv->log);
+        r.flags = wl_epoch_flags(srv->ep, r.epoch) |
+                  (wl_epoch_cow_enabled(srv->ep) ? WL_IF_COW : 0);
         client_send(srv, srv->client, &r, sizeof(r));
+    } else if (id == WL_CMD_ID_COWC) {
+        struct wl_cowc_reply r;
+        wl_epoch_cowc(srv->ep, &r);
+        client_send(srv, srv->client, &r, sizeof(r));
+    } else if (id == WL_CMD_ID_ADDS) {
+        handle_adds(srv, m);
     } else {
         char printable[WL_CMD_PRINTABLE_LEN];
 
@@ -628,6 +670,7 @@ int wl_server_start(const struct wl_server_config *cfg, struct wl_server **out)
         return -ENOMEM;
     srv->disk_sectors = cfg->disk_sectors;
     srv->ops = cfg->ops;
+    srv->epoch_ops.preserve_read = cfg->ops->preserve_read;
     srv->opaque = cfg->opaque;
     r = wl_sanitize_name(cfg->name, srv->safe_name, sizeof(srv->safe_name));
     if (r < 0)
@@ -645,6 +688,16 @@ int wl_server_start(const struct wl_server_config *cfg, struct wl_server **out)
     if (r < 0) {
         BS_ERR(MOD, "creating the dirty log: %s", strerror(-r));
         goto fail_free;
+    }
+    r = wl_epoch_create(&(struct wl_epoch_config){ .log = srv->log,
+                                                   .cow_max_bytes = cfg->cow_max_bytes,
+                                                   .cow_wait_ms = cfg->cow_wait_ms,
+                                                   .ops = &srv->epoch_ops,
+                                                   .opaque = cfg->opaque },
+                        &srv->ep);
+    if (r < 0) {
+        BS_ERR(MOD, "setting up epochs: %s", strerror(-r));
+        goto fail_log;
     }
     r = make_dir(dir);
     if (r < 0) {
@@ -703,9 +756,11 @@ int wl_server_start(const struct wl_server_config *cfg, struct wl_server **out)
         goto fail_threads;
     srv->loop_started = true;
     BS_INFO(MOD, "serving log %s on %s (shm %s, %" PRIu64 " sectors, grain %u sectors, "
-                 "%u readers, %" PRIu64 " KiB of bitmap)",
+                 "%u readers, %" PRIu64 " KiB of bitmap, copy-before-write pool %" PRIu64
+                 " KiB, wait %u ms)",
             cfg->name, srv->sock_path, srv->shm.name, srv->disk_sectors, wl_log_grain(srv->log),
-            srv->nreaders, wl_log_mem_bytes(srv->log) >> 10);
+            srv->nreaders, wl_log_mem_bytes(srv->log) >> 10, cfg->cow_max_bytes >> 10,
+            cfg->cow_wait_ms);
     *out = srv;
     return 0;
 
@@ -724,6 +779,7 @@ fail_shm:
     pthread_cond_destroy(&srv->cond);
     wl_shm_destroy(&srv->shm);
 fail_log:
+    wl_epoch_destroy(srv->ep);
     wl_log_destroy(srv->log);
 fail_free:
     free(srv);
@@ -755,6 +811,7 @@ void wl_server_stop(struct wl_server *srv)
     wl_shm_destroy(&srv->shm);
     pthread_mutex_destroy(&srv->lock);
     pthread_cond_destroy(&srv->cond);
+    wl_epoch_destroy(srv->ep);
     wl_log_destroy(srv->log);
     BS_INFO(MOD, "stopped; removed %s", srv->sock_path);
     free(srv);
@@ -763,4 +820,9 @@ void wl_server_stop(struct wl_server *srv)
 struct wl_log *wl_server_log(struct wl_server *srv)
 {
     return srv->log;
+}
+
+struct wl_epoch *wl_server_epoch(struct wl_server *srv)
+{
+    return srv->ep;
 }

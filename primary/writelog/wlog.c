@@ -3,6 +3,7 @@
 #include "primary/writelog/wlog.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "common/bitmap.h"
@@ -12,7 +13,7 @@ struct wl_log {
     uint64_t ngrains;
     uint32_t grain;        /* sectors per bit, a power of two */
     unsigned grain_shift;
-    struct bs_bitmap *live;    /* marked by the I/O path */
+    struct bs_bitmap *live[2]; /* marked by the I/O path, one per gate parity */
     struct bs_bitmap *pending; /* sealed, owned by the control thread */
     uint64_t epoch;
     /* Grains [chunk_start, chunk_end) of pending were exported by the last
@@ -58,9 +59,11 @@ int wl_log_create(uint64_t disk_sectors, uint32_t grain_sectors, struct wl_log *
      * marking never takes a page fault.  Pending is faulted in too: seals
      * would otherwise pay a page fault per new page they reach, and the
      * map ends up resident anyway. */
-    r = bs_bitmap_create(log->ngrains, BS_BITMAP_PREFAULT, &log->live);
-    if (r < 0)
-        goto fail;
+    for (unsigned p = 0; p < 2; p++) {
+        r = bs_bitmap_create(log->ngrains, BS_BITMAP_PREFAULT, &log->live[p]);
+        if (r < 0)
+            goto fail;
+    }
     r = bs_bitmap_create(log->ngrains, BS_BITMAP_PREFAULT, &log->pending);
     if (r < 0)
         goto fail;
@@ -75,7 +78,8 @@ void wl_log_destroy(struct wl_log *log)
 {
     if (!log)
         return;
-    bs_bitmap_destroy(log->live);
+    bs_bitmap_destroy(log->live[0]);
+    bs_bitmap_destroy(log->live[1]);
     bs_bitmap_destroy(log->pending);
     free(log);
 }
@@ -97,20 +101,72 @@ uint64_t wl_log_epoch(const struct wl_log *log)
 
 uint64_t wl_log_mem_bytes(const struct wl_log *log)
 {
-    return bs_bitmap_mem_bytes(log->live) + bs_bitmap_mem_bytes(log->pending);
+    return bs_bitmap_mem_bytes(log->live[0]) + bs_bitmap_mem_bytes(log->live[1]) +
+           bs_bitmap_mem_bytes(log->pending);
+}
+
+/* The grains [*first, *first + *n) that sectors [sector, sector + count)
+ * touch, clipped to the disk.  False when there are none. */
+static bool grain_span(const struct wl_log *log, uint64_t sector, uint64_t count,
+                       uint64_t *first, uint64_t *n)
+{
+    if (count == 0 || sector >= log->disk_sectors)
+        return false;
+    if (count > log->disk_sectors - sector)
+        count = log->disk_sectors - sector;
+    *first = sector >> log->grain_shift;
+    *n = ((sector + count - 1) >> log->grain_shift) - *first + 1;
+    return true;
+}
+
+void wl_log_mark_in(struct wl_log *log, unsigned parity, uint64_t sector, uint64_t count)
+{
+    uint64_t first, n;
+
+    if (grain_span(log, sector, count, &first, &n))
+        bs_bitmap_set_range(log->live[parity & 1], first, n);
 }
 
 void wl_log_mark(struct wl_log *log, uint64_t sector, uint64_t count)
 {
-    uint64_t first, last;
+    wl_log_mark_in(log, 0, sector, count);
+}
 
-    if (count == 0 || sector >= log->disk_sectors)
-        return;
-    if (count > log->disk_sectors - sector)
-        count = log->disk_sectors - sector;
-    first = sector >> log->grain_shift;
-    last = (sector + count - 1) >> log->grain_shift;
-    bs_bitmap_set_range(log->live, first, last - first + 1);
+/* Set bits of map in [first, end). */
+static uint64_t count_set(const struct bs_bitmap *map, uint64_t first, uint64_t end)
+{
+    uint64_t n = 0;
+
+    for (uint64_t g = bs_bitmap_next_set(map, first); g < end;) {
+        uint64_t e = bs_bitmap_next_clear(map, g);
+        if (e > end)
+            e = end;
+        n += e - g;
+        g = bs_bitmap_next_set(map, e);
+    }
+    return n;
+}
+
+uint64_t wl_log_add(struct wl_log *log, unsigned parity, uint64_t sector, uint64_t count)
+{
+    struct bs_bitmap *map = log->live[parity & 1];
+    uint64_t first, n, had;
+
+    if (!grain_span(log, sector, count, &first, &n))
+        return 0;
+    had = count_set(map, first, first + n);
+    bs_bitmap_set_range(map, first, n);
+    return n - had;
+}
+
+void wl_log_pending_runs(const struct wl_log *log,
+                         void (*fn)(void *ctx, uint64_t first, uint64_t n), void *ctx)
+{
+    for (uint64_t g = bs_bitmap_next_set(log->pending, 0); g < log->ngrains;) {
+        uint64_t e = bs_bitmap_next_clear(log->pending, g);
+        fn(ctx, g, e - g);
+        g = bs_bitmap_next_set(log->pending, e);
+    }
 }
 
 /* Largest extent one entry may describe: count is 32 bits, and extents
@@ -169,12 +225,16 @@ struct wl_export_result wl_log_peek(struct wl_log *log, struct wl_disk_range *ar
     struct wl_export_result res = { 0, 0 };
     uint64_t g = 0;
 
-    /* Union of the two maps without changing either: alternate between
-     * them until a grain is clear in both. */
+    /* Union of the three maps without changing any: alternate between
+     * them until a grain is clear in all. */
     for (;;) {
-        uint64_t a = bs_bitmap_next_set(log->live, g);
+        uint64_t a = bs_bitmap_next_set(log->live[0], g);
+        uint64_t a1 = bs_bitmap_next_set(log->live[1], g);
         uint64_t b = bs_bitmap_next_set(log->pending, g);
         uint64_t start = a < b ? a : b, end;
+
+        if (a1 < start)
+            start = a1;
 
         if (start >= log->ngrains)
             break;
@@ -184,9 +244,13 @@ struct wl_export_result wl_log_peek(struct wl_log *log, struct wl_disk_range *ar
         }
         end = start;
         for (;;) {
-            uint64_t ea = bs_bitmap_next_clear(log->live, end);
+            uint64_t ea = bs_bitmap_next_clear(log->live[0], end);
+            uint64_t ea1 = bs_bitmap_next_clear(log->live[1], end);
             uint64_t eb = bs_bitmap_next_clear(log->pending, end);
             uint64_t e = ea > eb ? ea : eb;
+
+            if (ea1 > e)
+                e = ea1;
             if (e == end)
                 break;
             end = e;
@@ -205,7 +269,8 @@ struct wl_export_result wl_log_seal(struct wl_log *log, struct wl_disk_range *ar
                                     uint32_t slots)
 {
     log->epoch++;
-    bs_bitmap_move(log->pending, log->live);
+    bs_bitmap_move(log->pending, log->live[0]);
+    bs_bitmap_move(log->pending, log->live[1]);
     log->chunk_start = 0;
     return export_map(log, log->pending, 0, area, slots, &log->chunk_end);
 }
@@ -234,14 +299,15 @@ struct wl_export_result wl_log_getw(struct wl_log *log, struct wl_disk_range *ar
 
 void wl_log_clear(struct wl_log *log)
 {
-    bs_bitmap_clear_all(log->live);
+    bs_bitmap_clear_all(log->live[0]);
+    bs_bitmap_clear_all(log->live[1]);
     bs_bitmap_clear_all(log->pending);
     log->chunk_start = log->chunk_end = 0;
 }
 
 uint64_t wl_log_live_grains(const struct wl_log *log)
 {
-    return bs_bitmap_count(log->live);
+    return bs_bitmap_count(log->live[0]) + bs_bitmap_count(log->live[1]);
 }
 
 uint64_t wl_log_pending_grains(const struct wl_log *log)

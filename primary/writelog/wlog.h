@@ -1,7 +1,8 @@
 /* The dirty log of one disk: which grains were written and not yet handed
- * to the log client.  Two maps: "live", marked by the I/O path, and
- * "pending", the sealed epoch the client is fetching in export-area sized
- * chunks.  A grain leaves the log only when the client has acknowledged
+ * to the log client.  Three maps: two "live" ones, marked by the I/O path
+ * (one per parity of the write gate, wl_gate.h: a write marks the map of
+ * the gate value it entered under), and "pending", the sealed epoch the
+ * client is fetching in export-area sized chunks.  A grain leaves the log only when the client has acknowledged
  * the chunk that carried it (or, for the historical getw, when exported).
  *
  * wl_log_mark() may be called from any thread, concurrently, and never
@@ -36,9 +37,19 @@ uint32_t wl_log_grain(const struct wl_log *log);
 uint64_t wl_log_epoch(const struct wl_log *log);
 uint64_t wl_log_mem_bytes(const struct wl_log *log);
 
-/* Any thread.  Marks sectors [sector, sector + count) dirty, rounded out to
- * whole grains and clipped to the disk. */
+/* Any thread.  Marks sectors [sector, sector + count) dirty in live map
+ * `parity` (0 or 1), rounded out to whole grains and clipped to the disk. */
+void wl_log_mark_in(struct wl_log *log, unsigned parity, uint64_t sector, uint64_t count);
+/* Any thread.  wl_log_mark_in() of live map 0, for callers without a gate. */
 void wl_log_mark(struct wl_log *log, uint64_t sector, uint64_t count);
+/* Control thread.  Marks the sectors in live map `parity` as
+ * wl_log_mark_in() does and returns how many grains were not marked in
+ * that map before (the "adds" command). */
+uint64_t wl_log_add(struct wl_log *log, unsigned parity, uint64_t sector, uint64_t count);
+/* Control thread.  Calls fn for each run [first, first + n) of pending
+ * grains, in ascending order. */
+void wl_log_pending_runs(const struct wl_log *log,
+                         void (*fn)(void *ctx, uint64_t first, uint64_t n), void *ctx);
 
 /* The result of one export into the area. */
 struct wl_export_result {
@@ -50,8 +61,9 @@ struct wl_export_result {
  * and pending), changing nothing. */
 struct wl_export_result wl_log_peek(struct wl_log *log, struct wl_disk_range *area,
                                     uint32_t slots);
-/* seal: starts a new epoch: moves live into pending (unacknowledged
- * grains of earlier epochs stay pending) and exports its first chunk.
+/* seal: starts a new epoch: moves both live maps into pending
+ * (unacknowledged grains of earlier epochs stay pending) and exports its
+ * first chunk.  The caller has drained the writes of the epoch (wl_gate). 
  * Nothing leaves the log until wl_log_next() acknowledges the chunk. */
 struct wl_export_result wl_log_seal(struct wl_log *log, struct wl_disk_range *area,
                                     uint32_t slots);

@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const char *const commands[] = {
     NULL, WL_CMD_SHMP, WL_CMD_PEEK, WL_CMD_CLRW, WL_CMD_GETW,
-    WL_CMD_KICK, WL_CMD_INFO, WL_CMD_SEAL, WL_CMD_NEXT,
+    WL_CMD_KICK, WL_CMD_INFO, WL_CMD_SEAL, WL_CMD_NEXT, WL_CMD_COWC, WL_CMD_ADDS,
 };
 
 static void fuzz_stream(struct fuzz_input *in)
@@ -60,7 +60,7 @@ static void fuzz_stream(struct fuzz_input *in)
             enum wl_cmd_id id = wl_cmd_parse(&m);
             char text[WL_CMD_PRINTABLE_LEN];
 
-            FUZZ_CHECK(id >= WL_CMD_ID_UNKNOWN && id <= WL_CMD_ID_NEXT);
+            FUZZ_CHECK(id >= WL_CMD_ID_UNKNOWN && id <= WL_CMD_ID_ADDS);
             if (id != WL_CMD_ID_UNKNOWN)
                 FUZZ_CHECK(memcmp(m.cmd, commands[id], WL_CMD_LEN) == 0);
             wl_cmd_printable(m.cmd, text);
@@ -122,7 +122,8 @@ static void fuzz_replies(struct fuzz_input *in)
 
     len = wl_msg_len(raw);
     FUZZ_CHECK(len == 0 || len == WL_RSPLEN_DONE || len == WL_CTLMSG_LEN ||
-               len == sizeof(struct wl_export_reply) || len == sizeof(struct wl_info_reply));
+               len == sizeof(struct wl_export_reply) || len == sizeof(struct wl_info_reply) ||
+               len == sizeof(struct wl_cowc_reply) || len == sizeof(struct wl_adds_reply));
     if (wl_msg_is_refusal(raw))
         FUZZ_CHECK(len == WL_CTLMSG_LEN);
 

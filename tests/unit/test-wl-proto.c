@@ -52,6 +52,18 @@ static void test_cmd_printable(void **state)
     assert_string_equal(out, "\\x01\\x02\\x03\\x04");
 }
 
+static void test_cmd_parse_version_2(void **state)
+{
+    struct wl_ctlmsg m = { .cmd = "cowc" };
+
+    (void)state;
+    assert_int_equal(wl_cmd_parse(&m), WL_CMD_ID_COWC);
+    memcpy(m.cmd, "adds", 4);
+    assert_int_equal(wl_cmd_parse(&m), WL_CMD_ID_ADDS);
+    memcpy(m.cmd, "ADDS", 4);
+    assert_int_equal(wl_cmd_parse(&m), WL_CMD_ID_UNKNOWN);
+}
+
 static void test_ring_new_requests(void **state)
 {
     RING_IDX n = 999;
@@ -104,6 +116,8 @@ static void test_replies(void **state)
     assert_int_equal(wl_msg_len((const uint8_t *)"busy"), WL_CTLMSG_LEN);
     assert_int_equal(wl_msg_len((const uint8_t *)"info"), sizeof(struct wl_info_reply));
     assert_int_equal(wl_msg_len((const uint8_t *)"shmp"), 0);
+    assert_int_equal(wl_msg_len((const uint8_t *)"cowc"), 80);
+    assert_int_equal(wl_msg_len((const uint8_t *)"adds"), 32);
     assert_int_equal(wl_msg_errno(EBUSY), -EBUSY);
     assert_int_equal(wl_msg_errno(0), -EPROTO);
     assert_int_equal(wl_msg_errno(-5), -EPROTO);
@@ -166,6 +180,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reader_split_messages),
         cmocka_unit_test(test_cmd_printable),
+        cmocka_unit_test(test_cmd_parse_version_2),
         cmocka_unit_test(test_ring_new_requests),
         cmocka_unit_test(test_ring_request_check),
         cmocka_unit_test(test_replies),
