@@ -12,7 +12,8 @@
 #   4. writelog-cow-max of one grain and writelog-cow-wait=50ms: a write
 #      needing two copies breaks the epoch instead of stalling, the guest's
 #      write completes within the bound, cowc and info report it, the
-#      broken epoch's reads still answer, and a new seal is clean.
+#      broken epoch's reads still answer, and a new seal is clean;
+#      `blkship wlog cowc` and `info` show the breaks.
 source "$(dirname "$0")/functions.sh"
 requires nbdkit
 requires qemu-io
@@ -168,6 +169,13 @@ ask seal
 [ "$(field extents)" = 1 ] && [ "$(field flags)" = 0 ] ||
     fail "the reseal after a break does not hold the grains cleanly: $REPLY_LINE"
 client_quit
+# That quit left the reseal's grains unread: broken too, as blkship wlog shows.
+"$BLKSHIP" wlog cowc "$CTL" --json >"$WORKDIR/cowc.json" || fail "blkship wlog cowc --json failed"
+grep -q '"broken": true' "$WORKDIR/cowc.json" && grep -q '"breaks": 2' "$WORKDIR/cowc.json" &&
+    grep -q '"max_bytes": 4096' "$WORKDIR/cowc.json" || fail "wlog cowc --json: $(cat "$WORKDIR/cowc.json")"
+"$BLKSHIP" wlog cowc "$CTL" | grep -q '^epoch  *2 BROKEN$' || fail "wlog cowc: $("$BLKSHIP" wlog cowc "$CTL")"
+[ "$(info_field cow)" = true ] && [ "$(info_field broken)" = true ] ||
+    fail "wlog info --json: $("$BLKSHIP" wlog info "$CTL" --json)"
 
 note "5. bad parameters are refused at start-up"
 for bad in writelog-cow-max=12Q writelog-cow-max=-1 writelog-cow-wait=0 writelog-cow-wait=5x \
