@@ -162,7 +162,7 @@ void epoch_maybe_start(struct primary *p)
     uint64_t now = uv_now(p->loop);
 
     if (p->ep_state != EP_IDLE || p->ls != LS_STREAMING || !p->log || !p->cow_ok ||
-        p->stopping || p->sync_running)
+        p->stopping || p->sync_running || p->sealing)
         return;
     if (!unassigned_waiters(p)) {
         if (p->mode == MODE_CHECKPOINT)
@@ -179,6 +179,7 @@ void epoch_maybe_start(struct primary *p)
     p->last_epoch = p->ep_number;
     p->ep_broken = false;
     p->ep_bytes = 0;
+    p->ep_acked_bytes = 0;
     p->ep_sealed_ms = now;
     p->ep_adds_pos = 0;
     /* Every request waiting now is answered by this epoch: its seal comes
@@ -266,6 +267,12 @@ void epoch_sealed(struct primary *p)
 void epoch_all_read(struct primary *p)
 {
     if (p->ep_state == EP_PRECOPY) {
+        /* In place, grains are sent again after the seal only once the
+         * pre-copy's ACKs are in (flush.c); the last ACK pumps again. */
+        if (p->in_place && p->sent_count) {
+            flush_now(p);
+            return;
+        }
         /* The epoch's image is the one at its seal, which comes now. */
         p->ep_sealed_ms = uv_now(p->loop);
         p->ep_state = EP_ADDING;
@@ -353,7 +360,8 @@ bool epoch_committed(struct primary *p, uint64_t epoch)
         return false;
     }
     bs_dirty_acked_all(p->dirty);
-    p->acked_bytes += p->ep_bytes;
+    flush_committed(p);
+    p->acked_bytes += p->ep_bytes - p->ep_acked_bytes;
     p->committed_epoch = epoch;
     p->committed_seal_ms = p->ep_sealed_ms;
     p->last_commit_ms = now - p->ep_sealed_ms;

@@ -60,12 +60,11 @@ static void on_rx_crc(struct bs_conn *c, int status, void *arg)
         }
         break;
     case BSR_ACK:
-        /* This primary sends no FLUSH: an ACK is a peer that does not know
-         * what it made durable, and nothing it says can clear a bit. */
-        BS_ERR(MOD, "the secondary acknowledged FLUSH %" PRIu64 ", which was not sent in this "
-                    "session (no FLUSH awaits an acknowledgement)", p->rx.sector);
-        link_down(p, "protocol error");
-        return;
+        if (!flush_handle_ack(p, p->rx.sector)) {
+            link_down(p, "protocol error");
+            return;
+        }
+        break;
     case BSR_HEARTBEAT:
         break;
     case BSR_ERROR:
@@ -201,11 +200,15 @@ static void on_welcome(struct bs_conn *c, int status, void *arg)
         p->last_epoch = p->committed_epoch;
     p->max_payload = w.max_payload;
     p->rx_limits.version = PRIMARY_VERSION;
+    /* A replica that never committed an epoch holds no image to protect:
+     * it writes in place, and an ACK means the data is on it. */
+    flush_session_start(p, w.epoch == 0);
     p->ls = LS_STREAMING;
     p->last_rx_ms = uv_now(p->loop);
-    BS_INFO(MOD, "replicating to %s (max payload %u bytes, %" PRIu64 " bytes dirty)", p->peer,
-            p->max_payload, (bs_dirty_todo_grains(p->dirty) + bs_dirty_inflight_grains(p->dirty)) *
-                                grain_bytes(p));
+    BS_INFO(MOD, "replicating to %s (max payload %u bytes, %" PRIu64 " bytes dirty, replica's "
+                 "newest committed epoch %" PRIu64 "%s)", p->peer, p->max_payload,
+            (bs_dirty_todo_grains(p->dirty) + bs_dirty_inflight_grains(p->dirty)) * grain_bytes(p),
+            (uint64_t)w.epoch, p->in_place ? ": it writes in place" : "");
     read_frame(p);
     epoch_maybe_start(p);
 }
@@ -397,6 +400,7 @@ void link_down(struct primary *p, const char *why)
         if (p->slots[i].state == SLOT_SENDING)
             slot_release(p, &p->slots[i]);
     bs_dirty_requeue_all(p->dirty);
+    flush_session_start(p, false);
     p->ls = LS_IDLE;
     epoch_link_lost(p);
     p->session++;

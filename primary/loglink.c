@@ -259,6 +259,21 @@ int log_link_export(struct log_link *l, const char *cmd)
     return r;
 }
 
+int log_link_seal(struct log_link *l, uint32_t flags)
+{
+    struct wl_seal_params sp = { .flags = flags };
+    int r;
+
+    if (l->export_pending)
+        return -EBUSY;
+    r = send_cmd(l, WL_CMD_SEAL, &sp, sizeof(sp));
+    if (r == 0) {
+        l->export_pending = true;
+        l->export_cmd = WL_CMD_SEAL;
+    }
+    return r;
+}
+
 struct wl_disk_range *log_link_area(struct log_link *l)
 {
     return l->export_pending ? NULL : wl_shm_export(l->c.shm);

@@ -51,6 +51,8 @@ uint8_t *log_link_data(const struct log_link *l);
 /* One of seal/next/adds at a time (they share the export area); returns
  * -EBUSY if one is outstanding. */
 int log_link_export(struct log_link *l, const char *cmd);
+/* "seal" with flags (WL_SEAL_RECORD or 0); like log_link_export. */
+int log_link_seal(struct log_link *l, uint32_t flags);
 /* The export area to fill with ranges for log_link_adds; NULL while a
  * seal, next or adds is outstanding. */
 struct wl_disk_range *log_link_area(struct log_link *l);

@@ -137,9 +137,9 @@ static int load_state(struct primary *p)
 static void on_tick(uv_timer_t *t)
 {
     struct primary *p = t->data;
-    double delta = (double)(p->acked_bytes - p->acked_at_last_tick);
+    double delta = (double)(p->sent_bytes - p->acked_at_last_tick);
 
-    p->acked_at_last_tick = p->acked_bytes;
+    p->acked_at_last_tick = p->sent_bytes;
     p->rate = p->rate == 0 ? delta : 0.7 * p->rate + 0.3 * delta;
     epoch_tick(p);
     if (p->log && p->cow_ok)
@@ -179,8 +179,13 @@ static ssize_t status_handler(void *opaque, const char *request, char *reply, si
         dirty = total;
     if (inflight > dirty)
         inflight = dirty;
-    double pct = total ? 100.0 * (double)(total - dirty) / (double)total : 0.0;
-    double eta = p->rate > 0 ? (double)dirty / p->rate : -1;
+    /* Progress is what is left to send: the grains sent and awaiting
+     * their epoch's commit count as done here (they are in dirty_bytes). */
+    uint64_t left = todo * (p->grain ? grain_bytes(p) : 0);
+    if (left > total)
+        left = total;
+    double pct = total ? 100.0 * (double)(total - left) / (double)total : 0.0;
+    double eta = p->rate > 0 ? (double)left / p->rate : -1;
     bs_id_to_hex(p->replica_id, rid);
     bs_json_add_str(&b, "role", "primary");
     bs_json_add_bool(&b, "connected", p->ls == LS_STREAMING);
@@ -197,6 +202,8 @@ static ssize_t status_handler(void *opaque, const char *request, char *reply, si
     bs_json_add_fixed(&b, "rate_bytes_per_sec", p->rate, 0);
     bs_json_add_fixed(&b, "eta_seconds", eta, 0);
     epoch_status(p, &b);
+    bs_json_add_u64(&b, "log_epoch", p->ep_log_epoch);
+    bs_json_add_bool(&b, "in_place", p->in_place);
     bs_json_add_bool(&b, "log_connected", p->log != NULL);
     bs_json_add_u64(&b, "read_errors", p->read_errors);
     bs_json_add_str(&b, "replica_id", rid);
@@ -374,12 +381,17 @@ int main(int argc, char **argv)
         return BS_EXIT_FAILURE;
     if (uv_mutex_init(&p->state_lock) < 0)
         return BS_EXIT_FAILURE;
+    p->sent = calloc(SENT_CAP, sizeof(*p->sent));
+    if (!p->sent)
+        return BS_EXIT_FAILURE;
 
     p->loop = uv_default_loop();
     uv_timer_init(p->loop, &p->retry);
     uv_timer_init(p->loop, &p->log_retry);
     uv_timer_init(p->loop, &p->tick);
     uv_timer_init(p->loop, &p->epoch_timer);
+    uv_timer_init(p->loop, &p->drain_timer);
+    p->drain_timer.data = p;
     uv_idle_init(p->loop, &p->pump_soon);
     p->retry.data = p->log_retry.data = p->tick.data = p->epoch_timer.data = p;
     p->start_ms = uv_now(p->loop);
@@ -397,6 +409,7 @@ int main(int argc, char **argv)
     uv_signal_start(&p->sigint, on_signal, SIGINT);
     uv_timer_start(&p->tick, on_tick, TICK_MS, TICK_MS);
     uv_timer_start(&p->log_retry, on_log_retry, 0, 0);
+    seal_drain_start(p);
     bs_notify("READY=1\nSTATUS=waiting for the write log and the secondary");
 
     uv_run(p->loop, UV_RUN_DEFAULT);
@@ -418,12 +431,14 @@ int main(int argc, char **argv)
     uv_close((uv_handle_t *)&p->log_retry, NULL);
     uv_close((uv_handle_t *)&p->tick, NULL);
     uv_close((uv_handle_t *)&p->epoch_timer, NULL);
+    uv_close((uv_handle_t *)&p->drain_timer, NULL);
     uv_close((uv_handle_t *)&p->pump_soon, NULL);
     uv_close((uv_handle_t *)&p->sigterm, NULL);
     uv_close((uv_handle_t *)&p->sigint, NULL);
     uv_run(p->loop, UV_RUN_DEFAULT);
     bs_dirty_close(p->dirty);
     bs_tls_free(p->tls);
+    free(p->sent);
     uv_loop_close(p->loop);
     BS_INFO(MOD, "stopped");
     return BS_EXIT_OK;

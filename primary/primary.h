@@ -43,6 +43,9 @@
 #define DEFAULT_PAYLOAD (512u << 10)
 #define CONNECT_TIMEOUT_MS 5000
 #define DEFAULT_EPOCH_MS 100
+#define SENT_CAP 65536                 /* frames awaiting an ACK (in place) */
+#define FLUSH_BYTES (64ull << 20)      /* in place: a FLUSH at least this often */
+#define MAX_UNACKED (256ull << 20)     /* in place: sent, not yet acknowledged */
 #define MAX_WAITERS 64                 /* checkpoint requests waiting at once */
 #define DEFAULT_CHECKPOINT_TIMEOUT_MS 10000
 /* An epoch that starts with more of the bitmap's own dirty data than this
@@ -83,6 +86,13 @@ enum epoch_mode {
 
 struct primary;
 struct bs_ctl_pending;
+
+/* A frame sent in place, awaiting the ACK of the FLUSH after it. */
+struct sent {
+    uint64_t first, n;      /* grains */
+    uint64_t bytes;
+    uint64_t seq;           /* the FLUSH that covers it */
+};
 
 /* A checkpoint request waiting for its epoch to commit. */
 struct waiter {
@@ -130,6 +140,8 @@ struct primary {
     bool sync_running;              /* sync_req is queued: no seal until it is done */
     uv_timer_t log_retry;
     bool sealing;
+    bool seal_record;               /* the seal in progress is for the record only */
+    uv_timer_t drain_timer;
     uint64_t disk_sectors;
     uint32_t grain;
     uint64_t epoch;
@@ -164,6 +176,16 @@ struct primary {
     unsigned nslots;
     uint64_t area_used[(AREA_PAGES + 63) / 64]; /* data-area pages held by slots */
 
+    /* In-place epochs' FLUSH/ACK barrier (primary/flush.c). */
+    bool in_place;                  /* this session's replica takes epochs in place */
+    struct sent *sent;
+    size_t sent_head, sent_count;
+    uint64_t unacked_bytes;
+    uint64_t next_seq;
+    uint64_t ack_floor;             /* oldest FLUSH of this session not yet acknowledged */
+    uint64_t bytes_since_flush;
+    uint64_t ep_acked_bytes;        /* of the open epoch, counted at ACKs */
+
     /* Epochs (primary/epoch.c).  At most one is uncommitted at a time, so
      * the bitmap's inflight grains are exactly the open epoch's. */
     enum epoch_mode mode;
@@ -197,8 +219,8 @@ struct primary {
     uint64_t acked_bytes;
     uint64_t zero_bytes;
     uint64_t read_errors;
-    uint64_t acked_at_last_tick;
-    double rate;                    /* acknowledged bytes per second, smoothed */
+    uint64_t acked_at_last_tick;    /* sent_bytes at the last tick */
+    double rate;                    /* bytes sent per second, smoothed */
     uv_timer_t tick;
     uv_idle_t pump_soon;            /* one pump per loop turn, however many wake-ups */
     uv_signal_t sigterm, sigint;
@@ -231,6 +253,8 @@ void log_down(struct primary *p, const char *why);
 void on_log_retry(uv_timer_t *t);
 /* Starts the seal of epoch p->ep_number (EP_SEALING). */
 void seal_start(struct primary *p);
+/* Starts the timer of the seals for the record (no epoch is shipped). */
+void seal_drain_start(struct primary *p);
 
 /* pump.c */
 /* Takes dirty runs into free slots and asks the log to read them. */
@@ -276,6 +300,22 @@ void epoch_fail_all(struct primary *p, const char *why);
 /* The status fields of epochs. */
 struct bs_json_builder;
 void epoch_status(struct primary *p, struct bs_json_builder *b);
+
+/* flush.c */
+/* In place, frames may be sent only while fewer than MAX_UNACKED bytes
+ * await an ACK; always true otherwise. */
+bool flush_may_send(const struct primary *p);
+/* A frame of grains [first, first + n) was queued (in place: recorded,
+ * and a FLUSH sent every FLUSH_BYTES). */
+void flush_note_sent(struct primary *p, uint64_t first, uint64_t n, uint64_t bytes);
+/* In place: a FLUSH now for what was sent since the last. */
+void flush_now(struct primary *p);
+/* An ACK; false (logged) when it names no FLUSH awaiting one. */
+bool flush_handle_ack(struct primary *p, uint64_t seq);
+/* The epoch committed: the frames awaiting ACKs are covered. */
+void flush_committed(struct primary *p);
+/* A session begins, writing in place or not. */
+void flush_session_start(struct primary *p, bool in_place);
 
 /* link.c */
 /* Ends the session (if any): everything in flight is due again; retries. */

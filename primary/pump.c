@@ -95,6 +95,7 @@ static void send_slot(struct primary *p, struct slot *s)
     s->state = SLOT_SENDING;
     p->ep_bytes += bytes;
     p->sent_bytes += bytes;
+    flush_note_sent(p, s->first, s->n, bytes);
 }
 
 /* A ring read answered: send its frame, or requeue its grains. */
@@ -185,6 +186,8 @@ void pump(struct primary *p)
 
         if (s->state != SLOT_FREE)
             continue;
+        if (!flush_may_send(p))
+            break;
         if (!bs_dirty_take(p->dirty, &p->cursor, max_grains, &first, &n)) {
             exhausted = true;
             break;

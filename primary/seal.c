@@ -51,10 +51,38 @@ static void seal_step(struct primary *p, const char *cmd)
     }
 }
 
-void seal_start(struct primary *p)
+static void seal_with(struct primary *p, uint32_t flags)
 {
     p->sealing = true;
-    seal_step(p, WL_CMD_SEAL);
+    p->seal_record = flags & WL_SEAL_RECORD;
+    if (log_link_seal(p->log, flags) < 0) {
+        p->sealing = false;
+        log_down(p, "cannot send a seal");
+    }
+}
+
+void seal_start(struct primary *p)
+{
+    seal_with(p, 0);
+}
+
+/* While no epoch can be shipped (the link is down, or checkpoint mode
+ * between checkpoints), the log is still drained into the bitmap, for the
+ * record: what the log held is then durable here, and the status shows
+ * it.  The next epoch hands those grains back with adds. */
+static void on_drain_timer(uv_timer_t *t)
+{
+    struct primary *p = t->data;
+
+    if (!p->log || !p->dirty || p->sealing || p->sync_running || p->ep_state != EP_IDLE ||
+        p->stopping || !p->cow_ok || (p->ls == LS_STREAMING && p->mode == MODE_ASYNC))
+        return;
+    seal_with(p, WL_SEAL_RECORD);
+}
+
+void seal_drain_start(struct primary *p)
+{
+    uv_timer_start(&p->drain_timer, on_drain_timer, p->epoch_ms, p->epoch_ms);
 }
 
 /* Every chunk of the seal is in the bitmap (and the log has forgotten
@@ -62,7 +90,10 @@ void seal_start(struct primary *p)
 static void seal_end(struct primary *p)
 {
     p->sealing = false;
-    epoch_sealed(p);
+    if (p->seal_record)
+        epoch_maybe_start(p);
+    else
+        epoch_sealed(p);
 }
 
 static void bitmap_sync_work(uv_work_t *req)

@@ -110,6 +110,18 @@ struct wl_cowc_reply {
     uint64_t drain_timeouts;     /* seals whose drain of writes in flight timed out */
 };
 
+/* The params of a "seal" request (version 2; a client of version 1 sends
+ * zeroes): flags, and nothing else. */
+struct wl_seal_params {
+    uint32_t flags;              /* WL_SEAL_RECORD, or 0 */
+    uint8_t reserved[12];        /* zero */
+};
+/* Seal for the record only: the client takes the chunks into its own
+ * bitmap and will not read this epoch (it is not connected to its peer):
+ * no copy-before-write, no unread map, and the guest does not wait for the
+ * seal to settle.  The previous epoch's copies are dropped as at any seal. */
+#define WL_SEAL_RECORD (1u << 0)
+
 /* The params of an "adds" request: n struct wl_disk_range entries are at
  * the start of the export area. */
 struct wl_adds_params {
@@ -211,6 +223,7 @@ _Static_assert(sizeof(struct wl_cowc_reply) == 80, "cowc reply is 80 bytes");
 _Static_assert(offsetof(struct wl_cowc_reply, epoch) == 8, "cowc epoch at 8");
 _Static_assert(offsetof(struct wl_cowc_reply, drain_timeouts) == 72, "cowc drain_timeouts at 72");
 _Static_assert(sizeof(struct wl_adds_params) == 16, "adds params are 16 bytes");
+_Static_assert(sizeof(struct wl_seal_params) == 16, "seal params are 16 bytes");
 _Static_assert(sizeof(struct wl_adds_reply) == 32, "adds reply is 32 bytes");
 _Static_assert(offsetof(struct wl_adds_reply, grains) == 8, "adds grains at 8");
 

@@ -73,6 +73,7 @@ void wl_epoch_read_done(struct wl_epoch *ep, uint64_t tag, void *buf, uint64_t s
 enum wl_seal_kind {
     WL_SEAL_HISTORICAL, /* getw: drained, no copy-before-write, first chunk acknowledged */
     WL_SEAL_COW,        /* seal: copy-before-write for the new epoch when enabled */
+    WL_SEAL_ONLY_RECORD, /* seal with WL_SEAL_RECORD: no copy-before-write, nothing acknowledged */
 };
 
 /* Seals a new epoch: ends the open one (its copies dropped), turns the

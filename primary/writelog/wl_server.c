@@ -506,7 +506,16 @@ static void handle_command(struct wl_server *srv, const struct wl_ctlmsg *m)
                          " stays pending for \"next\"", wl_log_epoch(srv->log));
         client_send(srv, srv->client, "done", WL_RSPLEN_DONE);
     } else if (id == WL_CMD_ID_SEAL) {
-        res = wl_epoch_seal(srv->ep, WL_SEAL_COW, area, slots);
+        struct wl_seal_params sp;
+        static const uint8_t zero[sizeof(sp.reserved)];
+        memcpy(&sp, m->params, sizeof(sp));
+        if ((sp.flags & ~WL_SEAL_RECORD) || memcmp(sp.reserved, zero, sizeof(zero)) != 0) {
+            BS_WARN(MOD, "seal with unknown flags 0x%" PRIx32 " refused", sp.flags);
+            send_ctlmsg(srv, WL_MSG_ERRR, EINVAL, m->cmd);
+            return;
+        }
+        res = wl_epoch_seal(srv->ep, sp.flags & WL_SEAL_RECORD ? WL_SEAL_ONLY_RECORD : WL_SEAL_COW,
+                            area, slots);
         send_export_reply(srv, WL_CMD_SEAL, res);
     } else if (id == WL_CMD_ID_NEXT) {
         res = wl_log_next(srv->log, area, slots);

@@ -49,8 +49,8 @@
  *   commit-far-future  at the first END_EPOCH E: COMMITTED E + 2^40
  *   commit-past        at the first END_EPOCH: COMMITTED of the first epoch an
  *                      earlier step saw end (an epoch of an earlier session)
- *   commit-early       at the first DATA or ZERO frame: COMMITTED of the
- *                      epoch being sent (before its END_EPOCH): the one
+ *   commit-early       right after the welcome: COMMITTED of the epoch
+ *                      the primary starts then (before its END_EPOCH): the one
  *                      after the last that an earlier step saw end, else
  *                      the one after the hello's
  *   commit-count       at the first END_EPOCH E: COMMITTED E with count 1
@@ -384,9 +384,8 @@ static void take_extent(struct session *s, int replica)
 }
 
 /* Reads frames until the first END_EPOCH; its epoch, or NO_SEQ when the
- * session ended first (reported).  With early, returns at the first DATA
- * or ZERO frame instead (0). */
-static uint64_t until_end_epoch(struct session *s, int replica, double deadline, bool early)
+ * session ended first (reported). */
+static uint64_t until_end_epoch(struct session *s, int replica, double deadline)
 {
     for (;;) {
         int r = next_frame(s, deadline);
@@ -394,8 +393,6 @@ static uint64_t until_end_epoch(struct session *s, int replica, double deadline,
             return NO_SEQ;
         if (s->f.kind == BSR_DATA || s->f.kind == BSR_ZERO) {
             take_extent(s, replica);
-            if (early)
-                return 0;
         } else if (s->f.kind == BSR_END_EPOCH) {
             return s->f.sector;
         } else if (s->f.kind == BSR_ABORT_EPOCH) {
@@ -504,7 +501,7 @@ static void run_commit_first(struct session *s, double t0)
     replica = open(opt_replica, O_WRONLY | O_CLOEXEC);
     if (replica < 0)
         die("%s: %s", opt_replica, strerror(errno));
-    epoch = until_end_epoch(s, replica, deadline, false);
+    epoch = until_end_epoch(s, replica, deadline);
     if (epoch == NO_SEQ)
         goto out;
     if (fdatasync(replica) < 0)
@@ -576,10 +573,9 @@ static void run_step(struct session *s, const char *step)
         return;
     }
     if (strcmp(step, "commit-early") == 0) {
-        if (until_end_epoch(s, -1, t0 + opt_hold, true) == NO_SEQ) {
-            until_end(s, t0, t0 + opt_wait);
-            return;
-        }
+        /* Right behind the welcome: the primary reads it while the epoch it
+         * starts at the welcome is still being sealed, long before it can
+         * have ended it. */
         uint64_t e = last_seq_seen != NO_SEQ ? last_seq_seen + 1 : h.epoch + 1;
         if (!send_ctrl(s, BSR_COMMITTED, e, 0, 0))
             say("sent: the write failed");
@@ -591,7 +587,7 @@ static void run_step(struct session *s, const char *step)
 
     /* Everything else misbehaves at the first END_EPOCH, with the epoch's
      * data received. */
-    seq = until_end_epoch(s, -1, t0 + opt_hold, false);
+    seq = until_end_epoch(s, -1, t0 + opt_hold);
     if (seq == NO_SEQ) {
         until_end(s, t0, t0 + opt_wait);
         return;
