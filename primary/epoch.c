@@ -361,6 +361,9 @@ bool epoch_committed(struct primary *p, uint64_t epoch)
     }
     bs_dirty_acked_all(p->dirty);
     flush_committed(p);
+    /* The replica holds an image now: from here on it journals, and only
+     * COMMITTED clears anything. */
+    p->in_place = false;
     p->acked_bytes += p->ep_bytes - p->ep_acked_bytes;
     p->committed_epoch = epoch;
     p->committed_seal_ms = p->ep_sealed_ms;

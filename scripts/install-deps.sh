@@ -10,6 +10,7 @@ packages=(
   # run and test
   nbdkit qemu-utils fio libnbd-bin openssl util-linux iproute2 iptables xxd procps
   python3   # the tests check JSON with its json module, and fake agents
+  python3-libnbd  # scripted NBD writers (tests/pit)
   strace    # test-busy-report.sh delays connect() with its fault injection
   # fuzzing (tests/fuzz): clang and its libFuzzer and sanitizer runtimes
   clang clang-14 libclang-rt-14-dev

@@ -47,6 +47,21 @@ requires_fio_nbd() {
     fio --enghelp=nbd 2>/dev/null | grep -q '^uri' || skip "this fio has no nbd engine"
 }
 
+# requires_nbd_python: sets NBD_PY to a python3 that has libnbd's nbd
+# module.  python3-libnbd installs it for the system's python3, which
+# another python3 earlier on PATH (pyenv, a venv) does not see.
+requires_nbd_python() {
+    local c
+    NBD_PY=""
+    for c in python3 /usr/bin/python3; do
+        if "$c" -c 'import nbd' 2>/dev/null; then
+            NBD_PY=$c
+            return 0
+        fi
+    done
+    fail "no python3 with the nbd module: python3-libnbd is not installed (scripts/install-deps.sh installs it)"
+}
+
 # ---- Data ---------------------------------------------------------------------------
 
 # fio_verify_job FILE IODEPTH IO_SIZE [RATE]: writes a fio job of random

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# The promise: whenever the secondary says its replica is consistent, the
+# replica is exactly the primary's disk at one past instant.  One writer
+# through NBD at queue depth 1 (tests/pit/pit-writer.py) stamps every 4 KiB
+# block it writes with its sequence number; both agents are killed -9 at
+# random moments, BLKSHIP_PIT_KILLS times (8 by default; the seed is
+# printed and BLKSHIP_PIT_SEED repeats it).  Each round one of them dies
+# first (primary, secondary, or both at once, at random), the other a
+# random moment later; then the secondary starts again (it applies what it
+# committed before it listens) and, with no primary connected, the replica
+# is still: if the secondary reports it consistent, it must be a prefix of
+# the write sequence, no stale, torn or misplaced block
+# (tests/pit/pit-check.py); if it does not, it must never have committed
+# an epoch (only the first full sync may leave it without an image).  Then
+# the primary starts again and the writer goes on.  At the end, the writer
+# stopped and the pair in sync, the replica is the disk itself.
+source "$(dirname "$0")/functions.sh"
+requires_root
+requires nbdkit
+requires openssl
+requires_nbd_python
+require_build
+make_workdir
+
+kills=${BLKSHIP_PIT_KILLS:-8}
+seed=${BLKSHIP_PIT_SEED:-$$}
+if ! [ "$kills" -ge 1 ] || ! [ "$kills" -le 1000 ]; then
+    fail "BLKSHIP_PIT_KILLS=$kills: 1 to 1000"
+fi
+RANDOM=$seed
+note "$kills rounds of kills, seed $seed (BLKSHIP_PIT_SEED=$seed repeats the moments)"
+pit=$_src_dir/tests/pit
+
+size=32M
+img=$WORKDIR/disk.img
+rep=$WORKDIR/replica.img
+truncate -s $size "$img"
+truncate -s $size "$rep"
+CERTS=$WORKDIR/pki
+make_certs "$CERTS"
+start_nbdkit "$WORKDIR" "rtpit$$" "$img"
+start_secondary sec "$rep"
+port=$SEC_PORT
+start_primary pri "$WL_CTL" "$SEC_ADDR" --epoch-ms 30
+
+wlog=$WORKDIR/writes.log
+stop=$WORKDIR/writer.stop
+"$NBD_PY" "$pit/pit-writer.py" "$NBD_URI" "$wlog" "$stop" 600 "$seed" >"$WORKDIR/writer.out" 2>&1 &
+writer=$!
+cleanup_fn stop_pid "$writer"
+
+# ms N: sleeps N milliseconds.
+ms() { sleep "$(printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)))"; }
+
+checked=0 unchecked=0
+for ((i = 1; i <= kills; i++)); do
+    ms $((300 + RANDOM % 1700))
+    proc_alive "$writer" || fail "round $i: the writer died: $(cat "$WORKDIR/writer.out")"
+    case $((RANDOM % 3)) in
+    0) first=primary ;;
+    1) first=secondary ;;
+    *) first=both ;;
+    esac
+    pri_status=$(status "$PRI_CTL" 2>/dev/null) || pri_status="(no answer)"
+    case $first in
+    primary) kill9 "$PRI_PID"; ms $((RANDOM % 500)); kill9 "$SEC_PID" ;;
+    secondary) kill9 "$SEC_PID"; ms $((RANDOM % 500)); kill9 "$PRI_PID" ;;
+    both) kill -KILL "$PRI_PID" "$SEC_PID"; kill9 "$PRI_PID"; kill9 "$SEC_PID" ;;
+    esac
+    note "round $i: $first killed first; the primary said just before: $(jget "$pri_status" epoch_state) epoch $(jget "$pri_status" epoch), committed $(jget "$pri_status" committed_epoch)"
+
+    start_secondary --port "$port" sec "$rep"
+    s=$(status "$SEC_CTL") || fail "round $i: no status from the restarted secondary"
+    # The applier may still be applying what it replayed: wait for it to
+    # settle (applied = committed) before judging.
+    _settled() {
+        s=$(status "$SEC_CTL") || return 1
+        [ "$(jget "$s" applied_epoch)" = "$(jget "$s" committed_epoch)" ]
+    }
+    poll_until 20 _settled || fail "round $i: the secondary did not apply what it committed: $s"
+    if [ "$(jget "$s" replica_consistent)" = true ]; then
+        out=$("$NBD_PY" "$pit/pit-check.py" "$rep" "$wlog") ||
+            fail "round $i: the secondary reports a consistent replica at epoch $(jget "$s" applied_epoch) that is not a point in time:"$'\n'"$out"
+        note "round $i: consistent at epoch $(jget "$s" applied_epoch): $out"
+        checked=$((checked + 1))
+    else
+        [ "$(jget "$s" committed_epoch)" = 0 ] ||
+            fail "round $i: the replica is inconsistent though epoch $(jget "$s" committed_epoch) was committed: $s"
+        note "round $i: no epoch committed yet (first full sync): $s"
+        unchecked=$((unchecked + 1))
+    fi
+    start_primary pri "$WL_CTL" "$SEC_ADDR" --epoch-ms 30
+done
+[ "$checked" -ge $((kills / 2)) ] ||
+    fail "only $checked of $kills rounds found a consistent replica to check"
+
+touch "$stop"
+poll_until 20 proc_gone "$writer" || fail "the writer did not stop"
+wait "$writer" || fail "the writer failed: $(cat "$WORKDIR/writer.out")"
+note "$(cat "$WORKDIR/writer.out")"
+wait_synced "$PRI_CTL" 60
+_applied_all() {
+    local s
+    s=$(status "$SEC_CTL") || return 1
+    [ "$(jget "$s" replica_consistent)" = true ] &&
+        [ "$(jget "$s" applied_epoch)" = "$(jget "$s" committed_epoch)" ]
+}
+poll_until 20 _applied_all || fail "the secondary did not apply everything: $(status "$SEC_CTL")"
+expect_same "$img" "$rep" "the replica at the end"
+out=$("$NBD_PY" "$pit/pit-check.py" "$rep" "$wlog") || fail "the final replica: $out"
+note "$checked rounds checked a consistent replica, $unchecked found none yet; at the end: $out"
