@@ -174,8 +174,18 @@ void epoch_maybe_start(struct primary *p)
             return;
         }
     }
+    uint64_t next = (p->last_epoch > p->committed_epoch ? p->last_epoch : p->committed_epoch) + 1;
+    /* The number must be reserved durably before END_EPOCH can carry it:
+     * reserve ahead, and wait (state_done starts the epoch) if the
+     * reservation is not on disk yet. */
+    if (next + EPOCH_RESERVE / 4 >= p->epoch_reserve_target) {
+        p->epoch_reserve_target = next + EPOCH_RESERVE;
+        save_state_async(p);
+    }
+    if (next >= p->epoch_reserved_durable)
+        return;
     uv_timer_stop(&p->epoch_timer);
-    p->ep_number = (p->last_epoch > p->committed_epoch ? p->last_epoch : p->committed_epoch) + 1;
+    p->ep_number = next;
     p->last_epoch = p->ep_number;
     p->ep_broken = false;
     p->ep_bytes = 0;

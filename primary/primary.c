@@ -34,8 +34,10 @@ void state_text(const struct primary *p, char *out, size_t size)
     bs_id_to_hex(p->replica_id, rid);
     snprintf(out, size,
              "format 1\nrole primary\nprimary_id %s\nreplica_id %s\ngeneration %" PRIu64
-             "\nlog_id %" PRIu64 "\ndisk_sectors %" PRIu64 "\ncommitted_epoch %" PRIu64 "\n",
-             pid, rid, p->generation, p->log_id, p->disk_sectors, p->committed_epoch);
+             "\nlog_id %" PRIu64 "\ndisk_sectors %" PRIu64 "\ncommitted_epoch %" PRIu64
+             "\nepoch_reserved %" PRIu64 "\n",
+             pid, rid, p->generation, p->log_id, p->disk_sectors, p->committed_epoch,
+             p->epoch_reserve_target);
 }
 
 /* One writer of the file at a time: the loop (save_state) or the pool. */
@@ -54,24 +56,32 @@ static int write_state(struct primary *p, const char *text)
 int save_state(struct primary *p)
 {
     char text[sizeof(p->state_text)];
+    uint64_t reserved = p->epoch_reserve_target;
+    int r;
 
     state_text(p, text, sizeof(text));
-    return write_state(p, text);
+    r = write_state(p, text);
+    if (r == 0 && reserved > p->epoch_reserved_durable)
+        p->epoch_reserved_durable = reserved;
+    return r;
 }
 
 static void state_work(uv_work_t *req)
 {
     struct primary *p = req->data;
 
-    write_state(p, p->state_text);
+    p->state_result = write_state(p, p->state_text);
 }
 
 static void state_done(uv_work_t *req, int status)
 {
     struct primary *p = req->data;
 
-    (void)status;
     p->state_running = false;
+    if (status == 0 && p->state_result == 0 && p->state_reserved > p->epoch_reserved_durable) {
+        p->epoch_reserved_durable = p->state_reserved;
+        epoch_maybe_start(p); /* it may have waited for the reservation */
+    }
     if (p->state_again && !p->stopping) {
         p->state_again = false;
         save_state_async(p);
@@ -85,6 +95,7 @@ void save_state_async(struct primary *p)
         return;
     }
     state_text(p, p->state_text, sizeof(p->state_text));
+    p->state_reserved = p->epoch_reserve_target;
     p->state_req.data = p;
     if (uv_queue_work(p->loop, &p->state_req, state_work, state_done) == 0)
         p->state_running = true;
@@ -128,7 +139,17 @@ static int load_state(struct primary *p)
         BS_ERR(MOD, "%s: committed_epoch is not a number; refusing to guess", p->state_path);
         return -EINVAL;
     }
-    p->last_epoch = p->committed_epoch;
+    /* Every epoch number an earlier run used is below the reservation it
+     * had made durable. */
+    if (bs_state_get_u64(text, "epoch_reserved", &p->epoch_reserve_target) == -ENOENT)
+        p->epoch_reserve_target = p->committed_epoch;
+    else if (bs_state_get_u64(text, "epoch_reserved", &p->epoch_reserve_target) < 0) {
+        BS_ERR(MOD, "%s: epoch_reserved is not a number; refusing to guess", p->state_path);
+        return -EINVAL;
+    }
+    p->epoch_reserved_durable = p->epoch_reserve_target;
+    p->last_epoch = p->epoch_reserve_target > p->committed_epoch ? p->epoch_reserve_target
+                                                                 : p->committed_epoch;
     return 0;
 }
 

@@ -43,6 +43,7 @@
 #define DEFAULT_PAYLOAD (512u << 10)
 #define CONNECT_TIMEOUT_MS 5000
 #define DEFAULT_EPOCH_MS 100
+#define EPOCH_RESERVE 1024             /* epoch numbers reserved per state write */
 #define SENT_CAP 65536                 /* frames awaiting an ACK (in place) */
 #define FLUSH_BYTES (64ull << 20)      /* in place: a FLUSH at least this often */
 #define MAX_UNACKED (256ull << 20)     /* in place: sent, not yet acknowledged */
@@ -205,6 +206,12 @@ struct primary {
     uv_timer_t epoch_timer;         /* the next seal in async mode */
     uv_work_t state_req;            /* primary.state written off the loop */
     bool state_running, state_again;
+    int state_result;
+    /* Epoch numbers are reserved in primary.state ahead of use, so that
+     * one sent by a run that died is never used again by the next. */
+    uint64_t epoch_reserve_target;  /* to be written */
+    uint64_t epoch_reserved_durable; /* numbers below it may be used */
+    uint64_t state_reserved;        /* the reservation the write in progress carries */
     uv_mutex_t state_lock;
     char state_text[1024];
     struct waiter waiters[MAX_WAITERS];

@@ -324,7 +324,7 @@ _epoch_at_least() {
 }
 
 # wait_synced CTL SECONDS: waits until everything written before the call is
-# on the replica.  dirty_bytes alone is not enough: writes still in the
+# on the replica (committed, and applied by the secondary last started).  dirty_bytes alone is not enough: writes still in the
 # log's live map are in no bitmap of the primary yet.  The epoch counts the
 # log's seals (every --interval, empty or not) and a seal's chain of chunks
 # ends before the next seal starts, so once the epoch is 3 past the one read
@@ -339,4 +339,18 @@ wait_synced() {
         fail "the primary's epoch did not advance past $((e0 + 3)) in $limit s: $(status "$ctl")"
     poll_until $((end - SECONDS > 1 ? end - SECONDS : 1)) _synced "$ctl" ||
         fail "not in sync within $limit s: $(status "$ctl")"
+    # Committed is durable in the secondary's journal; the replica itself
+    # has it once the secondary applied that epoch (in the background).
+    # The secondary started last ($SEC_CTL), when it answers as one.
+    local c
+    c=$(field "$ctl" committed_epoch) || fail "no status from $ctl"
+    if [ -n "${SEC_CTL:-}" ] && [ "$(field "$SEC_CTL" role 2>/dev/null)" = secondary ]; then
+        _applied_at_least() {
+            local a
+            a=$(field "$SEC_CTL" applied_epoch) || return 1
+            [ "$a" -ge "$1" ]
+        }
+        poll_until $((end - SECONDS > 1 ? end - SECONDS : 1)) _applied_at_least "$c" ||
+            fail "the secondary did not apply epoch $c within $limit s: $(status "$SEC_CTL")"
+    fi
 }

@@ -65,7 +65,12 @@ for ((i = 1; i <= kills; i++)); do
     case $first in
     primary) kill9 "$PRI_PID"; ms $((RANDOM % 500)); kill9 "$SEC_PID" ;;
     secondary) kill9 "$SEC_PID"; ms $((RANDOM % 500)); kill9 "$PRI_PID" ;;
-    both) kill -KILL "$PRI_PID" "$SEC_PID"; kill9 "$PRI_PID"; kill9 "$SEC_PID" ;;
+    both)
+        kill -KILL "$PRI_PID" "$SEC_PID" || fail "kill -9 of both agents"
+        poll_until 10 proc_gone "$PRI_PID" || fail "the primary survived SIGKILL"
+        poll_until 10 proc_gone "$SEC_PID" || fail "the secondary survived SIGKILL"
+        wait "$PRI_PID" "$SEC_PID" 2>/dev/null || true
+        ;;
     esac
     note "round $i: $first killed first; the primary said just before: $(jget "$pri_status" epoch_state) epoch $(jget "$pri_status" epoch), committed $(jget "$pri_status" committed_epoch)"
 

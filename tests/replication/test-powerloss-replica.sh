@@ -204,9 +204,16 @@ done
 ss=$(status "$SEC_CTL")
 [ "$(jget "$ss" bad_frames)" = 0 ] || fail "the secondary counted bad frames: $ss"
 
-# In sync: a last power cut, and the backing file is the image.
+# In sync: a last power cut; once the secondary has started again (and
+# applied what it committed), the backing file is the image.
 vol_cut rep
 kill9 "$SEC_PID"
+kill9 "$PRI_PID"
 vol_teardown rep
-expect_same "$img" "$backing" "the replica's backing file after the drain and a power cut"
+vol_start rep "$backing"
+start_secondary sec "$VOL_FILE"
+kill9 "$SEC_PID"
+vol_cut rep
+vol_teardown rep
+expect_same "$img" "$backing" "the replica's backing file after the drain, a power cut and the secondary's restart"
 note "$cuts power cuts survived; $checked_total acknowledged grains checked in all"
