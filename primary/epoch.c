@@ -320,6 +320,7 @@ static void abort_epoch(struct primary *p, const char *why)
             why);
     send_ctrl(p, BSR_ABORT_EPOCH, p->ep_number);
     bs_dirty_requeue_all(p->dirty);
+    flush_forget(p);
     p->epochs_aborted++;
     answer_where(p, up_to, p->ep_number, "broken epoch: copy-before-write ran out of room or time; "
                                          "ask again", 0);
@@ -370,7 +371,7 @@ bool epoch_committed(struct primary *p, uint64_t epoch)
         return false;
     }
     bs_dirty_acked_all(p->dirty);
-    flush_committed(p);
+    flush_forget(p);
     /* The replica holds an image now: from here on it journals, and only
      * COMMITTED clears anything. */
     p->in_place = false;

@@ -10,10 +10,11 @@
  * that FLUSH clears the frame's grains.  A replica with a committed epoch
  * journals, and there only COMMITTED clears anything (epoch.c).
  *
- * One rule keeps an ACK from clearing newer data: a grain is sent again in
- * the same epoch only after the pre-copy's frames are all acknowledged
- * (epoch.c waits for that before the seal), and after the seal each grain
- * is sent once.
+ * One rule keeps an ACK from clearing newer data: a grain is sent again
+ * only after the frames awaiting ACKs were acknowledged or forgotten.  In
+ * one epoch, the pre-copy's frames are all acknowledged before the seal
+ * (epoch.c waits for that) and after the seal each grain is sent once; an
+ * aborted epoch's frames are forgotten (its grains go back to todo).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -88,9 +89,11 @@ bool flush_handle_ack(struct primary *p, uint64_t seq)
     return true;
 }
 
-void flush_committed(struct primary *p)
+void flush_forget(struct primary *p)
 {
-    /* The commit covers them; ACKs still on their way stay valid. */
+    /* A commit covers them, or an abort put their grains back in todo, to
+     * be sent again: an ACK still on its way stays valid but must clear
+     * nothing, or it would clear the grain's newer copy. */
     p->sent_head = p->sent_count = 0;
     p->unacked_bytes = 0;
     p->bytes_since_flush = 0;

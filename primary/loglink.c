@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "primary/writelog/wl_proto.h"
@@ -169,33 +170,90 @@ static int send_cmd(struct log_link *l, const char *cmd, const void *params, siz
     return 0;
 }
 
-int log_link_open(uv_loop_t *loop, const char *sock, const struct log_link_ops *ops,
-                  void *opaque, struct log_link **out)
+static void on_closed(uv_handle_t *h);
+
+/* Serves the connected client's socket on loop.  On failure the pipe is
+ * initialised and owns no fd: the caller closes it (on_closed frees). */
+static int attach(uv_loop_t *loop, struct log_link *l)
 {
-    struct log_link *l = calloc(1, sizeof(*l));
     int r;
 
-    if (!l)
-        return -ENOMEM;
-    r = wl_client_open(&l->c, sock);
-    if (r < 0) {
-        free(l);
-        return r;
-    }
-    l->ops = ops;
-    l->opaque = opaque;
     uv_pipe_init(loop, &l->pipe, 0);
     l->pipe.data = l;
     r = uv_pipe_open(&l->pipe, l->c.fd);
-    if (r == 0)
-        r = uv_read_start((uv_stream_t *)&l->pipe, on_alloc, on_read);
     if (r < 0) {
-        wl_client_close(&l->c);
-        free(l);
+        close(l->c.fd);
+        l->c.fd = -1;
         return r;
     }
-    *out = l;
-    return 0;
+    return uv_read_start((uv_stream_t *)&l->pipe, on_alloc, on_read);
+}
+
+struct connect_req {
+    uv_work_t req;
+    struct log_link *l;
+    char sock[108];
+    int result;
+    log_link_connected_fn *done;
+    void *opaque;
+};
+
+static void connect_work(uv_work_t *req)
+{
+    struct connect_req *cr = req->data;
+
+    cr->result = wl_client_open(&cr->l->c, cr->sock);
+}
+
+static void connect_done(uv_work_t *req, int status)
+{
+    struct connect_req *cr = req->data;
+    struct log_link *l = cr->l;
+    int r = status < 0 ? status : cr->result;
+
+    if (r < 0) {
+        free(l); /* wl_client_open left nothing open */
+        cr->done(cr->opaque, r, NULL);
+    } else if ((r = attach(req->loop, l)) < 0) {
+        l->closing = true;
+        uv_close((uv_handle_t *)&l->pipe, on_closed); /* unmaps and frees */
+        cr->done(cr->opaque, r, NULL);
+    } else {
+        cr->done(cr->opaque, 0, l);
+    }
+    free(cr);
+}
+
+int log_link_connect(uv_loop_t *loop, const char *sock, const struct log_link_ops *ops,
+                     void *opaque, log_link_connected_fn *done)
+{
+    struct connect_req *cr;
+    struct log_link *l;
+    int r;
+
+    if (strlen(sock) >= sizeof(cr->sock))
+        return -ENAMETOOLONG;
+    cr = calloc(1, sizeof(*cr));
+    l = calloc(1, sizeof(*l));
+    if (!cr || !l) {
+        free(cr);
+        free(l);
+        return -ENOMEM;
+    }
+    l->ops = ops;
+    l->opaque = opaque;
+    l->c.fd = -1;
+    cr->l = l;
+    strcpy(cr->sock, sock);
+    cr->done = done;
+    cr->opaque = opaque;
+    cr->req.data = cr;
+    r = uv_queue_work(loop, &cr->req, connect_work, connect_done);
+    if (r < 0) {
+        free(cr);
+        free(l);
+    }
+    return r;
 }
 
 static void on_closed(uv_handle_t *h)

@@ -34,10 +34,15 @@ struct log_link_ops {
 
 struct log_link;
 
-/* Connects (blocking: shmp and info), then serves the socket on loop.
- * Returns 0 or -errno. */
-int log_link_open(uv_loop_t *loop, const char *sock, const struct log_link_ops *ops,
-                  void *opaque, struct log_link **out);
+/* The outcome of log_link_connect: 0 and the link, or -errno and NULL. */
+typedef void log_link_connected_fn(void *opaque, int status, struct log_link *l);
+
+/* Connects in the thread pool (the connect, shmp and info may block for
+ * their timeouts), then serves the socket on loop; done runs on the loop.
+ * Returns 0, or -errno when the attempt could not even start (done is
+ * then not called). */
+int log_link_connect(uv_loop_t *loop, const char *sock, const struct log_link_ops *ops,
+                     void *opaque, log_link_connected_fn *done);
 /* Closes the socket and unmaps; freed once libuv is done. */
 void log_link_close(struct log_link *l);
 

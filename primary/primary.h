@@ -140,6 +140,7 @@ struct primary {
     int sync_result;
     bool sync_running;              /* sync_req is queued: no seal until it is done */
     uv_timer_t log_retry;
+    bool log_connecting;            /* a connect runs in the thread pool */
     bool sealing;
     bool seal_record;               /* the seal in progress is for the record only */
     uv_timer_t drain_timer;
@@ -256,7 +257,8 @@ void state_text(const struct primary *p, char *out, size_t size);
  * into the log's memory); reads it had not answered go back to the bitmap.
  * Reconnects after a second. */
 void log_down(struct primary *p, const char *why);
-/* Timer callback: connects to the write log and takes its description. */
+/* Timer callback: connects to the write log (in the thread pool) and then
+ * takes its description. */
 void on_log_retry(uv_timer_t *t);
 /* Starts the seal of epoch p->ep_number (EP_SEALING). */
 void seal_start(struct primary *p);
@@ -319,8 +321,10 @@ void flush_note_sent(struct primary *p, uint64_t first, uint64_t n, uint64_t byt
 void flush_now(struct primary *p);
 /* An ACK; false (logged) when it names no FLUSH awaiting one. */
 bool flush_handle_ack(struct primary *p, uint64_t seq);
-/* The epoch committed: the frames awaiting ACKs are covered. */
-void flush_committed(struct primary *p);
+/* The epoch committed (its frames are covered) or was aborted (their
+ * grains are due again): the frames awaiting ACKs are forgotten, and a
+ * late ACK clears nothing. */
+void flush_forget(struct primary *p);
 /* A session begins, writing in place or not. */
 void flush_session_start(struct primary *p, bool in_place);
 

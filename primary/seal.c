@@ -187,24 +187,49 @@ static const struct log_link_ops log_ops = {
     .on_error = on_log_error,
 };
 
+static void on_log_connected(void *opaque, int status, struct log_link *l);
+
 void on_log_retry(uv_timer_t *t)
 {
     struct primary *p = t->data;
-    const struct wl_info_reply *info;
-    bool fresh = false;
     int r;
 
-    if (p->log || p->stopping)
+    if (p->log || p->log_connecting || p->stopping)
         return;
-    r = log_link_open(p->loop, p->writelog_path, &log_ops, p, &p->log);
-    if (r == 0)
+    r = log_link_connect(p->loop, p->writelog_path, &log_ops, p, on_log_connected);
+    if (r < 0) {
+        BS_WARN(MOD, "cannot start connecting to the write log %s: %s", p->writelog_path,
+                strerror(-r));
+        uv_timer_start(&p->log_retry, on_log_retry, 1000, 0);
+        return;
+    }
+    p->log_connecting = true;
+}
+
+/* The write log answered shmp and info (in the thread pool), or not. */
+static void on_log_connected(void *opaque, int status, struct log_link *l)
+{
+    struct primary *p = opaque;
+    const struct wl_info_reply *info;
+    bool fresh = false;
+    int r = status;
+
+    p->log_connecting = false;
+    if (r == 0 && p->stopping) {
+        log_link_close(l);
+        return;
+    }
+    if (r == 0) {
+        p->log = l;
         p->log_gen++;
+    }
     if (r < 0) {
         static unsigned attempts;
         if (attempts++ % 10 == 0)
             BS_WARN(MOD, "write log %s not available: %s; retrying", p->writelog_path,
                     strerror(-r));
-        uv_timer_start(&p->log_retry, on_log_retry, 1000, 0);
+        if (!p->stopping)
+            uv_timer_start(&p->log_retry, on_log_retry, 1000, 0);
         return;
     }
     info = log_link_info(p->log);

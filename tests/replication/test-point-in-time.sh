@@ -14,6 +14,12 @@
 # an epoch (only the first full sync may leave it without an image).  Then
 # the primary starts again and the writer goes on.  At the end, the writer
 # stopped and the pair in sync, the replica is the disk itself.
+#
+# BLKSHIP_PIT_COW_MAX=SIZE gives the filter that writelog-cow-max (and a
+# 1 ms writelog-cow-wait): with a pool of one grain most epochs break (the
+# filter's count of breaks must be above 0), and the primary must abort
+# them and never let a broken one reach the replica
+# (test-point-in-time-broken.sh runs it so).
 source "$(dirname "$0")/functions.sh"
 requires_root
 requires nbdkit
@@ -38,11 +44,23 @@ truncate -s $size "$img"
 truncate -s $size "$rep"
 CERTS=$WORKDIR/pki
 make_certs "$CERTS"
-start_nbdkit "$WORKDIR" "rtpit$$" "$img"
+cow_args=()
+if [ -n "${BLKSHIP_PIT_COW_MAX:-}" ]; then
+    cow_args=(writelog-cow-max="$BLKSHIP_PIT_COW_MAX" writelog-cow-wait=1ms)
+    note "copy-before-write pool $BLKSHIP_PIT_COW_MAX, wait 1 ms: epochs will break"
+fi
+start_nbdkit "$WORKDIR" "rtpit$$" "$img" "${cow_args[@]}"
 start_secondary sec "$rep"
 port=$SEC_PORT
 start_primary pri "$WL_CTL" "$SEC_ADDR" --epoch-ms 30
 
+if [ -n "${BLKSHIP_PIT_COW_MAX:-}" ]; then
+    # With so small a pool an epoch that must keep the whole first sync
+    # under writes would break every time: the writer starts once the first
+    # epoch is committed.
+    _first_commit() { [ "$(field "$PRI_CTL" committed_epoch)" -gt 0 ]; }
+    poll_until 60 _first_commit || fail "the first epoch was not committed: $(status "$PRI_CTL")"
+fi
 wlog=$WORKDIR/writes.log
 stop=$WORKDIR/writer.stop
 "$NBD_PY" "$pit/pit-writer.py" "$NBD_URI" "$wlog" "$stop" 600 "$seed" >"$WORKDIR/writer.out" 2>&1 &
@@ -98,6 +116,13 @@ for ((i = 1; i <= kills; i++)); do
 done
 [ "$checked" -ge $((kills / 2)) ] ||
     fail "only $checked of $kills rounds found a consistent replica to check"
+if [ -n "${BLKSHIP_PIT_COW_MAX:-}" ]; then
+    # The filter's count of broken epochs (in the primary's status, "cow"),
+    # over every run of the primary.
+    breaks=$(field "$PRI_CTL" breaks)
+    [ "${breaks:-0}" -gt 0 ] || fail "with a pool of $BLKSHIP_PIT_COW_MAX no epoch broke: $(status "$PRI_CTL")"
+    note "the filter broke $breaks epochs; the last primary aborted $(field "$PRI_CTL" epochs_aborted)"
+fi
 
 touch "$stop"
 poll_until 20 proc_gone "$writer" || fail "the writer did not stop"

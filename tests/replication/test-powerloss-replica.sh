@@ -123,7 +123,7 @@ power_cut() {
     if [ "$1" = store ]; then
         _sec_noticed() {
             log_since "$SEC_LOG" "$lines" |
-                grep -Eq 'writing .* of .*:|zeroing .* of .*:|flushing the replica failed'
+                grep -Eq 'writing .* of .*:|zeroing .* of .*:|flushing the replica failed|flushing .* after epoch [0-9]+:|applying committed epoch [0-9]+ failed'
         }
         poll_until 20 _sec_noticed ||
             fail "cut $i: the secondary did not report a failed write or flush in 20 s after its store died"
