@@ -47,8 +47,15 @@ wait_in_sync() {
     while [ $SECONDS -lt $deadline ]; do
         j=$(status_json "$work/primary.ctl")
         if [ "$(field "$j" connected)" = true ] && [ "$(field "$j" dirty_bytes)" = 0 ]; then
-            progress "in sync: $(field "$j" acked_bytes) bytes durable on the replica"; echo
-            return 0
+            # Committed (durable in the secondary's journal); the replica
+            # itself has it once the secondary applied that epoch.
+            local c k
+            c=$(field "$j" committed_epoch)
+            k=$(status_json "$work/secondary.ctl")
+            if [ "$(field "$k" replica_consistent)" = true ] && [ "$(field "$k" applied_epoch)" -ge "$c" ]; then
+                progress "in sync: $(field "$j" acked_bytes) bytes committed; the replica is consistent at epoch $(field "$k" applied_epoch)"; echo
+                return 0
+            fi
         fi
         progress "$("$B/cli/blkship" status --control "$work/primary.ctl" | grep -E 'in sync|rate' | tr -s ' ' | paste -sd' ')"
         sleep 0.2
@@ -112,6 +119,8 @@ grep -E '^ +write:' "$work/fio.out" | sed 's/^ */fio /'
 step "Drain and compare"
 wait_in_sync 120
 "$B/cli/blkship" status --control "$work/primary.ctl"
+echo
+"$B/cli/blkship" status --control "$work/secondary.ctl"
 a=$(sha256sum < "$work/disk.img" | cut -d' ' -f1)
 b=$(sha256sum < "$replica" | cut -d' ' -f1)
 echo "primary  sha256 $a"
