@@ -15,11 +15,12 @@
 #      the previous checkpoint's image or the new one, never a mix; the
 #      next checkpoint brings the new one.
 #   5. After the session's first commit the replica journals: an ACK no
-#      longer means the data is on it.  96 MiB written, a checkpoint, and
-#      the secondary killed -9 once 70 MiB of that epoch are sent (past the
+#      longer means the data is on it.  192 MiB written, a checkpoint, and
+#      the secondary killed -9 once 100 MiB of that epoch are sent (past the
 #      64 MiB at which an in-place epoch is flushed and acknowledged) and
-#      before its commit: the journal drops the uncommitted epoch, and
-#      after the restart the next checkpoint must bring all of it.
+#      before its commit: nothing of it may count as acknowledged, and
+#      after the restart (the journal dropped the uncommitted epoch) the
+#      next checkpoint must bring all of it.
 #   6. With no link a checkpoint fails at once with the reason; a bad
 #      --timeout is a usage error.
 source "$(dirname "$0")/functions.sh"
@@ -30,7 +31,7 @@ requires openssl
 require_build
 make_workdir
 
-size=128M
+size=256M
 img=$WORKDIR/disk.img
 rep=$WORKDIR/replica.img
 random_file "$img" $size "ck-$$"
@@ -153,20 +154,22 @@ for victim in secondary primary; do
 done
 
 # ---- 5 ------------------------------------------------------------------------------
-qemu-io -f raw "$NBD_URI" -c "write -q -P 0x77 16M 96M" >/dev/null || fail "qemu-io could not write"
+qemu-io -f raw "$NBD_URI" -c "write -q -P 0x77 32M 192M" >/dev/null || fail "qemu-io could not write"
 cp "$img" "$WORKDIR/big.img"
 s=$(status "$PRI_CTL")
-sent0=$(jget "$s" sent_bytes) c0=$(jget "$s" committed_epoch)
+sent0=$(jget "$s" sent_bytes) c0=$(jget "$s" committed_epoch) acked0=$(jget "$s" acked_bytes)
 "$BLKSHIP" checkpoint --control "$PRI_CTL" --timeout 30s >"$WORKDIR/ck.out" 2>&1 &
 ck=$!
 _mid_epoch() {
     S=$(status "$PRI_CTL") || return 1
-    [ $(($(jget "$S" sent_bytes) - sent0)) -ge $((70 << 20)) ]
+    [ $(($(jget "$S" sent_bytes) - sent0)) -ge $((100 << 20)) ]
 }
-poll_until 30 _mid_epoch || fail "the 96 MiB epoch did not get 70 MiB out: $S"
+poll_until 30 _mid_epoch || fail "the 192 MiB epoch did not get 100 MiB out: $S"
 kill9 "$SEC_PID"
 [ "$(jget "$S" committed_epoch)" = "$c0" ] ||
     fail "the epoch committed before the kill; the test needs it uncommitted: $S"
+[ "$(jget "$S" acked_bytes)" = "$acked0" ] ||
+    fail "data of a journalled, uncommitted epoch counted as acknowledged ($acked0 before): $S"
 note "secondary killed with $(($(jget "$S" sent_bytes) - sent0)) bytes of the epoch sent, acked_bytes $(jget "$S" acked_bytes), state $(jget "$S" epoch_state)"
 wait "$ck" || true
 start_secondary --port "$port" sec "$rep"
