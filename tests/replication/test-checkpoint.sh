@@ -14,7 +14,7 @@
 #      secondary is back and has applied what it committed, the replica is
 #      the previous checkpoint's image or the new one, never a mix; the
 #      next checkpoint brings the new one.
-#   5. After the session's first commit the replica journals: an ACK no
+#   3b. Still in the first session, after its first commit, the replica journals: an ACK no
 #      longer means the data is on it.  192 MiB written, a checkpoint, and
 #      the secondary killed -9 once 100 MiB of that epoch are sent (past the
 #      64 MiB at which an in-place epoch is flushed and acknowledged) and
@@ -112,6 +112,32 @@ done <<<"$out"
 e=$last
 note "20 checkpoints on one connection: epochs up to $e, latencies $(awk '{print $2}' <<<"$out" | sort -n | sed -n '1p;$p' | paste -sd- ) ms"
 
+# ---- 3b ------------------------------------------------------------------------------
+qemu-io -f raw "$NBD_URI" -c "write -q -P 0x77 32M 192M" >/dev/null || fail "qemu-io could not write"
+cp "$img" "$WORKDIR/big.img"
+s=$(status "$PRI_CTL")
+sent0=$(jget "$s" sent_bytes) c0=$(jget "$s" committed_epoch) acked0=$(jget "$s" acked_bytes)
+"$BLKSHIP" checkpoint --control "$PRI_CTL" --timeout 30s >"$WORKDIR/ck.out" 2>&1 &
+ck=$!
+_mid_epoch() {
+    S=$(status "$PRI_CTL") || return 1
+    [ $(($(jget "$S" sent_bytes) - sent0)) -ge $((100 << 20)) ]
+}
+poll_until 30 _mid_epoch || fail "the 192 MiB epoch did not get 100 MiB out: $S"
+kill9 "$SEC_PID"
+[ "$(jget "$S" committed_epoch)" = "$c0" ] ||
+    fail "the epoch committed before the kill; the test needs it uncommitted: $S"
+[ "$(jget "$S" acked_bytes)" = "$acked0" ] ||
+    fail "data of a journalled, uncommitted epoch counted as acknowledged ($acked0 before): $S"
+note "secondary killed with $(($(jget "$S" sent_bytes) - sent0)) bytes of the epoch sent, acked_bytes $(jget "$S" acked_bytes), state $(jget "$S" epoch_state)"
+wait "$ck" || true
+start_secondary --port "$port" sec "$rep"
+poll_until 20 _connected || fail "the primary did not reconnect: $(status "$PRI_CTL")"
+checkpoint --timeout 60s
+[ "$CK_RC" = 0 ] || fail "the checkpoint after the secondary came back failed: $CK_OUT"
+applied "$CK_OUT"
+expect_same "$WORKDIR/big.img" "$rep" "the replica after a journalled epoch was lost and sent again"
+
 # ---- 4 ------------------------------------------------------------------------------
 prev_img=$WORKDIR/image.5
 cp "$img" "$prev_img"
@@ -152,32 +178,6 @@ for victim in secondary primary; do
     expect_same "$WORKDIR/new.img" "$rep" "the replica at the checkpoint after the $victim came back"
     cp "$WORKDIR/new.img" "$prev_img"
 done
-
-# ---- 5 ------------------------------------------------------------------------------
-qemu-io -f raw "$NBD_URI" -c "write -q -P 0x77 32M 192M" >/dev/null || fail "qemu-io could not write"
-cp "$img" "$WORKDIR/big.img"
-s=$(status "$PRI_CTL")
-sent0=$(jget "$s" sent_bytes) c0=$(jget "$s" committed_epoch) acked0=$(jget "$s" acked_bytes)
-"$BLKSHIP" checkpoint --control "$PRI_CTL" --timeout 30s >"$WORKDIR/ck.out" 2>&1 &
-ck=$!
-_mid_epoch() {
-    S=$(status "$PRI_CTL") || return 1
-    [ $(($(jget "$S" sent_bytes) - sent0)) -ge $((100 << 20)) ]
-}
-poll_until 30 _mid_epoch || fail "the 192 MiB epoch did not get 100 MiB out: $S"
-kill9 "$SEC_PID"
-[ "$(jget "$S" committed_epoch)" = "$c0" ] ||
-    fail "the epoch committed before the kill; the test needs it uncommitted: $S"
-[ "$(jget "$S" acked_bytes)" = "$acked0" ] ||
-    fail "data of a journalled, uncommitted epoch counted as acknowledged ($acked0 before): $S"
-note "secondary killed with $(($(jget "$S" sent_bytes) - sent0)) bytes of the epoch sent, acked_bytes $(jget "$S" acked_bytes), state $(jget "$S" epoch_state)"
-wait "$ck" || true
-start_secondary --port "$port" sec "$rep"
-poll_until 20 _connected || fail "the primary did not reconnect: $(status "$PRI_CTL")"
-checkpoint --timeout 60s
-[ "$CK_RC" = 0 ] || fail "the checkpoint after the secondary came back failed: $CK_OUT"
-applied "$CK_OUT"
-expect_same "$WORKDIR/big.img" "$rep" "the replica after a journalled epoch was lost and sent again"
 
 # ---- 6 ------------------------------------------------------------------------------
 stop_pid "$SEC_PID"
