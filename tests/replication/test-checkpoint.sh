@@ -9,11 +9,6 @@
 #      replica equals that copy exactly.
 #   3. 20 checkpoints on one connection (--count): 20 answers, epochs
 #      increasing.
-#   4. The secondary killed -9 in the middle of a checkpoint, at a random
-#      moment; then the primary killed -9 in the middle of one: once the
-#      secondary is back and has applied what it committed, the replica is
-#      the previous checkpoint's image or the new one, never a mix; the
-#      next checkpoint brings the new one.
 #   3b. Still in the first session, after its first commit, the replica journals: an ACK no
 #      longer means the data is on it.  192 MiB written, a checkpoint, and
 #      the secondary killed -9 once 100 MiB of that epoch are sent (past the
@@ -21,7 +16,12 @@
 #      before its commit: nothing of it may count as acknowledged, and
 #      after the restart (the journal dropped the uncommitted epoch) the
 #      next checkpoint must bring all of it.
-#   6. With no link a checkpoint fails at once with the reason; a bad
+#   4. The secondary killed -9 in the middle of a checkpoint, at a random
+#      moment; then the primary killed -9 in the middle of one: once the
+#      secondary is back and has applied what it committed, the replica is
+#      the previous checkpoint's image or the new one, never a mix; the
+#      next checkpoint brings the new one.
+#   5. With no link a checkpoint fails at once with the reason; a bad
 #      --timeout is a usage error.
 source "$(dirname "$0")/functions.sh"
 requires_root
@@ -179,7 +179,7 @@ for victim in secondary primary; do
     cp "$WORKDIR/new.img" "$prev_img"
 done
 
-# ---- 6 ------------------------------------------------------------------------------
+# ---- 5 ------------------------------------------------------------------------------
 stop_pid "$SEC_PID"
 _down() { [ "$(field "$PRI_CTL" connected)" = false ]; }
 poll_until 20 _down || fail "the primary still shows the link up"
