@@ -147,6 +147,29 @@ static void on_epoch_timer(uv_timer_t *t)
     epoch_maybe_start(t->data);
 }
 
+/* Async mode, waiting for the next seal: is the log's live map past
+ * --epoch-max-dirty?  Then the seal comes now. */
+static void on_dirty_poll(uv_timer_t *t)
+{
+    struct primary *p = t->data;
+
+    if (p->ep_state == EP_IDLE && p->log && p->ls == LS_STREAMING && p->mode == MODE_ASYNC &&
+        !p->info_inflight && log_link_info_refresh(p->log) == 0)
+        p->info_inflight = true;
+}
+
+void epoch_on_info(struct primary *p, const struct wl_info_reply *rep)
+{
+    p->info_inflight = false;
+    p->log_live_bytes = rep->live_grains * grain_bytes(p);
+    if (p->ep_state != EP_IDLE || p->mode != MODE_ASYNC || p->log_live_bytes < p->epoch_max_dirty)
+        return;
+    BS_DEBUG(MOD, "%" PRIu64 " bytes dirty in the log: sealing before --epoch-ms", p->log_live_bytes);
+    p->early_seals++;
+    p->ep_sealed_ms = 0; /* the seal may come now */
+    epoch_maybe_start(p);
+}
+
 static bool unassigned_waiters(const struct primary *p)
 {
     for (unsigned i = 0; i < p->nwaiters; i++)
@@ -167,10 +190,13 @@ void epoch_maybe_start(struct primary *p)
     if (!unassigned_waiters(p)) {
         if (p->mode == MODE_CHECKPOINT)
             return;
-        /* Async: at most one seal per epoch_ms. */
+        /* Async: at most one seal per epoch_ms, unless the log holds more
+         * than epoch_max_dirty (polled meanwhile with info). */
         if (p->ep_sealed_ms && now - p->ep_sealed_ms < p->epoch_ms) {
-            uv_timer_start(&p->epoch_timer, on_epoch_timer, p->epoch_ms - (now - p->ep_sealed_ms),
-                           0);
+            uint64_t wait = p->epoch_ms - (now - p->ep_sealed_ms);
+            uv_timer_start(&p->epoch_timer, on_epoch_timer, wait, 0);
+            if (wait > DIRTY_POLL_MS && p->epoch_max_dirty)
+                uv_timer_start(&p->dirty_poll, on_dirty_poll, DIRTY_POLL_MS, DIRTY_POLL_MS);
             return;
         }
     }
@@ -185,6 +211,7 @@ void epoch_maybe_start(struct primary *p)
     if (next >= p->epoch_reserved_durable)
         return;
     uv_timer_stop(&p->epoch_timer);
+    uv_timer_stop(&p->dirty_poll);
     p->ep_number = next;
     p->last_epoch = p->ep_number;
     p->ep_broken = false;
@@ -400,6 +427,7 @@ void epoch_link_lost(struct primary *p)
      * (seal.c) and then waits for the link. */
     answer_where(p, any, 0, "the link to the secondary was lost", 0);
     uv_timer_stop(&p->epoch_timer);
+    uv_timer_stop(&p->dirty_poll);
 }
 
 void epoch_log_lost(struct primary *p)
@@ -423,6 +451,7 @@ void epoch_status(struct primary *p, struct bs_json_builder *b)
      * is on the replica: the oldest write that may not be is younger. */
     bs_json_add_u64(b, "lag_ms", now - (p->committed_seal_ms ? p->committed_seal_ms : p->start_ms));
     bs_json_add_u64(b, "checkpoints_waiting", p->nwaiters);
+    bs_json_add_u64(b, "early_seals", p->early_seals);
     bs_json_begin(&cow);
     bs_json_add_bool(&cow, "enabled", p->cow_ok);
     bs_json_add_u64(&cow, "bytes_now", p->cow.bytes_now);

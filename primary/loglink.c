@@ -23,6 +23,7 @@ struct log_link {
     bool export_pending;        /* seal, next or adds: the export area is in use */
     const char *export_cmd;
     bool cowc_pending;
+    bool info_pending;
     bool failed;
     bool closing;
     struct {
@@ -87,6 +88,18 @@ static void handle_message(struct log_link *l, const uint8_t *m)
         }
         l->export_pending = false;
         l->ops->on_adds(l->opaque, &rep);
+    } else if (!memcmp(m, WL_CMD_INFO, 4)) {
+        struct wl_info_reply rep;
+        memcpy(&rep, m, sizeof(rep));
+        if (!l->info_pending || wl_info_reply_check(&rep) < 0 ||
+            rep.disk_sectors != l->c.info.disk_sectors ||
+            rep.grain_sectors != l->c.info.grain_sectors || rep.log_id != l->c.info.log_id) {
+            link_fail(l, -EPROTO, "unexpected info reply");
+            return;
+        }
+        l->info_pending = false;
+        l->c.info = rep;
+        l->ops->on_info(l->opaque, &rep);
     } else if (!memcmp(m, WL_CMD_COWC, 4)) {
         struct wl_cowc_reply rep;
         memcpy(&rep, m, sizeof(rep));
@@ -350,6 +363,18 @@ int log_link_adds(struct log_link *l, uint32_t n)
         l->export_pending = true;
         l->export_cmd = WL_CMD_ADDS;
     }
+    return r;
+}
+
+int log_link_info_refresh(struct log_link *l)
+{
+    int r;
+
+    if (l->info_pending)
+        return -EBUSY;
+    r = send_cmd(l, WL_CMD_INFO, NULL, 0);
+    if (r == 0)
+        l->info_pending = true;
     return r;
 }
 

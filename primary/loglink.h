@@ -19,6 +19,9 @@ struct log_link_ops {
     void (*on_export)(void *opaque, const struct wl_export_reply *rep);
     /* Reply to adds: the ranges are in the log's next seal. */
     void (*on_adds)(void *opaque, const struct wl_adds_reply *rep);
+    /* Reply to info (log_link_info_refresh): the log's counts now; the
+     * disk, grain and log id are checked unchanged. */
+    void (*on_info)(void *opaque, const struct wl_info_reply *rep);
     /* Reply to cowc: copy-before-write counters and the sealed epoch's
      * state (WL_EF_BROKEN). */
     void (*on_cowc)(void *opaque, const struct wl_cowc_reply *rep);
@@ -65,6 +68,9 @@ struct wl_disk_range *log_link_area(struct log_link *l);
  * seal (copy-before-write then protects them).  -EBUSY, -EINVAL (n is 0
  * or over WL_EXPORT_MAX). */
 int log_link_adds(struct log_link *l, uint32_t n);
+/* Asks for "info" again (live and pending grains now); one at a time
+ * (-EBUSY). */
+int log_link_info_refresh(struct log_link *l);
 /* Asks for the copy-before-write counters; one at a time (-EBUSY). */
 int log_link_cowc(struct log_link *l);
 /* Queues a request to read count sectors at sector into the data area at

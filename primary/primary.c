@@ -271,6 +271,8 @@ static void usage(FILE *f)
           "  --epoch-ms DURATION      async mode: at most one seal per DURATION (default\n"
           "                           100ms; 1ms-1h; a bare number is milliseconds);\n"
           "                           --interval is the same option's older name\n"
+          "  --epoch-max-dirty SIZE   async mode: seal before --epoch-ms once the log holds\n"
+          "                           more than SIZE dirty (default 64M; 0: never)\n"
           "  --max-payload SIZE       largest data frame (default 512K; 4K-8M, 4K multiple)\n"
           "  --heartbeat-timeout DUR  drop a silent link after DUR (default 10s; 2s-1h;\n"
           "                           a bare number is seconds)\n"
@@ -296,6 +298,7 @@ int main(int argc, char **argv)
         { "peer-name", required_argument, NULL, 'P' },
         { "interval", required_argument, NULL, 'i' },
         { "epoch-ms", required_argument, NULL, 'e' },
+        { "epoch-max-dirty", required_argument, NULL, 'D' },
         { "mode", required_argument, NULL, 'M' },
         { "max-payload", required_argument, NULL, 'm' },
         { "heartbeat-timeout", required_argument, NULL, 't' },
@@ -312,6 +315,7 @@ int main(int argc, char **argv)
     int opt, r;
 
     p->epoch_ms = DEFAULT_EPOCH_MS;
+    p->epoch_max_dirty = DEFAULT_EPOCH_MAX_DIRTY;
     p->mode = MODE_ASYNC;
     p->heartbeat_timeout_ms = 10000;
     p->payload_pref = DEFAULT_PAYLOAD;
@@ -333,6 +337,11 @@ int main(int argc, char **argv)
                                    3600000, &v) < 0)
                 return BS_EXIT_USAGE;
             p->epoch_ms = (unsigned)v;
+            break;
+        case 'D':
+            if (bs_opt_size("--epoch-max-dirty", optarg, 0, 1ull << 40, &v) < 0)
+                return BS_EXIT_USAGE;
+            p->epoch_max_dirty = v;
             break;
         case 'M':
             if (strcmp(optarg, "async") == 0) {
@@ -412,7 +421,8 @@ int main(int argc, char **argv)
     uv_timer_init(p->loop, &p->tick);
     uv_timer_init(p->loop, &p->epoch_timer);
     uv_timer_init(p->loop, &p->drain_timer);
-    p->drain_timer.data = p;
+    uv_timer_init(p->loop, &p->dirty_poll);
+    p->drain_timer.data = p->dirty_poll.data = p;
     uv_idle_init(p->loop, &p->pump_soon);
     p->retry.data = p->log_retry.data = p->tick.data = p->epoch_timer.data = p;
     p->start_ms = uv_now(p->loop);
@@ -453,6 +463,7 @@ int main(int argc, char **argv)
     uv_close((uv_handle_t *)&p->tick, NULL);
     uv_close((uv_handle_t *)&p->epoch_timer, NULL);
     uv_close((uv_handle_t *)&p->drain_timer, NULL);
+    uv_close((uv_handle_t *)&p->dirty_poll, NULL);
     uv_close((uv_handle_t *)&p->pump_soon, NULL);
     uv_close((uv_handle_t *)&p->sigterm, NULL);
     uv_close((uv_handle_t *)&p->sigint, NULL);

@@ -44,6 +44,8 @@
 #define CONNECT_TIMEOUT_MS 5000
 #define DEFAULT_EPOCH_MS 100
 #define EPOCH_RESERVE 1024             /* epoch numbers reserved per state write */
+#define DEFAULT_EPOCH_MAX_DIRTY (64ull << 20)
+#define DIRTY_POLL_MS 20               /* async: how often the log's dirty count is asked */
 #define SENT_CAP 65536                 /* frames awaiting an ACK (in place) */
 #define FLUSH_BYTES (64ull << 20)      /* in place: a FLUSH at least this often */
 #define MAX_UNACKED (256ull << 20)     /* in place: sent, not yet acknowledged */
@@ -205,6 +207,11 @@ struct primary {
     uint64_t epochs_committed, epochs_aborted;
     uint64_t last_commit_ms;        /* how long the last epoch took, seal to commit */
     uv_timer_t epoch_timer;         /* the next seal in async mode */
+    uv_timer_t dirty_poll;          /* async: the log's dirty count, for an early seal */
+    uint64_t epoch_max_dirty;       /* --epoch-max-dirty: seal early past it (0: never) */
+    uint64_t log_live_bytes;        /* the log's live map, as of the last info */
+    uint64_t early_seals;
+    bool info_inflight;
     uv_work_t state_req;            /* primary.state written off the loop */
     bool state_running, state_again;
     int state_result;
@@ -297,6 +304,8 @@ bool epoch_committed(struct primary *p, uint64_t epoch);
 void epoch_request_cowc(struct primary *p);
 /* An adds reply: the next range, or the seal. */
 void epoch_on_adds(struct primary *p, const struct wl_adds_reply *rep);
+/* An info reply (the dirty poll). */
+void epoch_on_info(struct primary *p, const struct wl_info_reply *rep);
 /* A cowc reply. */
 void epoch_on_cowc(struct primary *p, const struct wl_cowc_reply *rep);
 /* A checkpoint request from the control socket. */

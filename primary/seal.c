@@ -170,6 +170,11 @@ static void on_log_cowc(void *opaque, const struct wl_cowc_reply *rep)
     epoch_on_cowc(opaque, rep);
 }
 
+static void on_log_info(void *opaque, const struct wl_info_reply *rep)
+{
+    epoch_on_info(opaque, rep);
+}
+
 static void on_log_error(void *opaque, int err)
 {
     struct primary *p = opaque;
@@ -182,6 +187,7 @@ static const struct log_link_ops log_ops = {
     .on_export = on_log_export,
     .on_adds = on_log_adds,
     .on_cowc = on_log_cowc,
+    .on_info = on_log_info,
     .on_read = on_log_read,
     .on_kick_done = on_log_kick_done,
     .on_error = on_log_error,
@@ -278,7 +284,7 @@ static void on_log_connected(void *opaque, int status, struct log_link *l)
                     "writelog filter of version 2 with writelog-cow-max above 0",
                p->writelog_path, info->version,
                info->version >= 2 ? "copy-before-write off" : "no copy-before-write");
-    p->cowc_inflight = p->cowc_again = false;
+    p->cowc_inflight = p->cowc_again = p->info_inflight = false;
     if (p->cow_ok)
         epoch_request_cowc(p);
     /* Frames are built in the data area: its slots must fit our payload. */

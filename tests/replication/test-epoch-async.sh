@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Async mode's pace.  With --epoch-ms 1s and nothing written, at most one
+# epoch per second is sealed (4 or fewer in 3 s, and at least 2: empty
+# epochs are sealed too, so lag_ms stays bounded).  With --epoch-ms 5s and
+# --epoch-max-dirty 4M, 16 MiB written through NBD are sealed early: they
+# are committed and applied within 3 s (the epoch-ms alone would take up to
+# 5 s), early_seals counts it, and the replica equals the disk.
+source "$(dirname "$0")/functions.sh"
+requires_root
+requires nbdkit
+requires qemu-io
+requires openssl
+require_build
+make_workdir
+
+size=64M
+img=$WORKDIR/disk.img
+rep=$WORKDIR/replica.img
+random_file "$img" $size "ea-$$"
+truncate -s $size "$rep"
+CERTS=$WORKDIR/pki
+make_certs "$CERTS"
+start_nbdkit "$WORKDIR" "rtea$$" "$img"
+start_secondary sec "$rep"
+port=$SEC_PORT
+
+start_primary pri "$WL_CTL" "$SEC_ADDR" --epoch-ms 1s
+wait_synced "$PRI_CTL" 60
+e0=$(field "$PRI_CTL" epochs_committed)
+sleep 3
+e1=$(field "$PRI_CTL" epochs_committed)
+note "idle, --epoch-ms 1s: $((e1 - e0)) epochs in 3 s"
+[ $((e1 - e0)) -le 4 ] || fail "idle with --epoch-ms 1s, $((e1 - e0)) epochs were sealed in 3 s"
+[ $((e1 - e0)) -ge 2 ] || fail "idle with --epoch-ms 1s, only $((e1 - e0)) epochs in 3 s: empty epochs must go on"
+lag=$(field "$PRI_CTL" lag_ms)
+[ "$lag" -le 2500 ] || fail "idle, lag_ms $lag with an epoch every second"
+stop_pid "$PRI_PID"
+
+start_primary pri "$WL_CTL" "$SEC_ADDR" --epoch-ms 5s --epoch-max-dirty 4M
+_connected() { [ "$(field "$PRI_CTL" connected)" = true ]; }
+poll_until 20 _connected || fail "the primary did not connect: $(status "$PRI_CTL")"
+# Let the first epoch of this run (sealed at the connection) commit.
+_idle() { [ "$(field "$PRI_CTL" epoch_state)" = idle ] && [ "$(field "$PRI_CTL" committed_epoch)" -gt 0 ]; }
+poll_until 20 _idle || fail "the primary did not settle: $(status "$PRI_CTL")"
+c0=$(field "$PRI_CTL" committed_epoch)
+t0=$SECONDS
+qemu-io -f raw "$NBD_URI" -c "write -q -P 0x3c 8M 16M" >/dev/null || fail "qemu-io could not write"
+_committed_after() {
+    S=$(status "$PRI_CTL") || return 1
+    [ "$(jget "$S" committed_epoch)" -gt "$c0" ] && [ "$(jget "$S" dirty_bytes)" = 0 ]
+}
+poll_until 3 _committed_after || fail "16 MiB past --epoch-max-dirty 4M were not committed within 3 s: $S"
+[ "$(jget "$S" early_seals)" -ge 1 ] || fail "no early seal was counted: $S"
+note "16 MiB committed $((SECONDS - t0)) s after the write with --epoch-ms 5s: $(jget "$S" early_seals) early seals"
+c=$(jget "$S" committed_epoch)
+_applied() { [ "$(field "$SEC_CTL" applied_epoch)" -ge "$c" ]; }
+poll_until 10 _applied || fail "the secondary did not apply epoch $c: $(status "$SEC_CTL")"
+expect_same "$img" "$rep" "the replica after the early seal"
