@@ -43,8 +43,9 @@ default_build_dir
 : "${BENCH_CKPT_EVERY_MS:=25}"
 : "${BENCH_CKPT_DIRTY:=1M}"
 : "${BENCH_CKPT_BS:=64k}"
-: "${BENCH_LAG_TIME:=20}"
+: "${BENCH_LAG_TIME:=15}"
 : "${BENCH_LAG_SAMPLE_MS:=50}"
+: "${BENCH_LAG_FRACTIONS:=0.5 0.25 0.1}"
 : "${BENCH_COW_MAX:=64M}"
 : "${BENCH_OLD_COMMIT:=8302796}"
 : "${BENCH_OLD_BUILD_DIR:=}"
@@ -201,6 +202,12 @@ median_of() {
     median "${v[@]}"
 }
 
+# spread ARRAY-NAME KEY-PREFIX: (max - min) / median over the rounds, in %.
+spread() {
+    per_round "$1" "$2" | tr ' ' '\n' | awk 'NF' | sort -g |
+        awk '{ a[NR] = $1 } END { m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.0f", m ? 100 * (a[NR] - a[1]) / m : 0 }'
+}
+
 # ---- Header ---------------------------------------------------------------------
 
 NCPU=$(nproc)
@@ -305,7 +312,7 @@ if has_part checkpoint; then
     note "   latency ms: p50 $CK_P50, p90 $CK_P90, p99 $CK_P99, max $CK_MAX, mean $CK_MEAN"
     note "   shipped per checkpoint (sent_bytes / answered): $CK_MIB MiB; fio wrote $CK_WMIB MiB per interval ($ck_wiops IOPS of $BENCH_CKPT_BS)"
     note "   CPU % of one CPU during the run: nbdkit/primary/secondary $ck_cpu; host busy $ck_host%"
-    note "   primary: epochs_committed $(json_get "$st1" epochs_committed), epochs_aborted $(json_get "$st1" epochs_aborted), cow breaks $(json_get "$st1" breaks), waits $(json_get "$st1" waits), bytes_peak $(iec "$(json_get "$st1" bytes_peak)")"
+    note "   primary: epochs_committed $(json_get "$st1" epochs_committed), epochs_aborted $(json_get "$st1" epochs_aborted), cow preserved $(json_get "$st1" preserved), breaks $(json_get "$st1" breaks), waits $(json_get "$st1" waits), bytes_peak $(iec "$(json_get "$st1" bytes_peak)")"
     pair_stop_primary s
     P_PRIARGS[s]="--mode async --epoch-ms $BENCH_EPOCH_MS"
     note ""
@@ -315,7 +322,7 @@ fi
 # (2) Async mode under fio: IOPS vs the old main; lag
 # =========================================================================
 
-declare -A A_IOPS A_CPU
+declare -A A_IOPS A_CPU LAG
 if has_part async; then
     note "== (2) async mode: fio randwrite bs=4k iodepth=$BENCH_IODEPTH for $BENCH_RUNTIME s through NBD, same image, same seed per round"
     note "   none: nbdkit + this branch's filter (writelog-cow-max=$BENCH_COW_MAX), no agent (the log only fills)"
@@ -364,26 +371,30 @@ if has_part async; then
     A_RATIO_R=$(calc %.3f "$(median "${rr[@]}")")
     note "   medians: none $(calc %.0f "$A_NONE"), epochs $(calc %.0f "$A_EP"), old $(calc %.0f "$A_OLD") IOPS; epochs/old $A_RATIO (median of per-round ratios $A_RATIO_R)"
 
-    # Lag at half the unreplicated IOPS.
-    LAG_IOPS=$(calc %.0f "$A_NONE / 2")
-    note "   lag: fio --rate_iops=$LAG_IOPS (half of the 'none' median) for $BENCH_LAG_TIME s; lag_ms of the primary's status every $BENCH_LAG_SAMPLE_MS ms"
-    wait_sync "${P_PCTL[s]}" 0
-    bg_start "$WORK/lag.samples" timeout $((BENCH_LAG_TIME + 60)) "$PY" "$WORK/statsample.py" "${P_PCTL[s]}" \
-        "$BENCH_LAG_SAMPLE_MS" $((BENCH_LAG_TIME + 30))
-    lag_pid=$LAST_PID
-    t0=$(now)
-    run_fio lag "${P_NBSOCK[s]}" 4000 "$BENCH_LAG_TIME" 4k --rate_iops="$LAG_IOPS"
-    t1=$(now)
-    stop_pid "$lag_pid"
-    awk -v a="$t0" -v b="$t1" '$1 >= a && $1 <= b && $3 == "True" && $2 ~ /^[0-9]+$/ { print $2 }' \
-        "$WORK/lag.samples" >"$WORK/lag.ms"
-    LAG_N=$(wc -l <"$WORK/lag.ms")
-    LAG_ERR=$(awk -v a="$t0" -v b="$t1" '$1 >= a && $1 <= b && $2 == "error"' "$WORK/lag.samples" | wc -l)
-    LAG_DISC=$(awk -v a="$t0" -v b="$t1" '$1 >= a && $1 <= b && $3 == "False"' "$WORK/lag.samples" | wc -l)
-    read -r LAG_P50 LAG_P90 LAG_P99 LAG_MAX <<<"$(pctls "$WORK/lag.ms")"
-    LAG_ACH=$FIO_IOPS
+    # Lag at fractions of the unreplicated IOPS (the target is for 0.5).
     LAG_TARGET=$((2 * BENCH_EPOCH_MS + 100))
-    note "   lag_ms: p50 $LAG_P50, p90 $LAG_P90, p99 $LAG_P99, max $LAG_MAX over $LAG_N samples ($LAG_DISC disconnected, $LAG_ERR failed); fio did $(calc %.0f "$LAG_ACH") IOPS"
+    for fr in $BENCH_LAG_FRACTIONS; do
+        li=$(calc %.0f "$A_NONE * $fr")
+        note "   lag: fio --rate_iops=$li ($fr x the 'none' median) for $BENCH_LAG_TIME s; the primary's lag_ms every $BENCH_LAG_SAMPLE_MS ms"
+        wait_sync "${P_PCTL[s]}" 0
+        samples=$WORK/lag-$fr.samples
+        bg_start "$samples" timeout $((BENCH_LAG_TIME + 60)) "$PY" "$WORK/statsample.py" "${P_PCTL[s]}" \
+            "$BENCH_LAG_SAMPLE_MS" $((BENCH_LAG_TIME + 30))
+        lag_pid=$LAST_PID
+        e0=$(json_get "$(status_json "${P_PCTL[s]}")" epochs_committed)
+        t0=$(now)
+        run_fio "lag-$fr" "${P_NBSOCK[s]}" 4000 "$BENCH_LAG_TIME" 4k --rate_iops="$li"
+        t1=$(now)
+        e1=$(json_get "$(status_json "${P_PCTL[s]}")" epochs_committed)
+        stop_pid "$lag_pid"
+        awk -v a="$t0" -v b="$t1" '$1 >= a && $1 <= b && $3 == "True" && $2 ~ /^[0-9]+$/ { print $2 }' \
+            "$samples" >"$samples.ms"
+        n=$(wc -l <"$samples.ms")
+        nerr=$(awk -v a="$t0" -v b="$t1" '$1 >= a && $1 <= b && ($2 == "error" || $3 == "False")' "$samples" | wc -l)
+        LAG[$fr]="$(pctls "$samples.ms") $n $li $(calc %.0f "$FIO_IOPS") $((e1 - e0)) $(calc %.0f "($t1 - $t0) * 1000 / ($e1 - $e0 > 0 ? $e1 - $e0 : 1)")"
+        read -r l50 l90 l99 lmax _ _ _ ne em <<<"${LAG[$fr]}"
+        note "   lag_ms: p50 $l50, p90 $l90, p99 $l99, max $lmax over $n samples ($nerr failed or disconnected); fio did $(calc %.0f "$FIO_IOPS") IOPS; $ne epochs committed, one per $em ms"
+    done
     note ""
 fi
 
@@ -505,16 +516,22 @@ if has_part async; then
         note "    $(printf '%-8s %9.0f IOPS  %6s CPU s/GiB   per round: %s' "$c" "$(median_of A_IOPS "$c")" "$(median_of A_CPU "$c")" "$(per_round A_IOPS "$c")")"
     done
     note "    epochs / old: $A_RATIO (median of per-round ratios $A_RATIO_R)   within 15%: $(verdict "$A_RATIO >= 0.85")"
+    note "    round-to-round spread (max - min) / median: none $(spread A_IOPS none)%, epochs $(spread A_IOPS epochs)%, old $(spread A_IOPS old)%: a difference smaller than that is noise"
     note "    replication cost vs none: epochs $(calc %.1f "(1 - $A_EP / $A_NONE) * 100")%, old $(calc %.1f "(1 - $A_OLD / $A_NONE) * 100")%"
-    note "    lag_ms at $LAG_IOPS IOPS asked ($(calc %.0f "$LAG_ACH") done), --epoch-ms $BENCH_EPOCH_MS: p50 $LAG_P50, p90 $LAG_P90, p99 $LAG_P99, max $LAG_MAX ($LAG_N samples)"
-    note "    p99 < 2 x epoch-ms + 100 = $LAG_TARGET ms: $(verdict "$LAG_N > 0 && $LAG_P99 < $LAG_TARGET")"
+    for fr in $BENCH_LAG_FRACTIONS; do
+        read -r l50 l90 l99 lmax n li ld ne em <<<"${LAG[$fr]}"
+        note "    lag_ms at $fr x none ($li IOPS asked, $ld done), --epoch-ms $BENCH_EPOCH_MS: p50 $l50, p90 $l90, p99 $l99, max $lmax ($n samples; an epoch committed every $em ms)"
+        if [ "$fr" = 0.5 ]; then
+            note "    p99 < 2 x epoch-ms + 100 = $LAG_TARGET ms at half the unreplicated IOPS: $(verdict "$n > 0 && $l99 < $LAG_TARGET")"
+        fi
+    done
 fi
 if has_part cow; then
     note ""
     note "(3) copy-before-write, sealing client every $BENCH_EPOCH_MS ms, fio randwrite 4 KiB QD$BENCH_IODEPTH"
     note "    cow ($BENCH_COW_MAX pool): $(calc %.0f "$C_COW") IOPS, nbdkit $C_USCOW us/write   per round: $(per_round C_IOPS cow)"
     note "    nocow (writelog-cow-max=0): $(calc %.0f "$C_NOCOW") IOPS, nbdkit $C_USNOCOW us/write   per round: $(per_round C_IOPS nocow)"
-    note "    cost of copy-before-write: $C_COST% of IOPS"
+    note "    cost of copy-before-write: $C_COST% of IOPS (round-to-round spread: cow $(spread C_IOPS cow)%, nocow $(spread C_IOPS nocow)%)"
 fi
 if has_part sync; then
     note ""
@@ -523,6 +540,7 @@ if has_part sync; then
         note "    $(printf '%-8s %8.3f s  %7.1f MB/s  %6s CPU s/GiB   per round: %s' "$m" "$(median_of S_T "$m")" \
             "$(calc %.1f "$SIZE / $MB / $(median_of S_T "$m")")" "$(median_of S_CPU "$m")" "$(per_round S_T "$m")")"
     done
+    note "    round-to-round spread: epochs $(spread S_T epochs)%, old $(spread S_T old)%, qemu $(spread S_T qemu)%"
     note "    epochs / old time: $S_RATIO_OLD (median of per-round ratios $S_RATIO_OLD_R)   not slower: $(verdict "$S_RATIO_OLD <= 1.0")"
     note "    qemu / epochs time: $S_RATIO_QEMU (per-round $S_RATIO_QEMU_R): blkship $(if awk "BEGIN { exit !($S_RATIO_QEMU >= 1) }"; then echo "faster"; else echo "SLOWER"; fi) than the tuned QEMU mirror"
 fi
