@@ -408,7 +408,7 @@ if has_part cow; then
     note "   while wl-epoch-loop seals every $BENCH_EPOCH_MS ms (or when the previous epoch has been read) and reads"
     note "   every sealed extent through the ring (what the agent does, without network, TLS or secondary)"
     note "   cow: writelog-cow-max=$BENCH_COW_MAX; nocow: writelog-cow-max=0 (seals drain but preserve nothing)"
-    note "   $(printf '%-6s %-6s %9s %13s %6s %7s  %s' round filter IOPS 'nbdkit us/wr' seals broken 'cowc: preserved peak waits wait_ms breaks; mean/max ms seal->read done')"
+    note "   $(printf '%-6s %-6s %9s %13s %6s %7s  %s' round filter IOPS 'nbdkit us/wr' seals broken 'cowc: preserved peak waits wait_ms breaks drain_timeouts; mean/max ms seal->read done')"
     for ((r = 1; r <= BENCH_ROUNDS; r++)); do
         if [ $((r % 2)) = 1 ]; then order="cow nocow"; else order="nocow cow"; fi
         for c in $order; do
@@ -428,7 +428,7 @@ if has_part cow; then
             C_IOPS[$c,$r]=$(calc %.0f "$FIO_IOPS")
             C_US[$c,$r]=$(calc %.1f "$d_nb / $CLK_TCK * 1000000 / $FIO_IOS")
             note "   $(printf '%-6s %-6s %9.0f %13s %6s %7s  %s' "$r" "$c" "$FIO_IOPS" "${C_US[$c,$r]}" "$(kv seals "$line")" "$(kv broken "$line")" \
-                "$(kv preserved "$line") $(iec "$(kv cow_peak "$line")") $(kv waits "$line") $(kv wait_ms "$line") $(kv breaks "$line"); $(kv epoch_ms_mean "$line")/$(kv epoch_ms_max "$line")")"
+                "$(kv preserved "$line") $(iec "$(kv cow_peak "$line")") $(kv waits "$line") $(kv wait_ms "$line") $(kv breaks "$line") $(kv drain_timeouts "$line"); $(kv epoch_ms_mean "$line")/$(kv epoch_ms_max "$line")")"
         done
     done
     C_COW=$(median_of C_IOPS cow) C_NOCOW=$(median_of C_IOPS nocow)

@@ -14,7 +14,8 @@
  *
  * Output, on stdout at the end, one line of key=value pairs: seals, epochs
  * that came back broken, bytes read, mean and max seal-to-read-done time
- * (ms), and the filter's cowc counters.
+ * (ms), and the filter's cowc counters: the pool size, the peak since the
+ * filter started, and for the others what they grew by during this run.
  * Exit status: 0 on success, 1 when a command failed, 2 on a usage error.
  */
 #include <errno.h>
@@ -190,7 +191,7 @@ static int one_epoch(struct wl_client *c, struct extents *x, uint64_t *bytes, in
 int main(int argc, char **argv)
 {
     struct wl_client c;
-    struct wl_cowc_reply cw;
+    struct wl_cowc_reply cw0, cw;
     struct extents x = { 0 };
     uint64_t seals = 0, broken_n = 0, bytes = 0;
     double period, seconds, t0, next, sum = 0, worst = 0;
@@ -202,6 +203,11 @@ int main(int argc, char **argv)
     }
     if ((r = wl_client_open(&c, argv[1])) < 0) {
         fprintf(stderr, "wl-epoch-loop: %s: %s\n", argv[1], strerror(-r));
+        return 1;
+    }
+    if ((r = wl_client_cowc(&c, &cw0)) < 0) {
+        fprintf(stderr, "wl-epoch-loop: cowc: %s\n", strerror(-r));
+        wl_client_close(&c);
         return 1;
     }
     t0 = next = now_ms();
@@ -234,7 +240,8 @@ int main(int argc, char **argv)
            " preserved=%" PRIu64 " waits=%" PRIu64 " wait_ms=%" PRIu64 " breaks=%" PRIu64
            " drain_timeouts=%" PRIu64 "\n",
            seals, broken_n, bytes, seals ? sum / (double)seals : 0.0, worst, cw.max_bytes,
-           cw.bytes_peak, cw.preserved, cw.waits, cw.wait_ms, cw.breaks, cw.drain_timeouts);
+           cw.bytes_peak, cw.preserved - cw0.preserved, cw.waits - cw0.waits,
+           cw.wait_ms - cw0.wait_ms, cw.breaks - cw0.breaks, cw.drain_timeouts - cw0.drain_timeouts);
     wl_client_close(&c);
     free(x.v);
     return 0;
