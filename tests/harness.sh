@@ -228,8 +228,10 @@ stop_pid() {
     local pid=$1 limit
     limit=$(stop_limit "${2:-$STOP_WAIT}")
     if proc_alive "$pid"; then
-        kill -TERM "$pid" 2>/dev/null
-        poll_until "$limit" proc_gone "$pid" || kill -KILL "$pid" 2>/dev/null
+        # It may exit between the check and the signal (a test's crash
+        # point, a process already stopping): that is not a failure.
+        kill -TERM "$pid" 2>/dev/null || true
+        poll_until "$limit" proc_gone "$pid" || kill -KILL "$pid" 2>/dev/null || true
         poll_until 5 proc_gone "$pid"
     fi
     # Its exit status (143 when SIGTERM ended it) is not the caller's concern.
