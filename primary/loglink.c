@@ -316,33 +316,41 @@ int log_link_read(struct log_link *l, uint64_t sector, uint32_t count, uint32_t 
     return 0;
 }
 
-int log_link_export(struct log_link *l, const char *cmd)
+/* Sends cmd unless *pending is set, and sets it: one outstanding request
+ * per kind of reply.  Returns 0, -EBUSY or send_cmd's error. */
+static int send_once(struct log_link *l, bool *pending, const char *cmd, const void *params,
+                     size_t plen)
 {
     int r;
 
-    if (l->export_pending)
+    if (*pending)
         return -EBUSY;
-    r = send_cmd(l, cmd, NULL, 0);
-    if (r == 0) {
-        l->export_pending = true;
-        l->export_cmd = cmd;
-    }
+    r = send_cmd(l, cmd, params, plen);
+    if (r == 0)
+        *pending = true;
     return r;
+}
+
+/* seal, next and adds share the export area: one of them at a time. */
+static int send_export(struct log_link *l, const char *cmd, const void *params, size_t plen)
+{
+    int r = send_once(l, &l->export_pending, cmd, params, plen);
+
+    if (r == 0)
+        l->export_cmd = cmd;
+    return r;
+}
+
+int log_link_export(struct log_link *l, const char *cmd)
+{
+    return send_export(l, cmd, NULL, 0);
 }
 
 int log_link_seal(struct log_link *l, uint32_t flags)
 {
     struct wl_seal_params sp = { .flags = flags };
-    int r;
 
-    if (l->export_pending)
-        return -EBUSY;
-    r = send_cmd(l, WL_CMD_SEAL, &sp, sizeof(sp));
-    if (r == 0) {
-        l->export_pending = true;
-        l->export_cmd = WL_CMD_SEAL;
-    }
-    return r;
+    return send_export(l, WL_CMD_SEAL, &sp, sizeof(sp));
 }
 
 struct wl_disk_range *log_link_area(struct log_link *l)
@@ -352,42 +360,19 @@ struct wl_disk_range *log_link_area(struct log_link *l)
 
 int log_link_adds(struct log_link *l, uint32_t n)
 {
-    int r;
-
-    if (l->export_pending)
-        return -EBUSY;
     if (n == 0 || n > WL_EXPORT_MAX)
-        return -EINVAL;
-    r = send_cmd(l, WL_CMD_ADDS, &n, sizeof(n));
-    if (r == 0) {
-        l->export_pending = true;
-        l->export_cmd = WL_CMD_ADDS;
-    }
-    return r;
+        return l->export_pending ? -EBUSY : -EINVAL;
+    return send_export(l, WL_CMD_ADDS, &n, sizeof(n));
 }
 
 int log_link_info_refresh(struct log_link *l)
 {
-    int r;
-
-    if (l->info_pending)
-        return -EBUSY;
-    r = send_cmd(l, WL_CMD_INFO, NULL, 0);
-    if (r == 0)
-        l->info_pending = true;
-    return r;
+    return send_once(l, &l->info_pending, WL_CMD_INFO, NULL, 0);
 }
 
 int log_link_cowc(struct log_link *l)
 {
-    int r;
-
-    if (l->cowc_pending)
-        return -EBUSY;
-    r = send_cmd(l, WL_CMD_COWC, NULL, 0);
-    if (r == 0)
-        l->cowc_pending = true;
-    return r;
+    return send_once(l, &l->cowc_pending, WL_CMD_COWC, NULL, 0);
 }
 
 int log_link_kick(struct log_link *l)
