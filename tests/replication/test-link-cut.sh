@@ -94,13 +94,19 @@ cut_link() {
 # whole again) and waits (bounded) for the reconnection and for the replica
 # to catch up with the image.
 restore_link() {
-    local restored_at r
-    _unrule
-    rules=("$@")
-    for r in "${rules[@]}"; do
+    local restored_at r old=("${rules[@]}")
+    # The new rules go in before the cut's come out: otherwise a packet of
+    # the old connection retransmitted in between meets the primary's
+    # kernel, which answers with a reset and ends the session B keeps
+    # half-open.
+    rules=("${old[@]}" "$@")
+    for r in "$@"; do
         # shellcheck disable=SC2086
         ip netns exec "$ns" iptables -A $r || fail "iptables -A $r failed"
     done
+    rules=("${old[@]}")
+    _unrule
+    rules=("$@")
     restored_at=$SECONDS
     note "link restored"
     _reconnected() { [ "$(field "$pri_ctl" connected)" = true ]; }
