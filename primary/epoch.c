@@ -296,6 +296,7 @@ void epoch_sealed(struct primary *p)
         return;
     }
     p->ep_state = EP_SHIPPING;
+    p->ep_t_ms[0] = uv_now(p->loop);
     BS_DEBUG(MOD, "epoch %" PRIu64 " (log epoch %" PRIu64 ") sealed: %" PRIu64 " grains to ship",
              p->ep_number, p->ep_log_epoch, bs_dirty_todo_grains(p->dirty));
     pump(p);
@@ -319,6 +320,7 @@ void epoch_all_read(struct primary *p)
     if (p->ep_state != EP_SHIPPING)
         return;
     p->ep_state = EP_CHECKING;
+    p->ep_t_ms[1] = uv_now(p->loop);
     epoch_request_cowc(p);
 }
 
@@ -381,6 +383,7 @@ void epoch_on_cowc(struct primary *p, const struct wl_cowc_reply *rep)
     if (p->ls != LS_STREAMING)
         return; /* link_down ran: the epoch is gone */
     p->ep_state = EP_COMMITTING;
+    p->ep_t_ms[2] = uv_now(p->loop);
 }
 
 bool epoch_committed(struct primary *p, uint64_t epoch)
@@ -397,6 +400,11 @@ bool epoch_committed(struct primary *p, uint64_t epoch)
                    state_names[p->ep_state]);
         return false;
     }
+    BS_DEBUG(MOD, "epoch %" PRIu64 " committed: %" PRIu64 " bytes in %" PRIu64 " ms from its "
+                  "seal's start (sealed after %" PRIu64 ", read after %" PRIu64 ", ended after %"
+                  PRIu64 ")", epoch, p->ep_bytes, now - p->ep_sealed_ms,
+             p->ep_t_ms[0] - p->ep_sealed_ms, p->ep_t_ms[1] - p->ep_sealed_ms,
+             p->ep_t_ms[2] - p->ep_sealed_ms);
     bs_dirty_acked_all(p->dirty);
     flush_forget(p);
     /* The replica holds an image now: from here on it journals, and only

@@ -200,6 +200,7 @@ struct primary {
     bool ep_broken;                 /* the log reported copy-before-write lost */
     uint64_t ep_bytes;              /* sent in it so far */
     uint64_t ep_sealed_ms;          /* when its seal was asked for */
+    uint64_t ep_t_ms[3];            /* when it was sealed, read, ended (debug log) */
     uint64_t ep_adds_pos;           /* grain cursor of the adds in progress */
     uint64_t last_epoch;            /* highest number used on any link */
     uint64_t committed_epoch;       /* newest the replica has committed (persisted) */

@@ -65,8 +65,8 @@ MKCERTS=$REPO/scripts/mkcerts.sh
 # Read by bench-lib.sh.  QEMU as an expert configures it: O_DIRECT and
 # native AIO on both ends, a 64 MiB mirror buffer.
 FILTER_EXTRA=()
-PRIMARY_EXTRA=()
-SECONDARY_EXTRA=()
+read -r -a PRIMARY_EXTRA <<<"${BENCH_PRIMARY_ARGS:-}"
+read -r -a SECONDARY_EXTRA <<<"${BENCH_SECONDARY_ARGS:-}"
 QEMU_NBD_EXTRA=(--cache=none --aio=native)
 QEMU_SRC_OPTS=",cache.direct=on,aio=native"
 QEMU_MIRROR_OPTS='{"buf-size": 67108864}'
