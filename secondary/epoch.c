@@ -75,6 +75,7 @@ void epoch_crash_point(struct secondary *sec, enum crash_point point)
 struct apply_ctx {
     struct secondary *sec;
     uint64_t bytes;
+    uint64_t unhinted;   /* bytes written since writeback was last started */
     unsigned records;
 };
 
@@ -92,6 +93,17 @@ static int zero_range(struct bs_target *t, uint64_t offset, uint64_t end)
     return 0;
 }
 
+/* Writes shorter than this go through the page cache: each caller flushes
+ * the target before anything counts as done (an ACK, a commit, an applied
+ * record), and that flush writes them back many at a time, where one
+ * direct write after another would wait for the disk once per 4 KiB grain
+ * (a loop device here: about 7,000 such writes a second, a third of what
+ * a guest writing 4 KiB at random at half speed dirties). */
+#define CACHED_BELOW (64u << 10)
+/* During a long apply, writeback of the cached writes is started every so
+ * many bytes, so that the closing flush does not find all of them dirty. */
+#define WRITEBACK_EVERY (32ull << 20)
+
 /* One record (or frame) to the replica; worker threads only. */
 static int write_in_place(struct secondary *sec, enum bs_journal_kind kind, uint64_t sector,
                           uint32_t count, const void *data)
@@ -101,7 +113,7 @@ static int write_in_place(struct secondary *sec, enum bs_journal_kind kind, uint
     int r;
 
     if (kind == BS_JOURNAL_DATA)
-        r = t->ops->write(t, data, (size_t)len, off, 0);
+        r = t->ops->write(t, data, (size_t)len, off, len < CACHED_BELOW ? BS_TARGET_CACHED : 0);
     else
         r = zero_range(t, off, off + len);
     if (r < 0)
@@ -118,6 +130,11 @@ static int apply_record(void *opaque, const struct bs_journal_record *rec)
     if (r < 0)
         return r;
     c->bytes += (uint64_t)rec->count * BSR_SECTOR_SIZE;
+    c->unhinted += (uint64_t)rec->count * BSR_SECTOR_SIZE;
+    if (c->unhinted >= WRITEBACK_EVERY && c->sec->target.ops->writeback) {
+        c->sec->target.ops->writeback(&c->sec->target);
+        c->unhinted = 0;
+    }
     if (++c->records == 1)
         epoch_crash_point(c->sec, CRASH_MID_APPLY);
     return 0;
@@ -455,6 +472,32 @@ void epoch_resume(struct session *s)
 
 /* ---- The appender ----------------------------------------------------------------- */
 
+/* A batch: ap_batch DATA or ZERO entries of one epoch from the head,
+ * journalled (or written in place) in order; stops at the first failure,
+ * which ap_done then handles as that entry's own result. */
+static void ap_work_batch(struct secondary *sec)
+{
+    int r = 0;
+    unsigned i;
+
+    for (i = 0; i < sec->ap_batch; i++) {
+        struct jq_entry *e = &sec->jq[(sec->jq_head + i) % JQ_LEN];
+        enum bs_journal_kind jk = e->kind == JQ_DATA ? BS_JOURNAL_DATA : BS_JOURNAL_ZERO;
+        const void *data = e->kind == JQ_DATA ? e->buf->data : NULL;
+        if (sec->ap_inplace) {
+            r = write_in_place(sec, jk, e->sector, e->count, data);
+            if (r == 0)
+                sec->ap_written += (uint64_t)e->count * BSR_SECTOR_SIZE;
+        } else {
+            r = bs_journal_append(sec->journal, e->prov_epoch, jk, e->sector, e->count, data);
+        }
+        if (r < 0)
+            break;
+    }
+    sec->ap_ok = i;
+    sec->ap_result = r;
+}
+
 static void ap_work(uv_work_t *req)
 {
     struct secondary *sec = req->data;
@@ -466,6 +509,10 @@ static void ap_work(uv_work_t *req)
 
     sec->ap_went_oversize = false;
     sec->ap_written = 0;
+    if (sec->ap_batch > 1) {
+        ap_work_batch(sec);
+        return;
+    }
     switch (e->kind) {
     case JQ_DATA:
     case JQ_ZERO:
@@ -546,6 +593,20 @@ static void ap_done(uv_work_t *req, int status)
 
     sec->ap_running = false;
     sec->written_bytes += sec->ap_written;
+    if (sec->ap_batch > 1) {
+        /* The entries before the one that failed (if one did) are done. */
+        for (unsigned i = 0; i < (status < 0 ? 0 : sec->ap_ok); i++) {
+            sec->ap_epoch_open = true;
+            jq_pop(sec);
+        }
+        if (r == 0) {
+            ap_kick(sec);
+            session_kick(sec);
+            return;
+        }
+        e = &sec->jq[sec->jq_head];
+        ours = s && s->id == e->session_id;
+    }
     if (sec->ap_went_oversize) {
         sec->ap_inplace = sec->ap_oversize = true;
         sec->consistent = false;
@@ -641,6 +702,18 @@ static void ap_kick(struct secondary *sec)
                 return; /* applier_kick calls again */
             sec->ap_try_oversize = true;
         }
+        /* DATA and ZERO entries that follow go in the same job: one
+         * thread-pool round trip per frame would cost more than the
+         * appends themselves.  Not while a retry may switch the epoch to
+         * in place (that is decided one entry at a time). */
+        sec->ap_batch = 1;
+        if (!sec->ap_try_oversize && (e->kind == JQ_DATA || e->kind == JQ_ZERO))
+            while (sec->ap_batch < sec->jq_len && sec->ap_batch < AP_BATCH_MAX) {
+                const struct jq_entry *n = &sec->jq[(sec->jq_head + sec->ap_batch) % JQ_LEN];
+                if ((n->kind != JQ_DATA && n->kind != JQ_ZERO) || n->session_id != e->session_id)
+                    break;
+                sec->ap_batch++;
+            }
         sec->ap_req.data = sec;
         r = uv_queue_work(sec->loop, &sec->ap_req, ap_work, ap_done);
         if (r < 0) {

@@ -51,7 +51,11 @@ enum sess_state {
     ST_CLOSED,
 };
 
-#define NBUF 8
+/* Frame buffers (max_payload each, allocated at start; pages are touched
+ * only as far as frames fill them): as many frames as can wait for the
+ * disk at once.  Small frames need many: with 4 KiB grains one buffer
+ * holds one grain. */
+#define NBUF 64
 #define SMALL_WRITE (64u << 10) /* payloads up to this are written inline */
 #define WRITEBACK_BYTES (1u << 20) /* inline bytes between writeback starts */
 
@@ -108,6 +112,7 @@ struct jq_entry {
     uint64_t session_id;
 };
 #define JQ_LEN (NBUF + 8)
+#define AP_BATCH_MAX 64 /* DATA and ZERO entries one appender job takes */
 
 /* Test-only crash points (BLKSHIP_TEST_CRASH, read once at start): the
  * secondary _exit(99)s there, so that journal replay can be tested
@@ -242,6 +247,8 @@ struct secondary {
     unsigned jq_head, jq_len;
     uv_work_t ap_req;
     bool ap_running;
+    unsigned ap_batch;          /* entries the running job takes, from the head */
+    unsigned ap_ok;             /* ... of which it completed (a batch) */
     int ap_result;
     bool ap_epoch_open;         /* an entry of the epoch has been handled */
     bool ap_inplace;            /* the epoch open in the appender goes in place */
