@@ -51,15 +51,18 @@ start_secondary sec "$LOOP"
 sec_ctl=$SEC_CTL sec_addr=$SEC_ADDR sec_pid=$SEC_PID
 start_primary pri "$WL_CTL" "$sec_addr"
 
-# kill_primary_when MIN_PERCENT: polls until sync_percent >= MIN_PERCENT
-# with the link up, keeps that status line in KILL_STATUS and kills -9.
+# kill_primary_when MIN_PERCENT: polls until at least MIN_PERCENT of the
+# disk is acknowledged (dirty_bytes, which counts what is sent but not yet
+# acknowledged too, is at most the rest; sync_percent counts what is sent,
+# and up to 256 MiB may be sent unacknowledged) with the link up, keeps
+# that status line in KILL_STATUS and kills -9.
 kill_primary_when() {
-    local min=$1 s pct end=$((SECONDS + 60))
+    local min=$1 s d end=$((SECONDS + 60))
     while :; do
         s=$(status "$PRI_CTL") || s=""
-        pct=$(jget "$s" sync_percent)
-        if [ -n "$pct" ] && [ "$(jget "$s" connected)" = true ] &&
-            awk -v p="$pct" -v m="$min" 'BEGIN { exit !(p >= m) }'; then
+        d=$(jget "$s" dirty_bytes)
+        if [ -n "$d" ] && [ "$(jget "$s" connected)" = true ] &&
+            [ "$d" -le $((bytes * (100 - min) / 100)) ]; then
             break
         fi
         [ "$SECONDS" -lt "$end" ] || fail "sync never reached $min%: $s"
