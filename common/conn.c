@@ -220,6 +220,11 @@ const char *bs_conn_peer(const struct bs_conn *c)
     return c->peer;
 }
 
+bool bs_conn_peer_closed_cleanly(const struct bs_conn *c)
+{
+    return c->ssl && (SSL_get_shutdown(c->ssl) & SSL_RECEIVED_SHUTDOWN);
+}
+
 static void update_poll(struct bs_conn *c)
 {
     int ev = 0;

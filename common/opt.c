@@ -317,3 +317,25 @@ int bs_opt_no_arguments(int first, int argc, char **argv)
     }
     return 0;
 }
+
+void bs_resource_name(const char *name, const char *state_dir, char *out, size_t size)
+{
+    size_t len;
+    const char *base;
+
+    if (name) {
+        snprintf(out, size, "%s", name);
+        return;
+    }
+    len = strlen(state_dir);
+    while (len > 1 && state_dir[len - 1] == '/')
+        len--;
+    base = state_dir + len;
+    while (base > state_dir && base[-1] != '/')
+        base--;
+    len -= (size_t)(base - state_dir);
+    if (len == 0 || (len == 1 && *base == '/'))
+        snprintf(out, size, "disk");
+    else
+        snprintf(out, size, "%.*s", (int)len, base);
+}

@@ -64,6 +64,9 @@ int bs_opt_check_required(const struct bs_opt_required *req, size_t n);
 int bs_opt_log_level(const char *s);
 /* Refuses arguments left after the options (argv[first] on). */
 int bs_opt_no_arguments(int first, int argc, char **argv);
+/* The name an agent's hooks and status give its resource: name if given,
+ * else the last component of state_dir ("disk" if that has none). */
+void bs_resource_name(const char *name, const char *state_dir, char *out, size_t size);
 /* Prints "PROG: " and the formatted message to stderr, then a hint to
  * run --help. */
 void bs_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

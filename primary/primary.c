@@ -165,10 +165,20 @@ static void on_tick(uv_timer_t *t)
     epoch_tick(p);
     if (p->log && p->cow_ok)
         epoch_request_cowc(p); /* fresh counters for the status */
+}
+
+/* Every heartbeat_ms: the peer timeout, our heartbeat. */
+static void on_heartbeat(uv_timer_t *t)
+{
+    struct primary *p = t->data;
+    char why[96];
+
     if (p->ls != LS_STREAMING)
         return;
-    if (uv_now(p->loop) - p->last_rx_ms > p->heartbeat_timeout_ms) {
-        link_down(p, "secondary silent past the heartbeat timeout");
+    if (uv_now(p->loop) - p->last_rx_ms > p->peer_timeout_ms) {
+        snprintf(why, sizeof(why), "secondary silent for %" PRIu64 " ms (peer timeout %u ms)",
+                 uv_now(p->loop) - p->last_rx_ms, p->peer_timeout_ms);
+        link_down(p, why);
         return;
     }
     send_ctrl(p, BSR_HEARTBEAT, uv_now(p->loop));
@@ -223,6 +233,8 @@ static ssize_t status_handler(void *opaque, const char *request, char *reply, si
     bs_json_add_fixed(&b, "rate_bytes_per_sec", p->rate, 0);
     bs_json_add_fixed(&b, "eta_seconds", eta, 0);
     epoch_status(p, &b);
+    bs_json_add_u64(&b, "heartbeat_ms", p->heartbeat_ms);
+    bs_json_add_u64(&b, "peer_timeout_ms", p->peer_timeout_ms);
     bs_json_add_u64(&b, "log_epoch", p->ep_log_epoch);
     bs_json_add_bool(&b, "in_place", p->in_place);
     bs_json_add_bool(&b, "log_connected", p->log != NULL);
@@ -274,8 +286,11 @@ static void usage(FILE *f)
           "  --epoch-max-dirty SIZE   async mode: seal before --epoch-ms once the log holds\n"
           "                           more than SIZE dirty (default 64M; 0: never)\n"
           "  --max-payload SIZE       largest data frame (default 512K; 4K-8M, 4K multiple)\n"
-          "  --heartbeat-timeout DUR  drop a silent link after DUR (default 10s; 2s-1h;\n"
-          "                           a bare number is seconds)\n"
+          "  --heartbeat-ms DUR       send a heartbeat every DUR (default 1s;\n"
+          "                           100ms-60s; a bare number is milliseconds)\n"
+          "  --peer-timeout-ms DUR    drop a link silent for DUR (default 5s; 500ms-1h,\n"
+          "                           at least twice --heartbeat-ms; --heartbeat-timeout\n"
+          "                           is the old name, a bare number there is seconds)\n"
           "  --log-level LEVEL        err, warn, info (default) or debug\n"
           "  --version, --help\n"
           "\n"
@@ -302,6 +317,8 @@ int main(int argc, char **argv)
         { "mode", required_argument, NULL, 'M' },
         { "max-payload", required_argument, NULL, 'm' },
         { "heartbeat-timeout", required_argument, NULL, 't' },
+        { "peer-timeout-ms", required_argument, NULL, 'U' },
+        { "heartbeat-ms", required_argument, NULL, 'b' },
         { "log-level", required_argument, NULL, 'L' },
         { "version", no_argument, NULL, 'V' },
         { "help", no_argument, NULL, 'h' },
@@ -317,7 +334,8 @@ int main(int argc, char **argv)
     p->epoch_ms = DEFAULT_EPOCH_MS;
     p->epoch_max_dirty = DEFAULT_EPOCH_MAX_DIRTY;
     p->mode = MODE_ASYNC;
-    p->heartbeat_timeout_ms = 10000;
+    p->heartbeat_ms = DEFAULT_HEARTBEAT_MS;
+    p->peer_timeout_ms = DEFAULT_PEER_TIMEOUT_MS;
     p->payload_pref = DEFAULT_PAYLOAD;
     p->connect_fd = -1;
     while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -363,9 +381,19 @@ int main(int argc, char **argv)
             p->payload_pref = (uint32_t)v;
             break;
         case 't':
-            if (bs_opt_duration_ms("--heartbeat-timeout", optarg, 1000, 2000, 3600000, &v) < 0)
+            if (bs_opt_duration_ms("--heartbeat-timeout", optarg, 1000, 500, 3600000, &v) < 0)
                 return BS_EXIT_USAGE;
-            p->heartbeat_timeout_ms = (unsigned)v;
+            p->peer_timeout_ms = (unsigned)v;
+            break;
+        case 'U':
+            if (bs_opt_duration_ms("--peer-timeout-ms", optarg, 1, 500, 3600000, &v) < 0)
+                return BS_EXIT_USAGE;
+            p->peer_timeout_ms = (unsigned)v;
+            break;
+        case 'b':
+            if (bs_opt_duration_ms("--heartbeat-ms", optarg, 1, 100, 60000, &v) < 0)
+                return BS_EXIT_USAGE;
+            p->heartbeat_ms = (unsigned)v;
             break;
         case 'L':
             if (bs_opt_log_level(optarg) < 0)
@@ -393,6 +421,11 @@ int main(int argc, char **argv)
         return BS_EXIT_USAGE;
     signal(SIGPIPE, SIG_IGN);
 
+    if (p->peer_timeout_ms < 2 * p->heartbeat_ms) {
+        bs_usage_error("--peer-timeout-ms %u ms: must be at least twice --heartbeat-ms (%u ms)",
+                       p->peer_timeout_ms, p->heartbeat_ms);
+        return BS_EXIT_USAGE;
+    }
     if (bs_tls_new(&tls, false, &p->tls) < 0)
         return BS_EXIT_USAGE;
     /* A name that cannot resolve is a mistake to report now; a resolver
@@ -419,6 +452,8 @@ int main(int argc, char **argv)
     uv_timer_init(p->loop, &p->retry);
     uv_timer_init(p->loop, &p->log_retry);
     uv_timer_init(p->loop, &p->tick);
+    uv_timer_init(p->loop, &p->heartbeat);
+    p->heartbeat.data = p;
     uv_timer_init(p->loop, &p->epoch_timer);
     uv_timer_init(p->loop, &p->drain_timer);
     uv_timer_init(p->loop, &p->dirty_poll);
@@ -439,6 +474,7 @@ int main(int argc, char **argv)
     uv_signal_start(&p->sigterm, on_signal, SIGTERM);
     uv_signal_start(&p->sigint, on_signal, SIGINT);
     uv_timer_start(&p->tick, on_tick, TICK_MS, TICK_MS);
+    uv_timer_start(&p->heartbeat, on_heartbeat, p->heartbeat_ms, p->heartbeat_ms);
     uv_timer_start(&p->log_retry, on_log_retry, 0, 0);
     seal_drain_start(p);
     bs_notify("READY=1\nSTATUS=waiting for the write log and the secondary");
@@ -461,6 +497,7 @@ int main(int argc, char **argv)
     uv_close((uv_handle_t *)&p->retry, NULL);
     uv_close((uv_handle_t *)&p->log_retry, NULL);
     uv_close((uv_handle_t *)&p->tick, NULL);
+    uv_close((uv_handle_t *)&p->heartbeat, NULL);
     uv_close((uv_handle_t *)&p->epoch_timer, NULL);
     uv_close((uv_handle_t *)&p->drain_timer, NULL);
     uv_close((uv_handle_t *)&p->dirty_poll, NULL);

@@ -33,6 +33,8 @@
 /* The protocol version this agent speaks: 2, epochs. */
 #define PRIMARY_VERSION 2u
 #define TICK_MS 1000
+#define DEFAULT_HEARTBEAT_MS 1000
+#define DEFAULT_PEER_TIMEOUT_MS 5000
 #define MAX_SLOTS WL_RING_ENTRIES   /* one ring request per slot */
 #define KICK_BATCH 32              /* ring requests per kick, at most */
 #define AREA_PAGE 4096u
@@ -125,7 +127,8 @@ struct primary {
     char connect_port[8];
     char state_path[4096];
     char dirty_path[4096];
-    unsigned heartbeat_timeout_ms;
+    unsigned heartbeat_ms;          /* how often we send a heartbeat */
+    unsigned peer_timeout_ms;       /* a secondary silent this long is lost */
     uint32_t payload_pref;
 
     /* Identity and pairing, persisted in primary.state. */
@@ -238,6 +241,7 @@ struct primary {
     uint64_t acked_at_last_tick;    /* sent_bytes at the last tick */
     double rate;                    /* bytes sent per second, smoothed */
     uv_timer_t tick;
+    uv_timer_t heartbeat;
     uv_idle_t pump_soon;            /* one pump per loop turn, however many wake-ups */
     uv_signal_t sigterm, sigint;
     struct bs_ctl *ctl;

@@ -328,6 +328,7 @@ bool epoch_session_begin(struct session *s)
     bs_journal_abort(sec->journal);
     sec->ap_epoch_open = sec->ap_inplace = sec->ap_oversize = false;
     sec->ap_space_wait = sec->ap_try_oversize = false;
+    sec->ap_drop_open = false;
     s->ep_mode = EPM_NONE;
     s->ep_last = sec->committed_epoch;
     sec->proto_version = s->limits.version;
@@ -345,6 +346,29 @@ bool epoch_session_begin(struct session *s)
     s->state = ST_STALLED;
     epoch_resume(s);
     return false;
+}
+
+/* Drops the journal's open epoch, if the appender holds nothing. */
+static void drop_open_epoch(struct secondary *sec)
+{
+    uint64_t used;
+
+    if (sec->ap_running || sec->jq_len)
+        return;
+    sec->ap_drop_open = false;
+    used = bs_journal_used(sec->journal);
+    if (sec->ap_epoch_open && !sec->ap_inplace)
+        BS_WARN(MOD, "the uncommitted epoch after %" PRIu64 " is discarded (journal %" PRIu64
+                     " bytes in use before)", sec->committed_epoch, used);
+    bs_journal_abort(sec->journal);
+    sec->ap_epoch_open = sec->ap_inplace = sec->ap_oversize = false;
+    sec->ap_space_wait = sec->ap_try_oversize = false;
+}
+
+void epoch_session_lost(struct secondary *sec)
+{
+    sec->ap_drop_open = true;
+    drop_open_epoch(sec);
 }
 
 /* Queues a checked frame for the appender; false when the queue is full. */
@@ -725,6 +749,8 @@ static void ap_kick(struct secondary *sec)
         }
         sec->ap_running = true;
     }
+    if (sec->ap_drop_open)
+        drop_open_epoch(sec);
 }
 
 /* ---- The applier ------------------------------------------------------------------- */

@@ -208,6 +208,17 @@ static ssize_t status_handler(void *opaque, const char *request, char *reply, si
                     : sec->note[0]                ? sec->note
                     : sec->applying               ? "an epoch is being applied"
                                                   : "no consistent image");
+    /* Failure detection and hooks (docs/hooks.md): fields added. */
+    bs_json_add_str(&b, "resource", sec->resource);
+    bs_json_add_u64(&b, "heartbeat_ms", sec->heartbeat_ms);
+    bs_json_add_u64(&b, "peer_timeout_ms", sec->peer_timeout_ms);
+    bs_json_add_u64(&b, "primaries_lost", sec->primaries_lost);
+    {
+        struct bs_json_builder hk;
+        bs_json_begin(&hk);
+        bs_hooks_status(sec->hooks, &hk);
+        bs_json_add_builder(&b, "hooks", &hk);
+    }
     return bs_json_finish(&b, reply, size);
 }
 
@@ -260,8 +271,18 @@ static void usage(FILE *f)
           "                           must carry as a subject alternative name\n"
           "  --max-payload SIZE       largest data frame accepted (default 1M; 512-8M,\n"
           "                           a multiple of 512)\n"
-          "  --heartbeat-timeout DUR  end a session after DUR of silence (default 10s;\n"
-          "                           2s-1h; a bare number is seconds)\n"
+          "  --heartbeat-ms DUR       send a heartbeat every DUR (default 1s;\n"
+          "                           100ms-60s; a bare number is milliseconds)\n"
+          "  --peer-timeout-ms DUR    a primary silent for DUR is lost (default 5s;\n"
+          "                           500ms-1h, at least twice --heartbeat-ms;\n"
+          "                           --heartbeat-timeout is the old name)\n"
+          "  --on-failover CMD        run CMD (with /bin/sh -c) when the primary is lost:\n"
+          "                           it went silent or its connection dropped without\n"
+          "                           a TLS close (docs/hooks.md)\n"
+          "  --hook-timeout DUR       a hook still running after DUR is killed\n"
+          "                           (default 30s; 100ms-1h)\n"
+          "  --resource NAME          the name hooks and status give this replica\n"
+          "                           (default: the last component of --state-dir)\n"
           "  --handshake-timeout DUR  a connection must finish TLS and its hello within\n"
           "                           DUR (default 5s; 1s-1h)\n"
           "  --journal PATH           the epoch journal (default: DIR/journal)\n"
@@ -288,7 +309,12 @@ int main(int argc, char **argv)
         { "crl", required_argument, NULL, 'R' },
         { "peer-name", required_argument, NULL, 'P' },
         { "max-payload", required_argument, NULL, 'm' },
-        { "heartbeat-timeout", required_argument, NULL, 't' },
+        { "heartbeat-timeout", required_argument, NULL, 'O' },
+        { "peer-timeout-ms", required_argument, NULL, 't' },
+        { "heartbeat-ms", required_argument, NULL, 'b' },
+        { "on-failover", required_argument, NULL, 'F' },
+        { "hook-timeout", required_argument, NULL, 'T' },
+        { "resource", required_argument, NULL, 'N' },
         { "handshake-timeout", required_argument, NULL, 'H' },
         { "log-level", required_argument, NULL, 'L' },
         { "journal", required_argument, NULL, 'j' },
@@ -303,11 +329,14 @@ int main(int argc, char **argv)
     const char *journal = NULL;
     char journal_path[4096];
     uint64_t journal_max = DEFAULT_JOURNAL_MAX;
+    unsigned hook_timeout_ms = BS_HOOK_DEFAULT_TIMEOUT_MS;
+    const char *resource = NULL;
     uint64_t v;
     int opt, r;
 
     sec->max_payload = BSR_DEFAULT_MAX_PAYLOAD;
-    sec->heartbeat_timeout_ms = 10000;
+    sec->heartbeat_ms = DEFAULT_HEARTBEAT_MS;
+    sec->peer_timeout_ms = DEFAULT_PEER_TIMEOUT_MS;
     sec->handshake_timeout_ms = 5000;
     while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (opt) {
@@ -330,9 +359,34 @@ int main(int argc, char **argv)
             sec->max_payload = (uint32_t)v;
             break;
         case 't':
-            if (bs_opt_duration_ms("--heartbeat-timeout", optarg, 1000, 2000, 3600000, &v) < 0)
+            if (bs_opt_duration_ms("--peer-timeout-ms", optarg, 1, 500, 3600000, &v) < 0)
                 return BS_EXIT_USAGE;
-            sec->heartbeat_timeout_ms = (unsigned)v;
+            sec->peer_timeout_ms = (unsigned)v;
+            break;
+        case 'O': /* the old name: a bare number is seconds */
+            if (bs_opt_duration_ms("--heartbeat-timeout", optarg, 1000, 500, 3600000, &v) < 0)
+                return BS_EXIT_USAGE;
+            sec->peer_timeout_ms = (unsigned)v;
+            break;
+        case 'b':
+            if (bs_opt_duration_ms("--heartbeat-ms", optarg, 1, 100, 60000, &v) < 0)
+                return BS_EXIT_USAGE;
+            sec->heartbeat_ms = (unsigned)v;
+            break;
+        case 'F':
+            if (bs_opt_nonempty("--on-failover", optarg) < 0)
+                return BS_EXIT_USAGE;
+            sec->on_failover = optarg;
+            break;
+        case 'T':
+            if (bs_opt_duration_ms("--hook-timeout", optarg, 1000, 100, 3600000, &v) < 0)
+                return BS_EXIT_USAGE;
+            hook_timeout_ms = (unsigned)v;
+            break;
+        case 'N':
+            if (bs_opt_nonempty("--resource", optarg) < 0)
+                return BS_EXIT_USAGE;
+            resource = optarg;
             break;
         case 'H':
             if (bs_opt_duration_ms("--handshake-timeout", optarg, 1000, 1000, 3600000, &v) < 0)
@@ -369,6 +423,12 @@ int main(int argc, char **argv)
         return BS_EXIT_USAGE;
     if (bs_opt_hostport("--listen", listen_addr) < 0)
         return BS_EXIT_USAGE;
+    if (sec->peer_timeout_ms < 2 * sec->heartbeat_ms) {
+        bs_usage_error("--peer-timeout-ms %u ms: must be at least twice --heartbeat-ms (%u ms)",
+                       sec->peer_timeout_ms, sec->heartbeat_ms);
+        return BS_EXIT_USAGE;
+    }
+    bs_resource_name(resource, state_dir, sec->resource, sizeof(sec->resource));
     if (journal_max < 2 * ((uint64_t)sec->max_payload + 4096) + 4096) {
         bs_usage_error("--journal-max %" PRIu64 ": must hold two records of --max-payload %u",
                        journal_max, sec->max_payload);
@@ -432,9 +492,17 @@ int main(int argc, char **argv)
         BS_ERR(MOD, "control socket %s: %s", control, uv_strerror(r));
         return start_failed(sec);
     }
+    sec->hooks = bs_hooks_new(sec->loop, sec->resource, "secondary", hook_timeout_ms);
+    if (!sec->hooks) {
+        BS_ERR(MOD, "out of memory for the hooks");
+        return start_failed(sec);
+    }
     uv_timer_init(sec->loop, &sec->tick);
     sec->tick.data = sec;
-    uv_timer_start(&sec->tick, session_on_tick, HEARTBEAT_MS, HEARTBEAT_MS);
+    uv_timer_start(&sec->tick, session_on_tick, TICK_MS, TICK_MS);
+    uv_timer_init(sec->loop, &sec->heartbeat);
+    sec->heartbeat.data = sec;
+    uv_timer_start(&sec->heartbeat, session_on_heartbeat, sec->heartbeat_ms, sec->heartbeat_ms);
     uv_signal_init(sec->loop, &sec->sigterm);
     uv_signal_init(sec->loop, &sec->sigint);
     sec->sigterm.data = sec->sigint.data = sec;
@@ -462,6 +530,9 @@ int main(int argc, char **argv)
     bs_ctl_stop(sec->ctl);
     uv_close((uv_handle_t *)&sec->listen_poll, NULL);
     uv_close((uv_handle_t *)&sec->tick, NULL);
+    uv_close((uv_handle_t *)&sec->heartbeat, NULL);
+    bs_hooks_close(sec->hooks);
+    sec->hooks = NULL;
     uv_close((uv_handle_t *)&sec->sigterm, NULL);
     uv_close((uv_handle_t *)&sec->sigint, NULL);
     uv_run(sec->loop, UV_RUN_DEFAULT);

@@ -27,6 +27,7 @@
 #include <uv.h>
 
 #include "common/conn.h"
+#include "common/hook.h"
 #include "common/tls.h"
 #include "proto/repl.h"
 #include "secondary/journal.h"
@@ -36,7 +37,9 @@
 /* The newest protocol version this agent speaks (2: epochs and the
  * journal, secondary/epoch.c); it accepts hellos of BSR_VERSION_MIN up. */
 #define SECONDARY_VERSION 2u
-#define HEARTBEAT_MS 1000
+#define TICK_MS 1000                  /* handshake timeouts are checked this often */
+#define DEFAULT_HEARTBEAT_MS 1000
+#define DEFAULT_PEER_TIMEOUT_MS 5000
 /* One more buffer than the connection can queue: round-robin reuse then
  * never overwrites a frame still waiting in the queue. */
 #define OUT_SLOTS (BS_CONN_MAX_WRITES + 1)
@@ -185,12 +188,18 @@ struct secondary {
     uint64_t generation;
     uint64_t epoch;
     uint32_t max_payload;
-    unsigned heartbeat_timeout_ms;
+    unsigned heartbeat_ms;          /* how often we send a heartbeat */
+    unsigned peer_timeout_ms;       /* a primary silent this long is lost */
     unsigned handshake_timeout_ms;  /* TLS and the hello must be done by then */
+    struct bs_hooks *hooks;
+    const char *on_failover;        /* hook: the primary was lost; NULL: none */
+    uint64_t primaries_lost;        /* sessions that ended so (status) */
+    char resource[256];             /* --resource: for hooks and status */
 
     int listen_fd;
     uv_poll_t listen_poll;
     uv_timer_t tick;
+    uv_timer_t heartbeat;
     uv_signal_t sigterm, sigint;
     struct bs_ctl *ctl;
     struct session *session;    /* the one accepted session */
@@ -247,6 +256,7 @@ struct secondary {
     unsigned jq_head, jq_len;
     uv_work_t ap_req;
     bool ap_running;
+    bool ap_drop_open;          /* drop the open epoch once the appender is idle */
     unsigned ap_batch;          /* entries the running job takes, from the head */
     unsigned ap_ok;             /* ... of which it completed (a batch) */
     int ap_result;
@@ -302,6 +312,10 @@ bool epoch_quiet(struct secondary *sec);
  * records the replica inconsistent before its first write); the epoch
  * logic resumes it. */
 bool epoch_session_begin(struct session *s);
+/* The primary of the session that just ended is lost: what the journal
+ * holds of an epoch it did not end is dropped (now, or once the appender
+ * has let go of that session's frames). */
+void epoch_session_lost(struct secondary *sec);
 /* A checked frame of a version 2 session (DATA, ZERO, FLUSH, END_EPOCH,
  * ABORT_EPOCH).  True: it goes today's in-place path (the caller applies
  * it).  False: the epoch logic took it (queued, stalled or the session
@@ -333,8 +347,10 @@ void session_reject_frame(struct session *s, const char *why);
 void session_kick(struct secondary *sec);
 /* Accepts the connections waiting on the listening socket. */
 void session_on_listen_readable(uv_poll_t *h, int status, int events);
-/* Once a second: handshake and heartbeat timeouts, our heartbeat. */
+/* Once a second: handshake timeouts. */
 void session_on_tick(uv_timer_t *t);
+/* Every heartbeat_ms: the peer timeout, our heartbeat. */
+void session_on_heartbeat(uv_timer_t *t);
 
 /* ---- apply.c ---- */
 

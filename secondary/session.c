@@ -211,10 +211,50 @@ void session_resume(struct session *s)
 }
 
 /* A read inside a frame failed: a clean close there is a truncated frame. */
+/* The accepted session's primary is gone (not a deliberate close, not a
+ * refusal of ours): the open epoch is dropped, the replica stays at the
+ * newest committed epoch, and the failover hook runs. */
+static void session_peer_lost(struct session *s, const char *why)
+{
+    struct secondary *sec = s->sec;
+    char peer[96];
+
+    if (s->state == ST_CLOSED)
+        return;
+    if (sec->session != s || !s->accepted || sec->stopping) {
+        session_end(s, why);
+        return;
+    }
+    snprintf(peer, sizeof(peer), "%s", bs_conn_peer(s->conn));
+    session_end(s, why);
+    sec->primaries_lost++;
+    BS_ERR(MOD, "PRIMARY LOST: %s (%s); the replica stays at committed epoch %" PRIu64 "%s", peer,
+           why, sec->committed_epoch,
+           sec->consistent ? "" : " (and is NOT consistent: it was being written in place)");
+    epoch_session_lost(sec);
+    if (sec->on_failover) {
+        struct bs_hook_event ev = { .event = "failover", .peer = peer,
+                                    .epoch = sec->committed_epoch, .reason = why };
+        (void)bs_hooks_run(sec->hooks, sec->on_failover, &ev);
+    }
+}
+
+/* A read failed: a deliberate close by the primary, or its loss. */
+static void read_failure(struct session *s, int status, bool mid_frame)
+{
+    if (status == -ECONNRESET && bs_conn_peer_closed_cleanly(s->conn)) {
+        session_end(s, mid_frame ? "closed by the primary in the middle of a frame"
+                                 : "closed by the primary");
+        return;
+    }
+    session_peer_lost(s, mid_frame ? "connection lost in the middle of a frame (truncated frame)"
+                      : status == -ECONNRESET ? "connection lost (closed without a TLS close_notify)"
+                                              : "connection lost (read error)");
+}
+
 static void mid_frame_failure(struct session *s, int status)
 {
-    session_end(s, status == -ECONNRESET ? "connection closed in the middle of a frame (truncated frame)"
-                                         : "read error");
+    read_failure(s, status, true);
 }
 
 static void on_trailer(struct bs_conn *c, int status, void *arg)
@@ -233,7 +273,7 @@ static void read_trailer(struct session *s)
 {
     s->state = ST_TRAILER;
     if (bs_conn_read(s->conn, s->trailer, sizeof(s->trailer), on_trailer, s) < 0)
-        session_end(s, "read error");
+        session_peer_lost(s, "connection lost (read error)");
 }
 
 static void on_payload(struct bs_conn *c, int status, void *arg)
@@ -257,7 +297,7 @@ static void read_payload(struct session *s)
     }
     s->state = ST_PAYLOAD;
     if (bs_conn_read(s->conn, s->buf->data, bsr_frame_payload(&s->frame), on_payload, s) < 0)
-        session_end(s, "read error");
+        session_peer_lost(s, "connection lost (read error)");
 }
 
 static void on_header(struct bs_conn *c, int status, void *arg)
@@ -267,7 +307,7 @@ static void on_header(struct bs_conn *c, int status, void *arg)
 
     (void)c;
     if (status < 0) {
-        session_end(s, status == -ECONNRESET ? "closed by the primary" : "read error");
+        read_failure(s, status, false);
         return;
     }
     /* Validate before reading a single payload byte. */
@@ -287,7 +327,7 @@ void session_read_header(struct session *s)
         return;
     s->state = ST_HEADER;
     if (bs_conn_read(s->conn, s->hdr, sizeof(s->hdr), on_header, s) < 0)
-        session_end(s, "read error");
+        session_peer_lost(s, "connection lost (read error)");
 }
 
 static void send_welcome(struct session *s, int status, const char *reason)
@@ -409,7 +449,7 @@ static void on_handshake(struct bs_conn *c, int status, void *arg)
     }
     s->state = ST_HELLO;
     if (bs_conn_read(s->conn, s->hello, sizeof(s->hello), on_hello, s) < 0)
-        session_end(s, "read error");
+        session_peer_lost(s, "connection lost (read error)");
 }
 
 void session_kick(struct secondary *sec)
@@ -497,7 +537,6 @@ void session_on_listen_readable(uv_poll_t *h, int status, int events)
 void session_on_tick(uv_timer_t *t)
 {
     struct secondary *sec = t->data;
-    struct session *s = sec->session;
 
     /* A connection has the handshake timeout to authenticate and say hello. */
     for (struct session *p = sec->pending, *next; p; p = next) {
@@ -505,6 +544,14 @@ void session_on_tick(uv_timer_t *t)
         if (sec_now_ms(sec) - p->started_ms > sec->handshake_timeout_ms)
             session_end(p, "no TLS handshake and hello within the handshake timeout");
     }
+}
+
+void session_on_heartbeat(uv_timer_t *t)
+{
+    struct secondary *sec = t->data;
+    struct session *s = sec->session;
+    char why[96];
+
     if (!s || s->state == ST_CLOSED)
         return;
     /* While the session waits for the replica it reads nothing, so the
@@ -512,8 +559,10 @@ void session_on_tick(uv_timer_t *t)
      * while we listen. */
     if (s->state == ST_STALLED)
         s->last_rx_ms = sec_now_ms(sec);
-    if (sec_now_ms(sec) - s->last_rx_ms > sec->heartbeat_timeout_ms) {
-        session_end(s, "primary silent past the heartbeat timeout");
+    if (sec_now_ms(sec) - s->last_rx_ms > sec->peer_timeout_ms) {
+        snprintf(why, sizeof(why), "primary silent for %" PRIu64 " ms (peer timeout %u ms)",
+                 sec_now_ms(sec) - s->last_rx_ms, sec->peer_timeout_ms);
+        session_peer_lost(s, why);
         return;
     }
     session_send_control(s, BSR_HEARTBEAT, sec_now_ms(sec), 0);

@@ -154,9 +154,9 @@ wait "$fio_pid" || fail "A: fio failed during the cut"
 note "A: the primary logged the loss $pri_ms ms after the cut, the secondary $sec_ms ms after:"
 log_since "$pri_log" "$pri_lines" | grep 'down' | head -n 1
 log_since "$sec_log" "$sec_lines" | grep 'ended' | head -n 1
-log_since "$pri_log" "$pri_lines" | grep -q 'down: secondary silent past the heartbeat timeout' ||
+log_since "$pri_log" "$pri_lines" | grep -Eq 'down: secondary silent for [0-9]+ ms \(peer timeout 3000 ms\)' ||
     fail "A: the primary's link loss was not the heartbeat timeout: $(log_since "$pri_log" "$pri_lines" | grep down)"
-log_since "$sec_log" "$sec_lines" | grep -q 'ended: primary silent past the heartbeat timeout' ||
+log_since "$sec_log" "$sec_lines" | grep -Eq 'ended: primary silent for [0-9]+ ms \(peer timeout 3000 ms\)' ||
     fail "A: the secondary's link loss was not the heartbeat timeout: $(log_since "$sec_log" "$sec_lines" | grep ended)"
 for side in primary:$pri_ms secondary:$sec_ms; do
     [ "${side#*:}" -le $((hb_timeout_ms + tick_ms + margin_ms)) ] ||

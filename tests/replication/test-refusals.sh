@@ -89,10 +89,19 @@ refuse pri 2 "--connect '::1:$port': not HOST:PORT or \[IPv6\]:PORT" "${pri_tls[
 refuse pri 2 "--interval 'abc': not a duration" "${pri_base[@]}" "${pri_tls[@]}" --interval abc
 refuse pri 2 "--interval '10x': not a duration" "${pri_base[@]}" "${pri_tls[@]}" --interval 10x
 refuse pri 2 "--interval 0: out of range \(1ms to 1h\)" "${pri_base[@]}" "${pri_tls[@]}" --interval 0
-refuse pri 2 "--heartbeat-timeout 1: out of range \(2s to 1h\)" "${pri_base[@]}" "${pri_tls[@]}" \
-    --heartbeat-timeout 1
-refuse sec 2 "--heartbeat-timeout 1500ms: out of range \(2s to 1h\)" "${sec_base[@]}" \
-    "${sec_tls[@]}" --heartbeat-timeout 1500ms
+refuse pri 2 "--peer-timeout-ms 400: out of range \(500ms to 1h\)" "${pri_base[@]}" "${pri_tls[@]}" \
+    --peer-timeout-ms 400
+refuse pri 2 "--peer-timeout-ms 1500 ms: must be at least twice --heartbeat-ms \(1000 ms\)" \
+    "${pri_base[@]}" "${pri_tls[@]}" --peer-timeout-ms 1500ms --heartbeat-ms 1s
+refuse sec 2 "--heartbeat-timeout 400ms: out of range \(500ms to 1h\)" "${sec_base[@]}" \
+    "${sec_tls[@]}" --heartbeat-timeout 400ms
+refuse sec 2 "--heartbeat-ms 50: out of range \(100ms to 1m\)" "${sec_base[@]}" \
+    "${sec_tls[@]}" --heartbeat-ms 50
+refuse sec 2 "--peer-timeout-ms 5000 ms: must be at least twice --heartbeat-ms \(5000 ms\)" \
+    "${sec_base[@]}" "${sec_tls[@]}" --heartbeat-ms 5s
+refuse sec 2 "--on-failover is empty" "${sec_base[@]}" "${sec_tls[@]}" --on-failover ''
+refuse sec 2 "--hook-timeout 0: out of range \(100ms to 1h\)" "${sec_base[@]}" "${sec_tls[@]}" \
+    --hook-timeout 0
 refuse sec 2 "--handshake-timeout '-1': not a duration" "${sec_base[@]}" "${sec_tls[@]}" \
     --handshake-timeout -1
 refuse sec 2 "--max-payload 16M: out of range \(512 to 8M bytes\)" "${sec_base[@]}" \
@@ -121,7 +130,8 @@ ver=$("$SECONDARY" --version) || fail "blkship-secondary --version failed"
 [[ $ver =~ ^blkship-secondary\ [0-9]+\.[0-9]+\.[0-9]+$ ]] || fail "blkship-secondary --version printed '$ver'"
 ver=$("$PRIMARY" --version) || fail "blkship-primary --version failed"
 [[ $ver =~ ^blkship-primary\ [0-9]+\.[0-9]+\.[0-9]+$ ]] || fail "blkship-primary --version printed '$ver'"
-start_secondary --port "$port" sec "$rep" --max-payload 64K --heartbeat-timeout 5s \
+start_secondary --port "$port" sec "$rep" --max-payload 64K --peer-timeout-ms 5s --heartbeat-ms 250 \
+    --hook-timeout 2s --on-failover true --resource vm-1 \
     --handshake-timeout 2500ms --crl "$CERTS/ca.crl"
 expect_alive "$SEC_PID" blkship-secondary
 start_primary pri "$WORKDIR/log_none.ctl" "$SEC_ADDR" --interval 100ms --max-payload 64K \

@@ -62,6 +62,18 @@ for k in ("inflight_bytes", "sent_bytes", "received_bytes", "written_bytes", "ac
     checks.append((type(s.get(k)) is int and s[k] >= 0, "%s is %r, not a count" % (k, s.get(k))))
 for k in ("replica_id", "primary_id"):
     checks.append((isinstance(s.get(k), str) and len(s[k]) == 32, "%s is %r" % (k, s.get(k))))
+# Failure detection (docs/hooks.md): the defaults, the resource named after
+# the state directory, no loss and no hook yet.
+checks += [
+    (s.get("heartbeat_ms") == 1000, "heartbeat_ms %r, not the default 1000" % s.get("heartbeat_ms")),
+    (s.get("peer_timeout_ms") == 5000, "peer_timeout_ms %r, not the default 5000" % s.get("peer_timeout_ms")),
+    (s.get("resource") == "odd.state", "resource %r, not named after the state directory" % s.get("resource")),
+    (s.get("primaries_lost") == 0, "primaries_lost %r" % s.get("primaries_lost")),
+]
+h = s.get("hooks")
+checks.append((isinstance(h, dict) and all(h.get(k) == 0 for k in
+               ("running", "started", "succeeded", "failed", "timed_out", "skipped"))
+               and h.get("last_event") == "" and h.get("last_result") == "", "hooks %r" % h))
 bad = [m for ok, m in checks if not ok]
 sys.exit("; ".join(bad) if bad else 0)' "$WORKDIR/sec.json" "$dev" ||
     fail "the secondary's status is wrong: $(cat "$WORKDIR/sec.json")"

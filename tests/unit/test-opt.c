@@ -148,12 +148,31 @@ static void test_checked_forms(void **state)
     assert_int_equal(bs_opt_check_required(empty_optional, 1), -EINVAL);
 }
 
+static void test_resource_name(void **state)
+{
+    char out[64];
+
+    (void)state;
+    bs_resource_name("vm-1", "/var/lib/blkship/x", out, sizeof(out));
+    assert_string_equal(out, "vm-1");
+    bs_resource_name(NULL, "/var/lib/blkship/vm1", out, sizeof(out));
+    assert_string_equal(out, "vm1");
+    bs_resource_name(NULL, "/var/lib/blkship/vm1//", out, sizeof(out));
+    assert_string_equal(out, "vm1");
+    bs_resource_name(NULL, "state", out, sizeof(out));
+    assert_string_equal(out, "state");
+    bs_resource_name(NULL, "/", out, sizeof(out));
+    assert_string_equal(out, "disk");
+    bs_resource_name(NULL, "", out, sizeof(out));
+    assert_string_equal(out, "disk");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_u64_whole),     cmocka_unit_test(test_size_units),
         cmocka_unit_test(test_duration_units), cmocka_unit_test(test_hostport),
-        cmocka_unit_test(test_checked_forms),
+        cmocka_unit_test(test_checked_forms),  cmocka_unit_test(test_resource_name),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
