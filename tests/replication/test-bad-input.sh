@@ -170,10 +170,10 @@ bad_frames=5
 case_run "DATA frame with a bad CRC32C" 'bad frame .*: CRC32C of the payload does not match' \
     --sector 64 --count 16 bad-crc "$addr"
 expect_result 'error-frame 8'  # BSR_E_PROTOCOL
-case_run "frame truncated mid-payload (close_notify)" 'ended: connection closed in the middle of a frame' \
+case_run "frame truncated mid-payload (close_notify)" 'ended: closed by the primary in the middle of a frame' \
     --sector 64 --count 16 truncated "$addr"
 expect_result sent
-case_run "frame truncated mid-payload (no close_notify)" 'session with .* ended' \
+case_run "frame truncated mid-payload (no close_notify)" 'session with .* ended: connection lost in the middle of a frame \(truncated frame\)' \
     --sector 64 --count 16 truncated-abrupt "$addr"
 expect_result sent
 
