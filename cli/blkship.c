@@ -1,4 +1,4 @@
-/* blkship: the operator's command: the agents' status, checkpoints, and a
+/* blkship: the operator's command: the agents' status, checkpoints, promote, and a
  * live write log's verbs. */
 #include <stdio.h>
 #include <string.h>
@@ -12,6 +12,8 @@ static void usage(FILE *f)
           "Commands:\n"
           "  status --control SOCK [--json]            state of a primary or secondary agent\n"
           "  checkpoint --control SOCK                 seal an epoch; wait for its commit\n"
+          "  promote --control SOCK [--force]          hand a secondary's replica over as a\n"
+          "                                            primary's disk\n"
           "  wlog info|peek|getw|clrw|read SOCKET ...   look at and drive a write log\n"
           "\n"
           "Run 'blkship wlog --help' for the write-log verbs.\n",
@@ -36,6 +38,8 @@ int main(int argc, char **argv)
         return cmd_status(argc - 1, argv + 1);
     if (strcmp(argv[1], "checkpoint") == 0)
         return cmd_checkpoint(argc - 1, argv + 1);
+    if (strcmp(argv[1], "promote") == 0)
+        return cmd_promote(argc - 1, argv + 1);
     if (strcmp(argv[1], "wlog") == 0)
         return cmd_wlog(argc - 1, argv + 1);
     fprintf(stderr, "blkship: unknown command '%s'\n", argv[1]);

@@ -8,5 +8,7 @@ int cmd_wlog(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 /* `blkship checkpoint ...`. */
 int cmd_checkpoint(int argc, char **argv);
+/* `blkship promote ...`. */
+int cmd_promote(int argc, char **argv);
 
 #endif

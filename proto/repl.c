@@ -227,6 +227,7 @@ const char *bsr_status_str(int status)
     case BSR_E_LIMITS: return "limits out of range";
     case BSR_E_IO: return "replica I/O error";
     case BSR_E_PROTOCOL: return "protocol error";
+    case BSR_E_PROMOTED: return "the replica was promoted";
     default: return "unknown status";
     }
 }

@@ -53,6 +53,7 @@ enum bsr_status {
     BSR_E_LIMITS = 6,      /* a limit in the hello is out of range */
     BSR_E_IO = 7,          /* the replica cannot be written */
     BSR_E_PROTOCOL = 8,    /* a frame broke the protocol */
+    BSR_E_PROMOTED = 9,    /* the replica was promoted: it takes no primary */
 };
 
 /* Secondary -> primary, the answer to the hello. */

@@ -236,6 +236,11 @@ static bool applier_caught_up(struct secondary *sec)
            bs_journal_committed(sec->journal, list, 1) == 0;
 }
 
+bool epoch_settled(struct secondary *sec)
+{
+    return applier_caught_up(sec) && epoch_quiet(sec);
+}
+
 /* ---- State jobs: the v1 record and in-place commits ------------------------------- */
 
 static void sj_work(uv_work_t *req)
@@ -793,7 +798,7 @@ static void applier_kick(struct secondary *sec)
     uint64_t list[1];
     int r;
 
-    if (sec->apl_running || sec->apply_failed || sec->stopping ||
+    if (sec->apl_running || sec->apply_failed || sec->stopping || sec->promoted ||
         bs_journal_committed(sec->journal, list, 1) == 0)
         return;
     sec->apl_epoch = list[0];

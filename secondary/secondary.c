@@ -37,19 +37,27 @@
  * "applied_epoch" is the epoch whose image the replica holds (or will hold
  * once the journal's committed epochs after it are replayed) when
  * "consistent" is 1; "consistent 0" says it holds no epoch's image. */
-static int write_state_locked(struct secondary *sec)
+int sec_write_state_locked(struct secondary *sec)
 {
     char text[1024], rid[33], pid[33];
-    int r;
+    int r, n;
 
     bs_id_to_hex(sec->replica_id, rid);
     bs_id_to_hex(sec->primary_id, pid);
-    snprintf(text, sizeof(text),
-             "format 1\nrole secondary\nreplica_id %s\nprimary_id %s\ngeneration %" PRIu64
-             "\nepoch %" PRIu64 "\ndisk_bytes %" PRIu64 "\napplied_epoch %" PRIu64
-             "\nconsistent %d\n",
-             rid, pid, sec->generation, sec->epoch, sec->disk_bytes, sec->st_applied,
-             sec->st_consistent ? 1 : 0);
+    /* A promoted replica's file is format 2, which a secondary (of any
+     * version) refuses: it must never take a primary again. */
+    n = snprintf(text, sizeof(text),
+                 "format %d\nrole %s\nreplica_id %s\nprimary_id %s\ngeneration %" PRIu64
+                 "\nepoch %" PRIu64 "\ndisk_bytes %" PRIu64 "\napplied_epoch %" PRIu64
+                 "\nconsistent %d\n",
+                 sec->st_promoted ? 2 : 1, sec->st_promoted ? "promoted" : "secondary", rid, pid,
+                 sec->generation, sec->epoch, sec->disk_bytes, sec->st_applied,
+                 sec->st_consistent ? 1 : 0);
+    if (sec->st_promoted)
+        snprintf(text + n, sizeof(text) - (size_t)n,
+                 "promoted_epoch %" PRIu64 "\npromoted_forced %d\ngeneration_history %" PRIu64
+                 "\n",
+                 sec->promoted_epoch, sec->promote_forced ? 1 : 0, sec->generation_prev);
     r = bs_state_write(sec->state_path, text);
     if (r < 0)
         BS_ERR(MOD, "writing %s: %s", sec->state_path, strerror(-r));
@@ -61,7 +69,7 @@ int sec_save_state(struct secondary *sec)
     int r;
 
     pthread_mutex_lock(&sec->state_lock);
-    r = write_state_locked(sec);
+    r = sec_write_state_locked(sec);
     pthread_mutex_unlock(&sec->state_lock);
     return r;
 }
@@ -77,7 +85,7 @@ int sec_save_epochs(struct secondary *sec, uint64_t applied, bool consistent)
     old_consistent = sec->st_consistent;
     sec->st_applied = applied;
     sec->st_consistent = consistent;
-    r = write_state_locked(sec);
+    r = sec_write_state_locked(sec);
     if (r < 0) {
         sec->st_applied = old_applied;
         sec->st_consistent = old_consistent;
@@ -94,7 +102,7 @@ int sec_save_pairing(struct secondary *sec, const uint8_t primary_id[BSR_ID_LEN]
     pthread_mutex_lock(&sec->state_lock);
     memcpy(sec->primary_id, primary_id, BSR_ID_LEN);
     sec->generation = generation;
-    r = write_state_locked(sec);
+    r = sec_write_state_locked(sec);
     pthread_mutex_unlock(&sec->state_lock);
     return r;
 }
@@ -116,6 +124,16 @@ static int load_state(struct secondary *sec)
     if (r < 0) {
         BS_ERR(MOD, "reading %s: %s", sec->state_path, strerror(-r));
         return r;
+    }
+    if (bs_state_get_u64(text, "format", &fmt) == 0 && fmt == 2) {
+        uint64_t e = 0;
+        (void)bs_state_get_u64(text, "promoted_epoch", &e);
+        BS_ERR(MOD, "%s: this replica was promoted (at epoch %" PRIu64 "): it is a primary's "
+                    "disk now and takes no primary.  To make this host hold a replica again, "
+                    "give blkship-secondary an empty --state-dir: a new pairing, and a full "
+                    "sync from the current primary",
+               sec->state_path, e);
+        return -EPERM;
     }
     if (bs_state_get_u64(text, "format", &fmt) < 0 || fmt != 1 ||
         bs_state_get(text, "replica_id", hex, sizeof(hex)) < 0 ||
@@ -213,6 +231,8 @@ static ssize_t status_handler(void *opaque, const char *request, char *reply, si
     bs_json_add_u64(&b, "heartbeat_ms", sec->heartbeat_ms);
     bs_json_add_u64(&b, "peer_timeout_ms", sec->peer_timeout_ms);
     bs_json_add_u64(&b, "primaries_lost", sec->primaries_lost);
+    bs_json_add_bool(&b, "promoted", sec->promoted);
+    bs_json_add_bool(&b, "promoting", sec->promoting);
     {
         struct bs_json_builder hk;
         bs_json_begin(&hk);
@@ -470,8 +490,11 @@ int main(int argc, char **argv)
         return start_failed(sec);
     }
     snprintf(sec->state_path, sizeof(sec->state_path), "%s/secondary.state", state_dir);
-    if (load_state(sec) < 0)
-        return start_failed(sec);
+    r = load_state(sec);
+    if (r < 0) {
+        start_failed(sec);
+        return r == -EPERM ? BS_EXIT_USAGE : BS_EXIT_FAILURE;
+    }
     if (journal)
         snprintf(journal_path, sizeof(journal_path), "%s", journal);
     else
@@ -492,6 +515,8 @@ int main(int argc, char **argv)
         BS_ERR(MOD, "control socket %s: %s", control, uv_strerror(r));
         return start_failed(sec);
     }
+    promote_init(sec);
+    bs_ctl_add_async(sec->ctl, "promote", promote_request);
     sec->hooks = bs_hooks_new(sec->loop, sec->resource, "secondary", hook_timeout_ms);
     if (!sec->hooks) {
         BS_ERR(MOD, "out of memory for the hooks");
@@ -533,11 +558,13 @@ int main(int argc, char **argv)
     uv_close((uv_handle_t *)&sec->heartbeat, NULL);
     bs_hooks_close(sec->hooks);
     sec->hooks = NULL;
+    promote_close(sec);
     uv_close((uv_handle_t *)&sec->sigterm, NULL);
     uv_close((uv_handle_t *)&sec->sigint, NULL);
     uv_run(sec->loop, UV_RUN_DEFAULT);
-    close(sec->listen_fd);
-    r = sec->target.ops->flush(&sec->target);
+    if (sec->listen_fd >= 0)
+        close(sec->listen_fd);
+    r = sec->promoted ? 0 : sec->target.ops->flush(&sec->target);
     if (r < 0)
         BS_ERR(MOD, "final flush of %s: %s", device, strerror(-r));
     BS_INFO(MOD, "replica writes: %" PRIu64 " direct, %" PRIu64 " through the page cache",

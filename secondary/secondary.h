@@ -27,6 +27,7 @@
 #include <uv.h>
 
 #include "common/conn.h"
+#include "common/ctl.h"
 #include "common/hook.h"
 #include "common/tls.h"
 #include "proto/repl.h"
@@ -234,6 +235,19 @@ struct secondary {
     char peer[96];
     bool stopping;
 
+    /* blkship promote (secondary/promote.c). */
+    bool promoting;             /* sessions are refused while it settles */
+    bool promoted;              /* done: the device is released */
+    bool st_promoted;           /* the state file says so */
+    bool promote_forced;
+    uint64_t promoted_epoch;
+    uint64_t generation_prev;   /* the generation before the promotion */
+    struct bs_ctl_pending *promote_pending;
+    uint64_t promote_deadline_ms;
+    uv_timer_t promote_timer;
+    uv_work_t promote_req;
+    int promote_result;
+
     /* Epochs and the journal (secondary/epoch.c).  The loop's view: */
     struct bs_journal *journal;
     uint64_t journal_max;
@@ -287,6 +301,8 @@ static inline uint64_t sec_now_ms(struct secondary *sec)
 /* Replaces the state file with the agent's identity, pairing and epochs
  * (atomically, durably).  Returns 0 or -errno, logged. */
 int sec_save_state(struct secondary *sec);
+/* Writes the state file from the fields; state_lock held. */
+int sec_write_state_locked(struct secondary *sec);
 
 /* ---- secondary.c ---- */
 
@@ -325,6 +341,17 @@ bool epoch_frame(struct session *s);
 void epoch_resume(struct session *s);
 /* Whether the replica holds the image of applied_epoch now. */
 bool epoch_replica_consistent(struct secondary *sec);
+/* Every committed epoch is applied, nothing is queued or running, and no
+ * apply failed. */
+bool epoch_settled(struct secondary *sec);
+
+/* ---- promote.c ---- */
+
+/* The control socket's "promote" and "promote force" requests. */
+void promote_request(void *opaque, const char *request, struct bs_ctl_pending *pending);
+/* Sets up the timer; closes it at shutdown. */
+void promote_init(struct secondary *sec);
+void promote_close(struct secondary *sec);
 /* Exits the process (_exit(99)) if point is the configured test crash. */
 void epoch_crash_point(struct secondary *sec, enum crash_point point);
 /* Parses BLKSHIP_TEST_CRASH; -EINVAL for an unknown value. */

@@ -396,6 +396,11 @@ static void on_hello(struct bs_conn *c, int status, void *arg)
         refuse(s, BSR_E_LIMITS, "payload limit or flags out of range");
         return;
     }
+    if (sec->promoting || sec->promoted) {
+        refuse(s, BSR_E_PROMOTED, sec->promoted ? "this replica was promoted"
+                                                : "this replica is being promoted");
+        return;
+    }
     if (!bs_id_is_zero(h.replica_id) && memcmp(h.replica_id, sec->replica_id, BSR_ID_LEN) != 0) {
         refuse(s, BSR_E_IDENTITY, "the primary expects another replica");
         return;
