@@ -288,7 +288,7 @@ static void test_welcome_round_trip(void **state)
     assert_string_equal(g.reason, w.reason);
 
     /* Every status code survives. */
-    for (int s = BSR_OK; s <= BSR_E_PROTOCOL; s++) {
+    for (int s = BSR_OK; s <= BSR_E_PROMOTED; s++) {
         w.status = s;
         bsr_welcome_pack(&w, buf);
         assert_int_equal(bsr_welcome_unpack(buf, &g, &why), 0);
@@ -678,9 +678,9 @@ static void test_frame_payload(void **state)
 static void test_status_str(void **state)
 {
     (void)state;
-    const char *s[BSR_E_PROTOCOL + 1];
+    const char *s[BSR_E_PROMOTED + 1];
 
-    for (int i = BSR_OK; i <= BSR_E_PROTOCOL; i++) {
+    for (int i = BSR_OK; i <= BSR_E_PROMOTED; i++) {
         s[i] = bsr_status_str(i);
         assert_non_null(s[i]);
         assert_true(strlen(s[i]) > 0);
@@ -698,8 +698,9 @@ static void test_status_str(void **state)
     assert_string_equal(bsr_status_str(BSR_E_LIMITS), "limits out of range");
     assert_string_equal(bsr_status_str(BSR_E_IO), "replica I/O error");
     assert_string_equal(bsr_status_str(BSR_E_PROTOCOL), "protocol error");
+    assert_string_equal(bsr_status_str(BSR_E_PROMOTED), "the replica was promoted");
 
-    static const int unknown[] = {-1, BSR_E_PROTOCOL + 1, 100, EPROTO + 1000, INT32_MIN, INT32_MAX};
+    static const int unknown[] = {-1, BSR_E_PROMOTED + 1, 100, EPROTO + 1000, INT32_MIN, INT32_MAX};
     for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++)
         assert_string_equal(bsr_status_str(unknown[i]), "unknown status");
 }
