@@ -70,6 +70,12 @@ int bsr_hello_unpack(const uint8_t in[BSR_HELLO_LEN], struct bsr_hello *h, const
     getb(&p, h->replica_id, BSR_ID_LEN);
     h->generation = get64(&p);
     h->epoch = get64(&p);
+    /* The reserved bytes are zero in every version this build knows.  A
+     * newer primary may give them meaning: its hello is read as far as
+     * this version defines it (the welcome then chooses this version, and
+     * the primary must not rely on what it added). */
+    if (h->version > BSR_VERSION)
+        return 0;
     for (; p < in + BSR_HELLO_LEN; p++) {
         if (*p) {
             *why = "non-zero reserved bytes in the hello";

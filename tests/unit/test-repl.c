@@ -39,6 +39,12 @@ static void wr_le64(uint8_t *p, uint64_t v)
         p[i] = (uint8_t)(v >> (8 * i));
 }
 
+static void wr_le16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
 static void wr_le32(uint8_t *p, uint32_t v)
 {
     for (int i = 0; i < 4; i++)
@@ -262,6 +268,22 @@ static void test_hello_rejects(void **state)
     why = NULL;
     assert_int_equal(bsr_hello_unpack(buf, &g, &why), -EPROTO);
     assert_non_null(why);
+    /* Every reserved byte must be zero in a hello of a version this build
+     * knows; a newer version's hello is read as far as this one defines it. */
+    for (unsigned i = 80; i < BSR_HELLO_LEN; i++) {
+        memcpy(buf, good, sizeof(buf));
+        buf[i] = 0x01;
+        wr_le16(buf + 8, BSR_VERSION);
+        why = NULL;
+        assert_int_equal(bsr_hello_unpack(buf, &g, &why), -EPROTO);
+        assert_string_equal(why, "non-zero reserved bytes in the hello");
+        wr_le16(buf + 8, BSR_VERSION + 1);
+        why = NULL;
+        assert_int_equal(bsr_hello_unpack(buf, &g, &why), 0);
+        assert_int_equal(g.version, BSR_VERSION + 1);
+        assert_int_equal(g.generation, h.generation);
+        assert_int_equal(g.epoch, h.epoch);
+    }
 }
 
 /* ---- welcome ----------------------------------------------------------- */
