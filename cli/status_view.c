@@ -289,6 +289,33 @@ static void print_replica(struct json_object *obj, FILE *f)
         fprintf(f, "protocol    version %.0f\n", version);
 }
 
+/* Failure detection and promotion (docs/hooks.md, docs/failover.md), where
+ * the agent reports them. */
+static void print_failover(struct json_object *obj, FILE *f)
+{
+    struct json_object *promoted = member(obj, "promoted"), *hooks = member(obj, "hooks");
+    double hb = num(obj, "heartbeat_ms"), pt = num(obj, "peer_timeout_ms");
+    double lost = num(obj, "primaries_lost");
+
+    if (promoted && json_object_get_boolean(promoted))
+        fputs("PROMOTED    the device is released; this agent takes no primary\n", f);
+    if (hb >= 0 && pt >= 0) {
+        fprintf(f, "heartbeat   every %.0f ms, peer lost after %.0f ms", hb, pt);
+        if (lost > 0)
+            fprintf(f, "; primary lost %.0f time(s)", lost);
+        fputc('\n', f);
+    }
+    if (hooks && json_object_is_type(hooks, json_type_object) && num(hooks, "started") > 0) {
+        fprintf(f, "hooks       %.0f run, %.0f failed, %.0f timed out, %.0f running; last: ",
+                num(hooks, "started"), num(hooks, "failed"), num(hooks, "timed_out"),
+                num(hooks, "running"));
+        put_field_text(f, hooks, "last_event");
+        fputs(" (", f);
+        put_field_text(f, hooks, "last_result");
+        fputs(")\n", f);
+    }
+}
+
 /* The primary's epoch fields and copy-before-write counters. */
 static void print_epochs(struct json_object *obj, FILE *f)
 {
@@ -352,6 +379,7 @@ static void print_human(struct json_object *obj, FILE *f)
     put_field_text(f, obj, "role");
     fputc('\n', f);
     print_replica(obj, f);
+    print_failover(obj, f);
     fprintf(f, "connected   %s",
             json_object_get_boolean(member(obj, "connected")) ? "yes" : "no");
     if (peer && json_object_get_string_len(peer) > 0) {

@@ -62,7 +62,9 @@ struct bs_hooks *bs_hooks_new(uv_loop_t *loop, const char *resource, const char 
     return h;
 }
 
-static unsigned running(const struct bs_hooks *h)
+/* Runs whose handles are still open (a slot each), and of those the ones
+ * whose process has not exited yet. */
+static unsigned occupied(const struct bs_hooks *h)
 {
     unsigned n = 0;
 
@@ -71,9 +73,18 @@ static unsigned running(const struct bs_hooks *h)
     return n;
 }
 
+static unsigned running(const struct bs_hooks *h)
+{
+    unsigned n = 0;
+
+    for (unsigned i = 0; i < BS_HOOKS_MAX; i++)
+        n += h->runs[i] != NULL && !h->runs[i]->exited;
+    return n;
+}
+
 static void maybe_free_hooks(struct bs_hooks *h)
 {
-    if (h->closing && running(h) == 0)
+    if (h->closing && occupied(h) == 0)
         free(h);
 }
 
