@@ -125,7 +125,7 @@ static void test_timeout_kills_the_group(void **state)
     h = bs_hooks_new(&loop, "r", "secondary", 300);
     snprintf(path, sizeof(path), "%s/child.pid", dir);
     /* A child of the shell that would outlive it if only the shell died. */
-    snprintf(cmd, sizeof(cmd), "sleep 30 & echo $! >%s; wait", path);
+    snprintf(cmd, sizeof(cmd), "sleep 8 & echo $! >%s; wait", path);
     t0 = uv_hrtime();
     assert_int_equal(bs_hooks_run(h, cmd, &ev), 0);
     uv_run(&loop, UV_RUN_DEFAULT);
