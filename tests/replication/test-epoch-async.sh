@@ -39,8 +39,10 @@ stop_pid "$PRI_PID"
 start_primary pri "$WL_CTL" "$SEC_ADDR" --epoch-ms 5s --epoch-max-dirty 4M
 _connected() { [ "$(field "$PRI_CTL" connected)" = true ]; }
 poll_until 20 _connected || fail "the primary did not connect: $(status "$PRI_CTL")"
-# Let the first epoch of this run (sealed at the connection) commit.
-_idle() { [ "$(field "$PRI_CTL" epoch_state)" = idle ] && [ "$(field "$PRI_CTL" committed_epoch)" -gt 0 ]; }
+# Let the first epoch of this run (sealed at the connection) commit: this
+# process's own count, since committed_epoch starts at what the replica
+# committed for the run before.
+_idle() { [ "$(field "$PRI_CTL" epoch_state)" = idle ] && [ "$(field "$PRI_CTL" epochs_committed)" -ge 1 ]; }
 poll_until 20 _idle || fail "the primary did not settle: $(status "$PRI_CTL")"
 c0=$(field "$PRI_CTL" committed_epoch)
 t0=$SECONDS
