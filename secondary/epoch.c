@@ -764,6 +764,8 @@ static void applier_work(uv_work_t *req)
 {
     struct secondary *sec = req->data;
 
+    if (sec->test_apply_delay_ms)
+        usleep(sec->test_apply_delay_ms * 1000u);
     sec->apl_result = apply_epoch(sec, sec->apl_epoch, &sec->apl_bytes);
 }
 

@@ -462,6 +462,14 @@ int main(int argc, char **argv)
     }
     if (sec->crash != CRASH_NONE)
         BS_WARN(MOD, "BLKSHIP_TEST_CRASH is set: this secondary exits at a test crash point");
+    if (getenv("BLKSHIP_TEST_APPLY_DELAY_MS")) {
+        if (bs_opt_duration_ms("BLKSHIP_TEST_APPLY_DELAY_MS", getenv("BLKSHIP_TEST_APPLY_DELAY_MS"),
+                               1, 0, 60000, &v) < 0)
+            return BS_EXIT_USAGE;
+        sec->test_apply_delay_ms = (unsigned)v;
+        BS_WARN(MOD, "BLKSHIP_TEST_APPLY_DELAY_MS is set: every epoch waits %u ms before it is "
+                     "applied (test only)", sec->test_apply_delay_ms);
+    }
     pthread_mutex_init(&sec->state_lock, NULL);
     signal(SIGPIPE, SIG_IGN);
 

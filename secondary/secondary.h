@@ -260,6 +260,7 @@ struct secondary {
     char note[192];             /* why the replica is not consistent, for status */
     unsigned proto_version;     /* of the current or last session */
     enum crash_point crash;
+    unsigned test_apply_delay_ms;   /* BLKSHIP_TEST_APPLY_DELAY_MS: tests only */
     /* The state file is written by the loop (pairing) and by workers
      * (epochs): state_lock serialises them; st_* is what was written. */
     pthread_mutex_t state_lock;

@@ -4,9 +4,10 @@
 #      --peer-timeout-ms 500, the replica a loop device.  Three checkpoints
 #      with writes between them (a copy of the disk at each); promote is
 #      refused while the primary's session is alive; more writes never
-#      checkpointed, then nbdkit and the primary killed -9: the failover
-#      hook runs `blkship promote`, which succeeds with the last
-#      acknowledged checkpoint's epoch; the device then equals that copy
+#      checkpointed, then nbdkit and the primary killed -9 while the last
+#      checkpoint is still in the journal (BLKSHIP_TEST_APPLY_DELAY_MS): the
+#      failover hook runs `blkship promote`, which applies it and succeeds
+#      with the last acknowledged checkpoint's epoch; the device then equals that copy
 #      exactly, is released (an O_EXCL open succeeds), and a second promote
 #      is refused.  Stopped, the secondary refuses to start again on that
 #      state directory (exit status 2).
@@ -47,7 +48,11 @@ EOF
 chmod +x "$hook"
 
 start_nbdkit "$WORKDIR" "rtpr$$" "$img"
-start_secondary sec "$dev" "${fast[@]}" --on-failover "$hook $WORKDIR/sec.ctl" --hook-timeout 30s
+# Each committed epoch waits 700 ms before it is applied (test only): the
+# promotion finds committed epochs still in the journal, and must apply
+# them first.
+BLKSHIP_TEST_APPLY_DELAY_MS=700 start_secondary sec "$dev" "${fast[@]}" \
+    --on-failover "$hook $WORKDIR/sec.ctl" --hook-timeout 30s
 sec_ctl=$SEC_CTL sec_log=$SEC_LOG sec_pid=$SEC_PID
 start_primary pri "$WL_CTL" "$SEC_ADDR" --mode checkpoint "${fast[@]}"
 _connected() { [ "$(field "$PRI_CTL" connected)" = true ]; }
@@ -67,6 +72,9 @@ fi
 [[ $out == *"a primary session is alive"* ]] || fail "A: promote refused for another reason: $out"
 note "A: refused while connected: $out"
 qemu-io -f raw "$NBD_URI" -c "write -q -P 9 8M 8M" >/dev/null || fail "qemu-io could not write"
+s=$(status "$sec_ctl")
+[ "$(jget "$s" applied_epoch)" -lt "$ck" ] ||
+    fail "A: checkpoint $ck is applied already; the test needs it still in the journal: $s"
 kill -KILL "$PRI_PID" "$NBDKIT_PID" || fail "kill -9 of the primary and nbdkit"
 _promoted() { [ -s "$WORKDIR/promote.rc" ]; }
 poll_until 30 _promoted || fail "A: the failover hook did not run promote: $(status "$sec_ctl")"
