@@ -68,7 +68,9 @@ static void test_environment_and_success(void **state)
     h = bs_hooks_new(&loop, "vm-1", "secondary", 5000);
     assert_non_null(h);
     snprintf(path, sizeof(path), "%s/env", dir);
-    snprintf(cmd, sizeof(cmd), "env | grep '^BLKSHIP_' | sort >%s; echo to-stdout; echo to-stderr >&2",
+    snprintf(cmd, sizeof(cmd),
+             "env | grep -E '^BLKSHIP_(EPOCH|EVENT|HOOK_TIMEOUT_MS|PEER|REASON|RESOURCE|ROLE)=' "
+             "| sort >%s; echo to-stdout; echo to-stderr >&2",
              path);
     assert_int_equal(bs_hooks_run(h, cmd, &ev), 0);
     uv_run(&loop, UV_RUN_DEFAULT);
