@@ -236,7 +236,8 @@ static ssize_t status_handler(void *opaque, const char *request, char *reply, si
     {
         struct bs_json_builder hk;
         bs_json_begin(&hk);
-        bs_hooks_status(sec->hooks, &hk);
+        if (sec->hooks)
+            bs_hooks_status(sec->hooks, &hk);
         bs_json_add_builder(&b, "hooks", &hk);
     }
     return bs_json_finish(&b, reply, size);

@@ -232,7 +232,7 @@ static void session_peer_lost(struct session *s, const char *why)
            why, sec->committed_epoch,
            sec->consistent ? "" : " (and is NOT consistent: it was being written in place)");
     epoch_session_lost(sec);
-    if (sec->on_failover) {
+    if (sec->on_failover && sec->hooks) {
         struct bs_hook_event ev = { .event = "failover", .peer = peer,
                                     .epoch = sec->committed_epoch, .reason = why };
         (void)bs_hooks_run(sec->hooks, sec->on_failover, &ev);
