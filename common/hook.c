@@ -14,7 +14,7 @@
 #define MOD "hook"
 #define LINE_MAX_BYTES 1024   /* longer output lines are logged in pieces */
 #define LINES_PER_RUN 200     /* lines logged per run; the rest is counted */
-#define NENV 7                /* the BLKSHIP_ variables a run gets */
+#define NENV 8                /* the BLKSHIP_ variables a run gets */
 #define GRACE_MS 1000         /* output still read after the hook exited */
 
 extern char **environ;
@@ -217,7 +217,7 @@ static char **build_env(const struct bs_hooks *h, const struct bs_hook_event *ev
     static const char *const names[NENV] = { "BLKSHIP_RESOURCE=", "BLKSHIP_EVENT=",
                                              "BLKSHIP_ROLE=",     "BLKSHIP_PEER=",
                                              "BLKSHIP_EPOCH=",    "BLKSHIP_REASON=",
-                                             "BLKSHIP_HOOK_TIMEOUT_MS=" };
+                                             "BLKSHIP_HOOK_TIMEOUT_MS=", "BLKSHIP_GENERATION=" };
     size_t n = 0, k = 0;
     char **envp;
 
@@ -240,6 +240,7 @@ static char **build_env(const struct bs_hooks *h, const struct bs_hook_event *ev
     snprintf(vars[4], 512, "%s%" PRIu64, names[4], ev->epoch);
     snprintf(vars[5], 512, "%s%s", names[5], ev->reason ? ev->reason : "");
     snprintf(vars[6], 512, "%s%u", names[6], h->timeout_ms);
+    snprintf(vars[7], 512, "%s%" PRIu64, names[7], ev->generation);
     for (unsigned j = 0; j < NENV; j++)
         envp[k++] = vars[j];
     envp[k] = NULL;

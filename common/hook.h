@@ -3,8 +3,8 @@
  *
  * A hook is run with /bin/sh -c CMD in a session of its own, stdin from
  * /dev/null, with the agent's environment plus BLKSHIP_RESOURCE,
- * BLKSHIP_EVENT, BLKSHIP_ROLE, BLKSHIP_PEER, BLKSHIP_EPOCH and
- * BLKSHIP_REASON.  Every line it writes to stdout or stderr is logged.  It
+ * BLKSHIP_EVENT, BLKSHIP_ROLE, BLKSHIP_PEER, BLKSHIP_EPOCH,
+ * BLKSHIP_GENERATION and BLKSHIP_REASON.  Every line it writes to stdout or stderr is logged.  It
  * gets the hook timeout; past it, its whole process group is killed.  Its
  * exit status is logged and counted; the agent decides nothing from it.
  * Nothing here ever blocks the loop: the agent goes on replicating while
@@ -30,6 +30,7 @@ struct bs_hook_event {
     const char *event;   /* BLKSHIP_EVENT, e.g. "failover" */
     const char *peer;    /* BLKSHIP_PEER: the peer's address, "" if none */
     uint64_t epoch;      /* BLKSHIP_EPOCH: the newest committed epoch */
+    uint64_t generation; /* BLKSHIP_GENERATION: the data generation held */
     const char *reason;  /* BLKSHIP_REASON: one line, for humans */
 };
 

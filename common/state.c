@@ -178,6 +178,19 @@ int bs_id_random(uint8_t id[16])
     return 0;
 }
 
+int bs_generation_random(uint64_t *out)
+{
+    uint64_t g = 0;
+
+    while (g == 0) {
+        if (getrandom(&g, sizeof(g), 0) != (ssize_t)sizeof(g))
+            return -errno;
+        g &= (1ull << 53) - 1;
+    }
+    *out = g;
+    return 0;
+}
+
 int bs_mkdir(const char *dir)
 {
     struct stat st;

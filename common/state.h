@@ -26,6 +26,9 @@ void bs_id_to_hex(const uint8_t id[16], char hex[33]);
 int bs_id_from_hex(const char *hex, uint8_t id[16]);
 bool bs_id_is_zero(const uint8_t id[16]);
 int bs_id_random(uint8_t id[16]);
+/* A new data generation (docs/failover.md): random, non-zero, below 2^53
+ * so that JSON readers hold it exactly.  Returns 0 or -errno. */
+int bs_generation_random(uint64_t *out);
 
 /* Creates dir (one level) with mode 0700 if missing. */
 int bs_mkdir(const char *dir);

@@ -113,7 +113,9 @@ static int load_state(struct primary *p)
         r = bs_id_random(p->primary_id);
         if (r < 0)
             return r;
-        p->generation = 1;
+        r = bs_generation_random(&p->generation);
+        if (r < 0)
+            return r;
         bs_id_to_hex(p->primary_id, hex);
         BS_INFO(MOD, "new primary identity %s", hex);
         return save_state(p);
@@ -233,6 +235,7 @@ static ssize_t status_handler(void *opaque, const char *request, char *reply, si
     bs_json_add_fixed(&b, "rate_bytes_per_sec", p->rate, 0);
     bs_json_add_fixed(&b, "eta_seconds", eta, 0);
     epoch_status(p, &b);
+    bs_json_add_u64(&b, "generation", p->generation);
     bs_json_add_u64(&b, "heartbeat_ms", p->heartbeat_ms);
     bs_json_add_u64(&b, "peer_timeout_ms", p->peer_timeout_ms);
     bs_json_add_u64(&b, "log_epoch", p->ep_log_epoch);

@@ -86,7 +86,6 @@ static void fail(struct secondary *sec, const char *why)
 static void promote_work(uv_work_t *req)
 {
     struct secondary *sec = req->data;
-    uint8_t id[BSR_ID_LEN];
     uint64_t gen = 0;
     int r;
 
@@ -96,13 +95,10 @@ static void promote_work(uv_work_t *req)
         sec->promote_result = r;
         return;
     }
-    while (gen == 0) {
-        r = bs_id_random(id);
-        if (r < 0) {
-            sec->promote_result = r;
-            return;
-        }
-        memcpy(&gen, id, sizeof(gen));
+    r = bs_generation_random(&gen);
+    if (r < 0) {
+        sec->promote_result = r;
+        return;
     }
     pthread_mutex_lock(&sec->state_lock);
     sec->generation_prev = sec->generation;

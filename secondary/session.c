@@ -234,7 +234,8 @@ static void session_peer_lost(struct session *s, const char *why)
     epoch_session_lost(sec);
     if (sec->on_failover && sec->hooks) {
         struct bs_hook_event ev = { .event = "failover", .peer = peer,
-                                    .epoch = sec->committed_epoch, .reason = why };
+                                    .epoch = sec->committed_epoch,
+                                    .generation = sec->generation, .reason = why };
         (void)bs_hooks_run(sec->hooks, sec->on_failover, &ev);
     }
 }

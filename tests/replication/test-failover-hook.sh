@@ -104,6 +104,7 @@ _journalling() {
 }
 poll_until 20 _journalling ||
     fail "A: the secondary was not seen journalling the last epoch: $(status "$SEC_CTL")"
+pri_gen=$(field "$PRI_CTL" generation)
 t0=$(now_ns)
 kill -KILL "$PRI_PID" "$NBDKIT_PID" || fail "kill -9 of the primary and nbdkit"
 wait "$ck" 2>/dev/null || true
@@ -116,6 +117,9 @@ note "A: kill -9 to the hook's start: $dt ms"
 [ "$(henv 0 BLKSHIP_RESOURCE)" = vm-test ] || fail "A: BLKSHIP_RESOURCE: $(cat "$WORKDIR/hook.0.env")"
 [ "$(henv 0 BLKSHIP_EPOCH)" = "$last" ] ||
     fail "A: BLKSHIP_EPOCH is not the last acknowledged checkpoint $last: $(cat "$WORKDIR/hook.0.env")"
+[ "$pri_gen" -gt 1 ] || fail "A: the primary's generation is $pri_gen, not a random one"
+[ "$(henv 0 BLKSHIP_GENERATION)" = "$pri_gen" ] && [ "$(field "$SEC_CTL" generation)" = "$pri_gen" ] ||
+    fail "A: BLKSHIP_GENERATION is not the primary's generation $pri_gen: $(cat "$WORKDIR/hook.0.env")"
 [[ $(henv 0 BLKSHIP_PEER) =~ ^127\.[0-9.]+:[0-9]+$ ]] || fail "A: BLKSHIP_PEER: $(cat "$WORKDIR/hook.0.env")"
 [[ $(henv 0 BLKSHIP_REASON) == *"connection lost"* ]] || fail "A: BLKSHIP_REASON: $(cat "$WORKDIR/hook.0.env")"
 _hook_done() { [ "$(field "$SEC_CTL" succeeded)" = 1 ]; }

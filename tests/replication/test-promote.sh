@@ -75,6 +75,7 @@ qemu-io -f raw "$NBD_URI" -c "write -q -P 9 8M 8M" >/dev/null || fail "qemu-io c
 s=$(status "$sec_ctl")
 [ "$(jget "$s" applied_epoch)" -lt "$ck" ] ||
     fail "A: checkpoint $ck is applied already; the test needs it still in the journal: $s"
+pri_gen=$(field "$PRI_CTL" generation)
 kill -KILL "$PRI_PID" "$NBDKIT_PID" || fail "kill -9 of the primary and nbdkit"
 _promoted() { [ -s "$WORKDIR/promote.rc" ]; }
 poll_until 30 _promoted || fail "A: the failover hook did not run promote: $(status "$sec_ctl")"
@@ -86,6 +87,13 @@ grep -q "^  1\. serve $dev through nbdkit" "$WORKDIR/promote.out" ||
 note "A: $(head -n 1 "$WORKDIR/promote.out")"
 s=$(status "$sec_ctl")
 [ "$(jget "$s" promoted)" = true ] || fail "A: the status does not say promoted: $s"
+new_gen=$(jget "$s" generation)
+[ "$new_gen" -gt 0 ] && [ "$new_gen" != "$pri_gen" ] ||
+    fail "A: the promotion did not make a new generation (primary's $pri_gen): $s"
+grep -q "^generation_history $pri_gen$" "$WORKDIR/sec.state/secondary.state" ||
+    fail "A: the state file does not keep the previous generation $pri_gen: $(cat "$WORKDIR/sec.state/secondary.state")"
+[ "$(printf '%016x' "$new_gen")" = "$(sed -n 's/^promoted: .*(generation \([0-9a-f]*\))$/\1/p' "$WORKDIR/promote.out")" ] ||
+    fail "A: promote printed another generation than the status's $new_gen: $(cat "$WORKDIR/promote.out")"
 expect_log "PROMOTED: $dev holds committed epoch $ck" "$sec_log"
 expect_same "$WORKDIR/ck.img" "$dev" "A: the promoted device (checkpoint $ck)"
 python3 -c "import os, sys; os.close(os.open(sys.argv[1], os.O_RDWR | os.O_EXCL))" "$dev" ||

@@ -60,6 +60,7 @@ static void test_environment_and_success(void **state)
     char cmd[512], path[256], st[1024];
     const char *env;
     struct bs_hook_event ev = { .event = "failover", .peer = "10.0.0.1:7789", .epoch = 42,
+                                .generation = 9007199254740991ull,
                                 .reason = "primary silent for 600 ms" };
 
     (void)state;
@@ -69,7 +70,7 @@ static void test_environment_and_success(void **state)
     assert_non_null(h);
     snprintf(path, sizeof(path), "%s/env", dir);
     snprintf(cmd, sizeof(cmd),
-             "env | grep -E '^BLKSHIP_(EPOCH|EVENT|HOOK_TIMEOUT_MS|PEER|REASON|RESOURCE|ROLE)=' "
+             "env | grep -E '^BLKSHIP_(EPOCH|EVENT|GENERATION|HOOK_TIMEOUT_MS|PEER|REASON|RESOURCE|ROLE)=' "
              "| sort >%s; echo to-stdout; echo to-stderr >&2",
              path);
     assert_int_equal(bs_hooks_run(h, cmd, &ev), 0);
@@ -85,6 +86,7 @@ static void test_environment_and_success(void **state)
     assert_non_null(env);
     assert_string_equal(env, "BLKSHIP_EPOCH=42\n"
                              "BLKSHIP_EVENT=failover\n"
+                             "BLKSHIP_GENERATION=9007199254740991\n"
                              "BLKSHIP_HOOK_TIMEOUT_MS=5000\n"
                              "BLKSHIP_PEER=10.0.0.1:7789\n"
                              "BLKSHIP_REASON=primary silent for 600 ms\n"
