@@ -16,6 +16,9 @@
 #define LINES_PER_RUN 200     /* lines logged per run; the rest is counted */
 #define NENV 8                /* the BLKSHIP_ variables a run gets */
 #define GRACE_MS 1000         /* output still read after the hook exited */
+/* Runs kept at once: those whose process runs (at most BS_HOOKS_MAX) and
+ * those that exited but whose output is still being read. */
+#define SLOTS (4 * BS_HOOKS_MAX)
 
 extern char **environ;
 
@@ -27,7 +30,7 @@ struct bs_hooks {
     char role[32];
     unsigned timeout_ms;
     bool closing;
-    struct hook_run *runs[BS_HOOKS_MAX];
+    struct hook_run *runs[SLOTS];
     uint64_t started, succeeded, failed, timed_out, skipped;
     char last_event[32];
     char last_result[64];
@@ -41,6 +44,7 @@ struct hook_run {
     uv_timer_t timer;
     int open_handles;           /* closed when it drops to 0 */
     bool exited, killed;
+    bool eof[2];                /* stdout, stderr ended */
     int pid;
     unsigned lines, dropped;
     char line[2][LINE_MAX_BYTES + 1];
@@ -68,7 +72,7 @@ static unsigned occupied(const struct bs_hooks *h)
 {
     unsigned n = 0;
 
-    for (unsigned i = 0; i < BS_HOOKS_MAX; i++)
+    for (unsigned i = 0; i < SLOTS; i++)
         n += h->runs[i] != NULL;
     return n;
 }
@@ -77,7 +81,7 @@ static unsigned running(const struct bs_hooks *h)
 {
     unsigned n = 0;
 
-    for (unsigned i = 0; i < BS_HOOKS_MAX; i++)
+    for (unsigned i = 0; i < SLOTS; i++)
         n += h->runs[i] != NULL && !h->runs[i]->exited;
     return n;
 }
@@ -95,7 +99,7 @@ static void on_handle_closed(uv_handle_t *handle)
 
     if (--r->open_handles > 0)
         return;
-    for (unsigned i = 0; i < BS_HOOKS_MAX; i++)
+    for (unsigned i = 0; i < SLOTS; i++)
         if (h->runs[i] == r)
             h->runs[i] = NULL;
     free(r);
@@ -129,6 +133,14 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(r->readbuf, sizeof(r->readbuf));
 }
 
+/* Once the process has exited and both outputs ended, nothing is left to
+ * wait for. */
+static void maybe_done(struct hook_run *r)
+{
+    if (r->exited && r->eof[0] && r->eof[1])
+        close_handle((uv_handle_t *)&r->timer);
+}
+
 static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
 {
     struct hook_run *r = stream->data;
@@ -139,7 +151,9 @@ static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
          * line without its newline is still logged. */
         if (r->line_len[k])
             log_line(r, k);
+        r->eof[k] = true;
         close_handle((uv_handle_t *)stream);
+        maybe_done(r);
         return;
     }
     for (ssize_t i = 0; i < n; i++) {
@@ -195,6 +209,7 @@ static void on_exit_cb(uv_process_t *proc, int64_t status, int term_signal)
     /* What it wrote just before it exited may not be read yet; something
      * it left running in the background may hold its output open. */
     uv_timer_start(&r->timer, on_grace, GRACE_MS, 0);
+    maybe_done(r);
 }
 
 static void on_timeout(uv_timer_t *t)
@@ -259,9 +274,9 @@ int bs_hooks_run(struct bs_hooks *h, const char *cmd, const struct bs_hook_event
     int e;
 
     snprintf(h->last_event, sizeof(h->last_event), "%s", ev->event);
-    for (slot = 0; slot < BS_HOOKS_MAX && h->runs[slot]; slot++)
+    for (slot = 0; slot < SLOTS && h->runs[slot]; slot++)
         ;
-    if (slot == BS_HOOKS_MAX || h->closing) {
+    if (slot == SLOTS || running(h) >= BS_HOOKS_MAX || h->closing) {
         h->skipped++;
         BS_ERR(MOD, "%s hook not run: %s", ev->event,
                h->closing ? "shutting down" : "too many hooks still running");

@@ -176,6 +176,37 @@ static void test_at_most_four_at_once(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* Runs that have exited do not count against the limit, even while their
+ * output is still being read: a storm of short hooks runs them all. */
+static void test_exited_runs_free_their_place(void **state)
+{
+    uv_loop_t loop;
+    struct bs_hooks *h;
+    char st[1024];
+    struct bs_hook_event ev = { .event = "failover", .peer = "", .epoch = 0, .reason = "r" };
+
+    (void)state;
+    uv_loop_init(&loop);
+    h = bs_hooks_new(&loop, "r", "secondary", 2000);
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < BS_HOOKS_MAX; i++)
+            assert_int_equal(bs_hooks_run(h, "true", &ev), 0);
+        for (int spins = 0; spins < 5000; spins++) {
+            status_text(h, st, sizeof(st));
+            if (strstr(st, "\"running\": 0"))
+                break;
+            uv_run(&loop, UV_RUN_ONCE);
+        }
+        assert_non_null(strstr(st, "\"running\": 0"));
+    }
+    status_text(h, st, sizeof(st));
+    assert_non_null(strstr(st, "\"started\": 12"));
+    assert_non_null(strstr(st, "\"succeeded\": 12"));
+    assert_non_null(strstr(st, "\"skipped\": 0"));
+    run_all(&loop, h);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -183,6 +214,7 @@ int main(void)
         cmocka_unit_test(test_failure_is_counted),
         cmocka_unit_test(test_timeout_kills_the_group),
         cmocka_unit_test(test_at_most_four_at_once),
+        cmocka_unit_test(test_exited_runs_free_their_place),
     };
     int rc;
 
