@@ -22,6 +22,7 @@
 #define BSR_SECTOR_SIZE 512u
 #define BSR_ID_LEN 16
 #define BSR_HELLO_LEN 128u
+#define BSR_HELLO_DEFINED_LEN 80u   /* the bytes version 2 gives meaning to */
 #define BSR_WELCOME_LEN 128u
 #define BSR_FRAME_HDR_LEN 16u
 #define BSR_FRAME_CRC_LEN 4u
