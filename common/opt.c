@@ -339,3 +339,33 @@ void bs_resource_name(const char *name, const char *state_dir, char *out, size_t
     else
         snprintf(out, size, "%.*s", (int)len, base);
 }
+
+int bs_opt_heartbeat_ms(const char *s, unsigned *out)
+{
+    uint64_t v;
+
+    if (bs_opt_duration_ms("--heartbeat-ms", s, 1, 100, 60000, &v) < 0)
+        return -EINVAL;
+    *out = (unsigned)v;
+    return 0;
+}
+
+int bs_opt_peer_timeout_ms(const char *opt, const char *s, unsigned *out)
+{
+    uint64_t v;
+
+    if (bs_opt_duration_ms(opt, s, strcmp(opt, "--heartbeat-timeout") == 0 ? 1000 : 1, 500,
+                           3600000, &v) < 0)
+        return -EINVAL;
+    *out = (unsigned)v;
+    return 0;
+}
+
+int bs_opt_check_peer_timing(unsigned heartbeat_ms, unsigned peer_timeout_ms)
+{
+    if (peer_timeout_ms >= 2 * heartbeat_ms)
+        return 0;
+    bs_usage_error("--peer-timeout-ms %u ms: must be at least twice --heartbeat-ms (%u ms)",
+                   peer_timeout_ms, heartbeat_ms);
+    return -EINVAL;
+}

@@ -64,6 +64,18 @@ int bs_opt_check_required(const struct bs_opt_required *req, size_t n);
 int bs_opt_log_level(const char *s);
 /* Refuses arguments left after the options (argv[first] on). */
 int bs_opt_no_arguments(int first, int argc, char **argv);
+/* The failure-detection options both agents take (docs/hooks.md):
+ * --heartbeat-ms (100 ms to 60 s, a bare number is milliseconds), and the
+ * peer timeout under its name --peer-timeout-ms (a bare number is
+ * milliseconds) or its old name --heartbeat-timeout (seconds), 500 ms to
+ * 1 h.  Each returns 0 or -EINVAL with the usage error printed. */
+#define BS_HEARTBEAT_MS_DEFAULT 1000u
+#define BS_PEER_TIMEOUT_MS_DEFAULT 5000u
+int bs_opt_heartbeat_ms(const char *s, unsigned *out);
+int bs_opt_peer_timeout_ms(const char *opt, const char *s, unsigned *out);
+/* The timeout must allow for at least two heartbeats. */
+int bs_opt_check_peer_timing(unsigned heartbeat_ms, unsigned peer_timeout_ms);
+
 /* The name an agent's hooks and status give its resource: name if given,
  * else the last component of state_dir ("disk" if that has none). */
 void bs_resource_name(const char *name, const char *state_dir, char *out, size_t size);

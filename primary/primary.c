@@ -337,8 +337,8 @@ int main(int argc, char **argv)
     p->epoch_ms = DEFAULT_EPOCH_MS;
     p->epoch_max_dirty = DEFAULT_EPOCH_MAX_DIRTY;
     p->mode = MODE_ASYNC;
-    p->heartbeat_ms = DEFAULT_HEARTBEAT_MS;
-    p->peer_timeout_ms = DEFAULT_PEER_TIMEOUT_MS;
+    p->heartbeat_ms = BS_HEARTBEAT_MS_DEFAULT;
+    p->peer_timeout_ms = BS_PEER_TIMEOUT_MS_DEFAULT;
     p->payload_pref = DEFAULT_PAYLOAD;
     p->connect_fd = -1;
     while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -384,19 +384,16 @@ int main(int argc, char **argv)
             p->payload_pref = (uint32_t)v;
             break;
         case 't':
-            if (bs_opt_duration_ms("--heartbeat-timeout", optarg, 1000, 500, 3600000, &v) < 0)
+            if (bs_opt_peer_timeout_ms("--heartbeat-timeout", optarg, &p->peer_timeout_ms) < 0)
                 return BS_EXIT_USAGE;
-            p->peer_timeout_ms = (unsigned)v;
             break;
         case 'U':
-            if (bs_opt_duration_ms("--peer-timeout-ms", optarg, 1, 500, 3600000, &v) < 0)
+            if (bs_opt_peer_timeout_ms("--peer-timeout-ms", optarg, &p->peer_timeout_ms) < 0)
                 return BS_EXIT_USAGE;
-            p->peer_timeout_ms = (unsigned)v;
             break;
         case 'b':
-            if (bs_opt_duration_ms("--heartbeat-ms", optarg, 1, 100, 60000, &v) < 0)
+            if (bs_opt_heartbeat_ms(optarg, &p->heartbeat_ms) < 0)
                 return BS_EXIT_USAGE;
-            p->heartbeat_ms = (unsigned)v;
             break;
         case 'L':
             if (bs_opt_log_level(optarg) < 0)
@@ -424,11 +421,8 @@ int main(int argc, char **argv)
         return BS_EXIT_USAGE;
     signal(SIGPIPE, SIG_IGN);
 
-    if (p->peer_timeout_ms < 2 * p->heartbeat_ms) {
-        bs_usage_error("--peer-timeout-ms %u ms: must be at least twice --heartbeat-ms (%u ms)",
-                       p->peer_timeout_ms, p->heartbeat_ms);
+    if (bs_opt_check_peer_timing(p->heartbeat_ms, p->peer_timeout_ms) < 0)
         return BS_EXIT_USAGE;
-    }
     if (bs_tls_new(&tls, false, &p->tls) < 0)
         return BS_EXIT_USAGE;
     /* A name that cannot resolve is a mistake to report now; a resolver

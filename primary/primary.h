@@ -33,8 +33,6 @@
 /* The protocol version this agent speaks: 2, epochs. */
 #define PRIMARY_VERSION 2u
 #define TICK_MS 1000
-#define DEFAULT_HEARTBEAT_MS 1000
-#define DEFAULT_PEER_TIMEOUT_MS 5000
 #define MAX_SLOTS WL_RING_ENTRIES   /* one ring request per slot */
 #define KICK_BATCH 32              /* ring requests per kick, at most */
 #define AREA_PAGE 4096u

@@ -356,8 +356,8 @@ int main(int argc, char **argv)
     int opt, r;
 
     sec->max_payload = BSR_DEFAULT_MAX_PAYLOAD;
-    sec->heartbeat_ms = DEFAULT_HEARTBEAT_MS;
-    sec->peer_timeout_ms = DEFAULT_PEER_TIMEOUT_MS;
+    sec->heartbeat_ms = BS_HEARTBEAT_MS_DEFAULT;
+    sec->peer_timeout_ms = BS_PEER_TIMEOUT_MS_DEFAULT;
     sec->handshake_timeout_ms = 5000;
     while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (opt) {
@@ -380,19 +380,16 @@ int main(int argc, char **argv)
             sec->max_payload = (uint32_t)v;
             break;
         case 't':
-            if (bs_opt_duration_ms("--peer-timeout-ms", optarg, 1, 500, 3600000, &v) < 0)
+            if (bs_opt_peer_timeout_ms("--peer-timeout-ms", optarg, &sec->peer_timeout_ms) < 0)
                 return BS_EXIT_USAGE;
-            sec->peer_timeout_ms = (unsigned)v;
             break;
         case 'O': /* the old name: a bare number is seconds */
-            if (bs_opt_duration_ms("--heartbeat-timeout", optarg, 1000, 500, 3600000, &v) < 0)
+            if (bs_opt_peer_timeout_ms("--heartbeat-timeout", optarg, &sec->peer_timeout_ms) < 0)
                 return BS_EXIT_USAGE;
-            sec->peer_timeout_ms = (unsigned)v;
             break;
         case 'b':
-            if (bs_opt_duration_ms("--heartbeat-ms", optarg, 1, 100, 60000, &v) < 0)
+            if (bs_opt_heartbeat_ms(optarg, &sec->heartbeat_ms) < 0)
                 return BS_EXIT_USAGE;
-            sec->heartbeat_ms = (unsigned)v;
             break;
         case 'F':
             if (bs_opt_nonempty("--on-failover", optarg) < 0)
@@ -444,11 +441,8 @@ int main(int argc, char **argv)
         return BS_EXIT_USAGE;
     if (bs_opt_hostport("--listen", listen_addr) < 0)
         return BS_EXIT_USAGE;
-    if (sec->peer_timeout_ms < 2 * sec->heartbeat_ms) {
-        bs_usage_error("--peer-timeout-ms %u ms: must be at least twice --heartbeat-ms (%u ms)",
-                       sec->peer_timeout_ms, sec->heartbeat_ms);
+    if (bs_opt_check_peer_timing(sec->heartbeat_ms, sec->peer_timeout_ms) < 0)
         return BS_EXIT_USAGE;
-    }
     bs_resource_name(resource, state_dir, sec->resource, sizeof(sec->resource));
     if (journal_max < 2 * ((uint64_t)sec->max_payload + 4096) + 4096) {
         bs_usage_error("--journal-max %" PRIu64 ": must hold two records of --max-payload %u",

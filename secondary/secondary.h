@@ -39,8 +39,6 @@
  * journal, secondary/epoch.c); it accepts hellos of BSR_VERSION_MIN up. */
 #define SECONDARY_VERSION 2u
 #define TICK_MS 1000                  /* handshake timeouts are checked this often */
-#define DEFAULT_HEARTBEAT_MS 1000
-#define DEFAULT_PEER_TIMEOUT_MS 5000
 /* One more buffer than the connection can queue: round-robin reuse then
  * never overwrites a frame still waiting in the queue. */
 #define OUT_SLOTS (BS_CONN_MAX_WRITES + 1)
