@@ -297,6 +297,13 @@ static void print_failover(struct json_object *obj, FILE *f)
     double hb = num(obj, "heartbeat_ms"), pt = num(obj, "peer_timeout_ms");
     double lost = num(obj, "primaries_lost");
 
+    struct json_object *resync = member(obj, "resync");
+
+    if (resync && strcmp(json_object_get_string(resync), "full") == 0) {
+        fputs("resync      FULL: the whole disk is being sent (", f);
+        put_field_text(f, obj, "resync_reason");
+        fputs(")\n", f);
+    }
     if (promoted && json_object_get_boolean(promoted))
         fputs("PROMOTED    the device is released; this agent takes no primary\n", f);
     if (hb >= 0 && pt >= 0) {

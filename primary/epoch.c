@@ -407,6 +407,8 @@ bool epoch_committed(struct primary *p, uint64_t epoch)
              p->ep_t_ms[2] - p->ep_sealed_ms);
     bs_dirty_acked_all(p->dirty);
     flush_forget(p);
+    if (bs_dirty_todo_grains(p->dirty) + bs_dirty_inflight_grains(p->dirty) == 0)
+        p->full_resync_reason = NULL; /* the replica holds the whole disk */
     /* The replica holds an image now: from here on it journals, and only
      * COMMITTED clears anything. */
     p->in_place = false;
@@ -460,6 +462,14 @@ void epoch_status(struct primary *p, struct bs_json_builder *b)
     bs_json_add_u64(b, "lag_ms", now - (p->committed_seal_ms ? p->committed_seal_ms : p->start_ms));
     bs_json_add_u64(b, "checkpoints_waiting", p->nwaiters);
     bs_json_add_u64(b, "early_seals", p->early_seals);
+    /* What the replica lacks: nothing, changes, or the whole disk (why). */
+    bs_json_add_str(b, "resync",
+                    p->full_resync_reason ? "full"
+                    : p->dirty && bs_dirty_todo_grains(p->dirty) + bs_dirty_inflight_grains(p->dirty)
+                        ? "bitmap"
+                        : "none");
+    bs_json_add_str(b, "resync_reason", p->full_resync_reason ? p->full_resync_reason : "");
+    bs_json_add_u64(b, "peer_generation", p->peer_generation);
     bs_json_begin(&cow);
     bs_json_add_bool(&cow, "enabled", p->cow_ok);
     bs_json_add_u64(&cow, "bytes_now", p->cow.bytes_now);

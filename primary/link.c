@@ -164,6 +164,7 @@ static void on_welcome(struct bs_conn *c, int status, void *arg)
         /* First pairing: the replica has none of our data yet. */
         memcpy(p->replica_id, w.replica_id, BSR_ID_LEN);
         bs_dirty_mark_all(p->dirty);
+        p->full_resync_reason = "a new pairing";
         if (bs_dirty_sync(p->dirty) < 0 || save_state(p) < 0) {
             link_down(p, "cannot record the pairing");
             return;
@@ -182,6 +183,7 @@ static void on_welcome(struct bs_conn *c, int status, void *arg)
                     "epoch %" PRIu64 ": it lost committed data; resending the whole disk",
                (uint64_t)w.epoch, p->committed_epoch);
         bs_dirty_mark_all(p->dirty);
+        p->full_resync_reason = "the replica lost committed epochs";
         if (bs_dirty_sync(p->dirty) < 0) {
             link_down(p, "cannot mark the whole disk dirty");
             return;
@@ -198,6 +200,7 @@ static void on_welcome(struct bs_conn *c, int status, void *arg)
     }
     if (p->last_epoch < p->committed_epoch)
         p->last_epoch = p->committed_epoch;
+    p->peer_generation = w.generation;
     p->max_payload = w.max_payload;
     p->rx_limits.version = PRIMARY_VERSION;
     /* A replica that never committed an epoch holds no image to protect:

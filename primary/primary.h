@@ -125,6 +125,11 @@ struct primary {
     char connect_port[8];
     char state_path[4096];
     char dirty_path[4096];
+    /* What the bitmap's dirty set stands for (status): a whole-disk resend
+     * and why, until the bitmap is clean again; and the replica's data
+     * generation from the last welcome. */
+    const char *full_resync_reason; /* NULL: the bitmap holds only changes */
+    uint64_t peer_generation;
     unsigned heartbeat_ms;          /* how often we send a heartbeat */
     unsigned peer_timeout_ms;       /* a secondary silent this long is lost */
     uint32_t payload_pref;

@@ -256,8 +256,10 @@ static void on_log_connected(void *opaque, int status, struct log_link *l)
             uv_stop(p->loop);
             return;
         }
-        if (fresh)
+        if (fresh) {
             BS_INFO(MOD, "no usable dirty bitmap: the whole disk will be sent");
+            p->full_resync_reason = "no usable dirty bitmap";
+        }
     }
     if (p->log_id != info->log_id) {
         if (p->log_id != 0 && !fresh) {
@@ -265,6 +267,7 @@ static void on_log_connected(void *opaque, int status, struct log_link *l)
                          "): writes may have gone unlogged, resending the whole disk",
                     p->log_id, (uint64_t)info->log_id);
             bs_dirty_mark_all(p->dirty);
+            p->full_resync_reason = "the write log restarted";
         }
         if (bs_dirty_sync(p->dirty) < 0) {
             uv_stop(p->loop);

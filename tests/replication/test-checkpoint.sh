@@ -78,12 +78,22 @@ s=$(status "$PRI_CTL")
 [ "$(jget "$s" committed_epoch)" = 0 ] && [ "$(jget "$s" epochs_committed)" = 0 ] ||
     fail "checkpoint mode sealed an epoch nobody asked for: $s"
 [ "$(jget "$s" mode)" = checkpoint ] || fail "the primary is not in checkpoint mode: $s"
+[ "$(jget "$s" resync)" = full ] && [ "$(jget "$s" resync_reason)" = "a new pairing" ] ||
+    fail "before the first checkpoint, the status does not say a full resync for a new pairing: $s"
+# The secondary takes the primary's generation when it accepts the session.
+[ "$(jget "$s" peer_generation)" = "$(jget "$s" generation)" ] && [ "$(jget "$s" generation)" -gt 1 ] ||
+    fail "the replica did not take the primary's generation: $s"
+"$BLKSHIP" status --control "$PRI_CTL" | grep -qx "resync      FULL: the whole disk is being sent (a new pairing)" ||
+    fail "the human status does not show the full resync: $("$BLKSHIP" status --control "$PRI_CTL")"
 checkpoint --timeout 60s
 [ "$CK_RC" = 0 ] || fail "the first checkpoint failed ($CK_RC): $CK_OUT"
 e=$CK_OUT
 note "the first checkpoint (the full sync) is epoch $e"
 applied "$e"
 expect_same "$img" "$rep" "the replica after the first checkpoint"
+s=$(status "$PRI_CTL")
+[ "$(jget "$s" resync)" = none ] && [ "$(jget "$s" resync_reason)" = "" ] ||
+    fail "after the full sync committed, the status still says a resync: $s"
 
 # ---- 2 ------------------------------------------------------------------------------
 for k in 1 2 3 4 5; do

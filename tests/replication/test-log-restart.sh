@@ -57,6 +57,10 @@ start_nbdkit "$WORKDIR" "$name" "$img"
 _log_back() { [ "$(field "$pri_ctl" log_connected)" = true ]; }
 poll_until 20 _log_back || fail "the primary did not reconnect to the restarted log: $(status "$pri_ctl")"
 expect_log 'the write log restarted .*resending the whole disk' "$pri_log" 10
+s=$(status "$pri_ctl")
+[ "$(jget "$s" resync)" = full ] && [ "$(jget "$s" resync_reason)" = "the write log restarted" ] ||
+    [ "$(jget "$s" dirty_bytes)" = 0 ] ||
+    fail "while the whole disk is resent, the status does not say why: $s"
 wait_synced "$pri_ctl" 90
 s=$(status "$pri_ctl")
 note "after the log restart: $s"
