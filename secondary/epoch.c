@@ -93,13 +93,12 @@ static int zero_range(struct bs_target *t, uint64_t offset, uint64_t end)
     return 0;
 }
 
-/* Writes shorter than this go through the page cache: each caller flushes
+/* Small writes (SMALL_WRITE) go through the page cache: each caller flushes
  * the target before anything counts as done (an ACK, a commit, an applied
  * record), and that flush writes them back many at a time, where one
  * direct write after another would wait for the disk once per 4 KiB grain
  * (a loop device here: about 7,000 such writes a second, a third of what
  * a guest writing 4 KiB at random at half speed dirties). */
-#define CACHED_BELOW (64u << 10)
 /* During a long apply, writeback of the cached writes is started every so
  * many bytes, so that the closing flush does not find all of them dirty. */
 #define WRITEBACK_EVERY (32ull << 20)
@@ -113,7 +112,7 @@ static int write_in_place(struct secondary *sec, enum bs_journal_kind kind, uint
     int r;
 
     if (kind == BS_JOURNAL_DATA)
-        r = t->ops->write(t, data, (size_t)len, off, len < CACHED_BELOW ? BS_TARGET_CACHED : 0);
+        r = t->ops->write(t, data, (size_t)len, off, len <= SMALL_WRITE ? BS_TARGET_CACHED : 0);
     else
         r = zero_range(t, off, off + len);
     if (r < 0)
@@ -324,16 +323,23 @@ static void sj_start(struct session *s, bool flush, uint64_t applied, bool consi
 
 /* ---- Sessions ------------------------------------------------------------------ */
 
+/* Forgets the epoch the appender had open (nothing of it is queued or
+ * running): what the journal holds of it is dropped. */
+static void appender_reset(struct secondary *sec)
+{
+    bs_journal_abort(sec->journal);
+    sec->ap_epoch_open = sec->ap_inplace = sec->ap_oversize = false;
+    sec->ap_space_wait = sec->ap_try_oversize = false;
+    sec->ap_drop_open = false;
+}
+
 bool epoch_session_begin(struct session *s)
 {
     struct secondary *sec = s->sec;
 
     /* Nothing of an earlier session is queued or running (epoch_quiet):
      * what it journalled of an epoch it did not end is dropped. */
-    bs_journal_abort(sec->journal);
-    sec->ap_epoch_open = sec->ap_inplace = sec->ap_oversize = false;
-    sec->ap_space_wait = sec->ap_try_oversize = false;
-    sec->ap_drop_open = false;
+    appender_reset(sec);
     s->ep_mode = EPM_NONE;
     s->ep_last = sec->committed_epoch;
     sec->proto_version = s->limits.version;
@@ -360,14 +366,11 @@ static void drop_open_epoch(struct secondary *sec)
 
     if (sec->ap_running || sec->jq_len)
         return;
-    sec->ap_drop_open = false;
     used = bs_journal_used(sec->journal);
     if (sec->ap_epoch_open && !sec->ap_inplace)
         BS_WARN(MOD, "the uncommitted epoch after %" PRIu64 " is discarded (journal %" PRIu64
                      " bytes in use before)", sec->committed_epoch, used);
-    bs_journal_abort(sec->journal);
-    sec->ap_epoch_open = sec->ap_inplace = sec->ap_oversize = false;
-    sec->ap_space_wait = sec->ap_try_oversize = false;
+    appender_reset(sec);
 }
 
 void epoch_session_lost(struct secondary *sec)
@@ -501,7 +504,7 @@ void epoch_resume(struct session *s)
 
 /* ---- The appender ----------------------------------------------------------------- */
 
-/* A batch: ap_batch DATA or ZERO entries of one epoch from the head,
+/* DATA and ZERO entries: ap_batch of them, of one epoch, from the head,
  * journalled (or written in place) in order; stops at the first failure,
  * which ap_done then handles as that entry's own result. */
 static void ap_work_batch(struct secondary *sec)
@@ -538,20 +541,17 @@ static void ap_work(uv_work_t *req)
 
     sec->ap_went_oversize = false;
     sec->ap_written = 0;
-    if (sec->ap_batch > 1) {
+    if (sec->ap_batch) {
         ap_work_batch(sec);
         return;
     }
     switch (e->kind) {
     case JQ_DATA:
     case JQ_ZERO:
-        if (sec->ap_inplace) {
-            r = write_in_place(sec, jk, e->sector, e->count, data);
-            sec->ap_written = (uint64_t)e->count * BSR_SECTOR_SIZE;
-            break;
-        }
+        /* Only the retry that may find the epoch oversize comes here
+         * (ap_kick); a journalled epoch's, never one written in place. */
         r = bs_journal_append(j, e->prov_epoch, jk, e->sector, e->count, data);
-        if (r != -ENOSPC || !sec->ap_try_oversize)
+        if (r != -ENOSPC)
             break;
         /* Too large for the journal even with nothing else in it: in
          * place from here, recorded inconsistent before the first write,
@@ -622,7 +622,7 @@ static void ap_done(uv_work_t *req, int status)
 
     sec->ap_running = false;
     sec->written_bytes += sec->ap_written;
-    if (sec->ap_batch > 1) {
+    if (sec->ap_batch) {
         /* The entries before the one that failed (if one did) are done. */
         for (unsigned i = 0; i < (status < 0 ? 0 : sec->ap_ok); i++) {
             sec->ap_epoch_open = true;
@@ -731,18 +731,20 @@ static void ap_kick(struct secondary *sec)
                 return; /* applier_kick calls again */
             sec->ap_try_oversize = true;
         }
-        /* DATA and ZERO entries that follow go in the same job: one
+        /* DATA and ZERO entries go in batches with those that follow: one
          * thread-pool round trip per frame would cost more than the
-         * appends themselves.  Not while a retry may switch the epoch to
+         * appends themselves.  Not a retry that may switch the epoch to
          * in place (that is decided one entry at a time). */
-        sec->ap_batch = 1;
-        if (!sec->ap_try_oversize && (e->kind == JQ_DATA || e->kind == JQ_ZERO))
+        sec->ap_batch = 0;
+        if (!sec->ap_try_oversize && (e->kind == JQ_DATA || e->kind == JQ_ZERO)) {
+            sec->ap_batch = 1;
             while (sec->ap_batch < sec->jq_len && sec->ap_batch < AP_BATCH_MAX) {
                 const struct jq_entry *n = &sec->jq[(sec->jq_head + sec->ap_batch) % JQ_LEN];
                 if ((n->kind != JQ_DATA && n->kind != JQ_ZERO) || n->session_id != e->session_id)
                     break;
                 sec->ap_batch++;
             }
+        }
         sec->ap_req.data = sec;
         r = uv_queue_work(sec->loop, &sec->ap_req, ap_work, ap_done);
         if (r < 0) {

@@ -58,7 +58,9 @@ enum sess_state {
  * disk at once.  Small frames need many: with 4 KiB grains one buffer
  * holds one grain. */
 #define NBUF 64
-#define SMALL_WRITE (64u << 10) /* payloads up to this are written inline */
+/* Payloads up to this go through the page cache: the session writes them
+ * inline, the appender and the applier with a flush after them. */
+#define SMALL_WRITE (64u << 10)
 #define WRITEBACK_BYTES (1u << 20) /* inline bytes between writeback starts */
 
 enum job_kind {
@@ -270,8 +272,9 @@ struct secondary {
     uv_work_t ap_req;
     bool ap_running;
     bool ap_drop_open;          /* drop the open epoch once the appender is idle */
-    unsigned ap_batch;          /* entries the running job takes, from the head */
-    unsigned ap_ok;             /* ... of which it completed (a batch) */
+    unsigned ap_batch;          /* DATA/ZERO entries the running job takes from
+                                   the head; 0: it takes the head alone */
+    unsigned ap_ok;             /* ... of which it completed */
     int ap_result;
     bool ap_epoch_open;         /* an entry of the epoch has been handled */
     bool ap_inplace;            /* the epoch open in the appender goes in place */

@@ -210,7 +210,6 @@ void session_resume(struct session *s)
     session_read_header(s);
 }
 
-/* A read inside a frame failed: a clean close there is a truncated frame. */
 /* The accepted session's primary is gone (not a deliberate close, not a
  * refusal of ours): the open epoch is dropped, the replica stays at the
  * newest committed epoch, and the failover hook runs. */
