@@ -194,6 +194,12 @@ void bs_dirty_mark_all(struct bs_dirty *d)
     persist_words(d, 0, d->ngrains);
 }
 
+void bs_dirty_clear_todo(struct bs_dirty *d)
+{
+    bs_bitmap_clear_range(d->todo, 0, d->ngrains);
+    persist_words(d, 0, d->ngrains);
+}
+
 int bs_dirty_sync(struct bs_dirty *d)
 {
     uint64_t c = atomic_load_explicit(&d->changes, memory_order_acquire);

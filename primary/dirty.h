@@ -33,6 +33,9 @@ uint64_t bs_dirty_ngrains(const struct bs_dirty *d);
 void bs_dirty_mark(struct bs_dirty *d, uint64_t sector, uint64_t count);
 /* Marks the whole disk dirty. */
 void bs_dirty_mark_all(struct bs_dirty *d);
+/* Forgets every todo grain (none may be inflight): a checksum resync is
+ * about to find every grain that differs, these included. */
+void bs_dirty_clear_todo(struct bs_dirty *d);
 /* Makes the persisted bits durable (msync).  May run on a thread of its
  * own while the owner goes on changing the map (one sync at a time):
  * what changed after it began stays to be synced by the next.  Returns 0

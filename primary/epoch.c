@@ -187,6 +187,11 @@ void epoch_maybe_start(struct primary *p)
     if (p->ep_state != EP_IDLE || p->ls != LS_STREAMING || !p->log || !p->cow_ok ||
         p->stopping || p->sync_running || p->sealing)
         return;
+    if (p->cs_active) {
+        /* No epoch until the checksums have said what differs. */
+        csync_pump(p);
+        return;
+    }
     if (!unassigned_waiters(p)) {
         if (p->mode == MODE_CHECKPOINT)
             return;
@@ -464,11 +469,14 @@ void epoch_status(struct primary *p, struct bs_json_builder *b)
     bs_json_add_u64(b, "early_seals", p->early_seals);
     /* What the replica lacks: nothing, changes, or the whole disk (why). */
     bs_json_add_str(b, "resync",
-                    p->full_resync_reason ? "full"
+                    p->cs_active            ? "checksum"
+                    : p->full_resync_reason ? "full"
                     : p->dirty && bs_dirty_todo_grains(p->dirty) + bs_dirty_inflight_grains(p->dirty)
                         ? "bitmap"
                         : "none");
-    bs_json_add_str(b, "resync_reason", p->full_resync_reason ? p->full_resync_reason : "");
+    bs_json_add_str(b, "resync_reason", p->cs_active            ? p->cs_reason
+                                        : p->full_resync_reason ? p->full_resync_reason
+                                                                : "");
     bs_json_add_u64(b, "peer_generation", p->peer_generation);
     bs_json_begin(&cow);
     bs_json_add_bool(&cow, "enabled", p->cow_ok);

@@ -47,7 +47,8 @@ static void on_rx_crc(struct bs_conn *c, int status, void *arg)
         return;
     }
     memcpy(&got, p->rx_crc, 4);
-    if (le32toh(got) != crc32c(0, p->rx_hdr, BSR_FRAME_HDR_LEN)) {
+    if (le32toh(got) != crc32c(crc32c(0, p->rx_hdr, BSR_FRAME_HDR_LEN), p->rx_payload,
+                               bsr_frame_payload(&p->rx))) {
         link_down(p, "bad CRC32C on a frame from the secondary");
         return;
     }
@@ -67,6 +68,12 @@ static void on_rx_crc(struct bs_conn *c, int status, void *arg)
         break;
     case BSR_HEARTBEAT:
         break;
+    case BSR_HASHED:
+        if (!csync_on_hashed(p, p->rx.sector, p->rx.count, p->rx_payload)) {
+            link_down(p, "protocol error");
+            return;
+        }
+        break;
     case BSR_ERROR:
         BS_ERR(MOD, "the secondary ended the session: %s (%u)", bsr_status_str((int)p->rx.count),
                p->rx.count);
@@ -75,6 +82,19 @@ static void on_rx_crc(struct bs_conn *c, int status, void *arg)
     }
     if (p->ls == LS_STREAMING)
         read_frame(p);
+}
+
+static void on_rx_payload(struct bs_conn *c, int status, void *arg)
+{
+    struct primary *p = arg;
+
+    (void)c;
+    if (status < 0) {
+        link_down(p, "connection closed in the middle of a frame");
+        return;
+    }
+    if (bs_conn_read(p->conn, p->rx_crc, sizeof(p->rx_crc), on_rx_crc, p) < 0)
+        link_down(p, "read error");
 }
 
 static void on_rx_hdr(struct bs_conn *c, int status, void *arg)
@@ -90,6 +110,12 @@ static void on_rx_hdr(struct bs_conn *c, int status, void *arg)
     if (bsr_frame_unpack(p->rx_hdr, &p->rx_limits, false, &p->rx, &why) < 0) {
         BS_ERR(MOD, "bad frame from the secondary: %s", why);
         link_down(p, "protocol error");
+        return;
+    }
+    if (bsr_frame_payload(&p->rx)) {
+        /* Only HASHED has a payload from the secondary: its bitmap. */
+        if (bs_conn_read(p->conn, p->rx_payload, bsr_frame_payload(&p->rx), on_rx_payload, p) < 0)
+            link_down(p, "read error");
         return;
     }
     if (bs_conn_read(p->conn, p->rx_crc, sizeof(p->rx_crc), on_rx_crc, p) < 0)
@@ -121,8 +147,8 @@ static void on_welcome(struct bs_conn *c, int status, void *arg)
     }
     /* Another version may lay the welcome out differently, and a flag we do
      * not know may change what the rest means: neither can be read. */
-    if (w.version != PRIMARY_VERSION) {
-        if (w.version >= BSR_VERSION_MIN && w.version < PRIMARY_VERSION)
+    if (w.version < PRIMARY_VERSION_MIN || w.version > PRIMARY_VERSION) {
+        if (w.version >= BSR_VERSION_MIN && w.version < PRIMARY_VERSION_MIN)
             BS_ERR(MOD, "the secondary speaks protocol version %u; we speak %u: it cannot "
                         "journal epochs, so its replica could never be consistent; upgrade it",
                    w.version, PRIMARY_VERSION);
@@ -163,14 +189,20 @@ static void on_welcome(struct bs_conn *c, int status, void *arg)
     if (bs_id_is_zero(p->replica_id)) {
         /* First pairing: the replica has none of our data yet. */
         memcpy(p->replica_id, w.replica_id, BSR_ID_LEN);
-        bs_dirty_mark_all(p->dirty);
-        p->full_resync_reason = "a new pairing";
+        if (p->initial_checksum && w.version >= 3) {
+            /* The operator says the replica may already hold much of the
+             * disk (an old primary coming back): compare, send what differs. */
+            csync_request(p, "a new pairing (--initial-sync checksum)");
+        } else {
+            bs_dirty_mark_all(p->dirty);
+            p->full_resync_reason = "a new pairing";
+        }
         if (bs_dirty_sync(p->dirty) < 0 || save_state(p) < 0) {
             link_down(p, "cannot record the pairing");
             return;
         }
         bs_id_to_hex(p->replica_id, hex);
-        BS_INFO(MOD, "paired with replica %s: full sync", hex);
+        BS_INFO(MOD, "paired with replica %s: %s sync", hex, p->cs_active ? "checksum" : "full");
     } else if (memcmp(p->replica_id, w.replica_id, BSR_ID_LEN) != 0) {
         link_down(p, "the secondary answered with another replica identity");
         return;
@@ -180,16 +212,14 @@ static void on_welcome(struct bs_conn *c, int status, void *arg)
          * reset or restored): bits cleared for them describe data it no
          * longer holds. */
         BS_ERR(MOD, "the replica's newest committed epoch is %" PRIu64 ", but it had committed "
-                    "epoch %" PRIu64 ": it lost committed data; resending the whole disk",
+                    "epoch %" PRIu64 ": it lost committed data",
                (uint64_t)w.epoch, p->committed_epoch);
-        bs_dirty_mark_all(p->dirty);
-        p->full_resync_reason = "the replica lost committed epochs";
-        if (bs_dirty_sync(p->dirty) < 0) {
-            link_down(p, "cannot mark the whole disk dirty");
+        csync_request(p, "the replica lost committed epochs");
+        p->committed_epoch = w.epoch;
+        if (save_state(p) < 0) {
+            link_down(p, "cannot record the resync");
             return;
         }
-        p->committed_epoch = w.epoch;
-        save_state_async(p);
     } else if (w.epoch > p->committed_epoch) {
         /* A COMMITTED lost with a link: the epoch was shipped whole, but
          * its grains went back to the bitmap and are simply sent again. */
@@ -201,8 +231,15 @@ static void on_welcome(struct bs_conn *c, int status, void *arg)
     if (p->last_epoch < p->committed_epoch)
         p->last_epoch = p->committed_epoch;
     p->peer_generation = w.generation;
+    p->peer_version = w.version;
+    if (!csync_fallback(p)) {
+        link_down(p, "cannot mark the whole disk dirty");
+        return;
+    }
     p->max_payload = w.max_payload;
-    p->rx_limits.version = PRIMARY_VERSION;
+    p->rx_limits.version = w.version;
+    p->rx_limits.disk_sectors = p->disk_sectors;
+    p->rx_limits.max_payload = w.max_payload;
     /* A replica that never committed an epoch holds no image to protect:
      * it writes in place, and an ACK means the data is on it. */
     flush_session_start(p, w.epoch == 0);
@@ -404,6 +441,7 @@ void link_down(struct primary *p, const char *why)
             slot_release(p, &p->slots[i]);
     bs_dirty_requeue_all(p->dirty);
     flush_session_start(p, false);
+    csync_link_down(p);
     p->ls = LS_IDLE;
     epoch_link_lost(p);
     p->session++;

@@ -35,9 +35,9 @@ void state_text(const struct primary *p, char *out, size_t size)
     snprintf(out, size,
              "format 1\nrole primary\nprimary_id %s\nreplica_id %s\ngeneration %" PRIu64
              "\nlog_id %" PRIu64 "\ndisk_sectors %" PRIu64 "\ncommitted_epoch %" PRIu64
-             "\nepoch_reserved %" PRIu64 "\n",
+             "\nepoch_reserved %" PRIu64 "\nchecksum_resync %d\nchecksum_pos %" PRIu64 "\n",
              pid, rid, p->generation, p->log_id, p->disk_sectors, p->committed_epoch,
-             p->epoch_reserve_target);
+             p->epoch_reserve_target, p->cs_active ? 1 : 0, p->cs_active ? p->cs_saved : 0);
 }
 
 /* One writer of the file at a time: the loop (save_state) or the pool. */
@@ -149,6 +149,26 @@ static int load_state(struct primary *p)
         BS_ERR(MOD, "%s: epoch_reserved is not a number; refusing to guess", p->state_path);
         return -EINVAL;
     }
+    /* Written since checksum resyncs: one that was due, and how far it had
+     * compared (every mark below checksum_pos was synced first). */
+    {
+        uint64_t cs = 0, pos = 0;
+        int r1 = bs_state_get_u64(text, "checksum_resync", &cs);
+        int r2 = bs_state_get_u64(text, "checksum_pos", &pos);
+        if ((r1 < 0 && r1 != -ENOENT) || (r2 < 0 && r2 != -ENOENT) || cs > 1) {
+            BS_ERR(MOD, "%s: bad checksum_resync or checksum_pos; refusing to guess",
+                   p->state_path);
+            return -EINVAL;
+        }
+        if (cs) {
+            p->cs_active = true;
+            p->cs_reason = "a checksum resync that had not finished";
+            p->cs_pos = p->cs_done = p->cs_saved = pos;
+            p->cs_clear = pos == 0; /* a resync from 0: the bitmap may go again */
+            BS_INFO(MOD, "a checksum resync had compared up to sector %" PRIu64 "; it goes on "
+                         "from there", pos);
+        }
+    }
     p->epoch_reserved_durable = p->epoch_reserve_target;
     p->last_epoch = p->epoch_reserve_target > p->committed_epoch ? p->epoch_reserve_target
                                                                  : p->committed_epoch;
@@ -235,6 +255,7 @@ static ssize_t status_handler(void *opaque, const char *request, char *reply, si
     bs_json_add_fixed(&b, "rate_bytes_per_sec", p->rate, 0);
     bs_json_add_fixed(&b, "eta_seconds", eta, 0);
     epoch_status(p, &b);
+    csync_status(p, &b);
     bs_json_add_u64(&b, "generation", p->generation);
     bs_json_add_u64(&b, "heartbeat_ms", p->heartbeat_ms);
     bs_json_add_u64(&b, "peer_timeout_ms", p->peer_timeout_ms);
@@ -289,6 +310,11 @@ static void usage(FILE *f)
           "  --epoch-max-dirty SIZE   async mode: seal before --epoch-ms once the log holds\n"
           "                           more than SIZE dirty (default 64M; 0: never)\n"
           "  --max-payload SIZE       largest data frame (default 512K; 4K-8M, 4K multiple)\n"
+          "  --initial-sync full|checksum\n"
+          "                           a new pairing sends the whole disk (full, default), or\n"
+          "                           compares checksums and sends what differs (checksum:\n"
+          "                           for a replica that already holds most of the disk,\n"
+          "                           such as an old primary coming back as the secondary)\n"
           "  --heartbeat-ms DUR       send a heartbeat every DUR (default 1s;\n"
           "                           100ms-60s; a bare number is milliseconds)\n"
           "  --peer-timeout-ms DUR    drop a link silent for DUR (default 5s; 500ms-1h,\n"
@@ -319,6 +345,7 @@ int main(int argc, char **argv)
         { "epoch-max-dirty", required_argument, NULL, 'D' },
         { "mode", required_argument, NULL, 'M' },
         { "max-payload", required_argument, NULL, 'm' },
+        { "initial-sync", required_argument, NULL, 'I' },
         { "heartbeat-timeout", required_argument, NULL, 't' },
         { "peer-timeout-ms", required_argument, NULL, 'U' },
         { "heartbeat-ms", required_argument, NULL, 'b' },
@@ -382,6 +409,16 @@ int main(int argc, char **argv)
                 return BS_EXIT_USAGE;
             }
             p->payload_pref = (uint32_t)v;
+            break;
+        case 'I':
+            if (strcmp(optarg, "full") == 0) {
+                p->initial_checksum = false;
+            } else if (strcmp(optarg, "checksum") == 0) {
+                p->initial_checksum = true;
+            } else {
+                bs_usage_error("--initial-sync %s: full or checksum", optarg);
+                return BS_EXIT_USAGE;
+            }
             break;
         case 't':
             if (bs_opt_peer_timeout_ms("--heartbeat-timeout", optarg, &p->peer_timeout_ms) < 0)

@@ -30,8 +30,11 @@
 #include "primary/loglink.h"
 #include "proto/repl.h"
 
-/* The protocol version this agent speaks: 2, epochs. */
-#define PRIMARY_VERSION 2u
+/* The protocol version this agent speaks: 3, epochs and checksums; it
+ * accepts a secondary of version 2 (epochs), which it resyncs in full
+ * where it would compare checksums. */
+#define PRIMARY_VERSION 3u
+#define PRIMARY_VERSION_MIN 2u
 #define TICK_MS 1000
 #define MAX_SLOTS WL_RING_ENTRIES   /* one ring request per slot */
 #define KICK_BATCH 32              /* ring requests per kick, at most */
@@ -56,6 +59,8 @@
  * so that copy-before-write has to keep only what the guest writes during
  * the sealed pass that follows (docs/epochs.md, section 5). */
 #define PRECOPY_BYTES (32ull << 20)
+#define CS_QMAX 64                     /* checksum ranges asked and not yet answered */
+#define CS_SAVE_SECTORS ((256ull << 20) / BSR_SECTOR_SIZE) /* progress saved this often */
 
 enum link_state {
     LS_IDLE,
@@ -105,9 +110,18 @@ struct waiter {
     uint64_t deadline_ms;
 };
 
+/* A range of a checksum resync (primary/csync.c), asked for in order. */
+struct cs_range {
+    uint64_t sector;
+    uint32_t count;         /* sectors */
+    bool sent;              /* its HASHES frame is queued */
+    bool done;              /* answered (or its read failed: all marked) */
+};
+
 struct slot {
     struct primary *owner;
     enum slot_state state;
+    bool hash;              /* a checksum range: read, hashed, HASHES sent in place */
     uint32_t offset;        /* of the frame header in the data area */
     uint32_t page, npages;  /* the data-area pages it holds */
     uint64_t first, n;      /* grains */
@@ -130,6 +144,19 @@ struct primary {
      * generation from the last welcome. */
     const char *full_resync_reason; /* NULL: the bitmap holds only changes */
     uint64_t peer_generation;
+    uint16_t peer_version;          /* the protocol version of the session */
+    /* Checksum resync (primary/csync.c); cs_active and cs_done persist. */
+    bool cs_active;                 /* due, or running while the link is up */
+    bool cs_clear;                  /* the bitmap is to be set aside when it starts */
+    bool initial_checksum;          /* --initial-sync checksum */
+    const char *cs_reason;
+    uint64_t cs_pos;                /* next sector to read */
+    uint64_t cs_done;               /* every sector below it is compared */
+    uint64_t cs_saved;              /* cs_done as last made durable */
+    struct cs_range cs_q[CS_QMAX];
+    unsigned cs_head, cs_len;
+    uint64_t cs_compared_bytes, cs_differ_bytes, cs_resyncs;
+    uint64_t cs_start_ms;
     unsigned heartbeat_ms;          /* how often we send a heartbeat */
     unsigned peer_timeout_ms;       /* a secondary silent this long is lost */
     uint32_t payload_pref;
@@ -173,6 +200,7 @@ struct primary {
     uint8_t welcome[BSR_WELCOME_LEN];
     uint8_t rx_hdr[BSR_FRAME_HDR_LEN];
     uint8_t rx_crc[BSR_FRAME_CRC_LEN];
+    uint8_t rx_payload[BSR_HASHES_MAX / 8]; /* a HASHED frame's bitmap */
     struct bsr_frame rx;
     struct bsr_limits rx_limits;
     uint32_t max_payload;           /* agreed */
@@ -287,6 +315,10 @@ void pump(struct primary *p);
 void schedule_pump(struct primary *p);
 void setup_slots(struct primary *p);
 void slot_release(struct primary *p, struct slot *s);
+/* First fit of n data-area pages; the first page, or -1 when none fit. */
+int pages_alloc(struct primary *p, unsigned n);
+/* bs_conn_write callback of a frame sent from a slot: frees it, pumps. */
+void pump_slot_sent(struct bs_conn *c, int status, void *arg);
 /* The log link's callbacks for ring responses. */
 bool on_log_read(void *opaque, const log_response_t *rsp);
 void on_log_kick_done(void *opaque);
@@ -326,6 +358,25 @@ void epoch_fail_all(struct primary *p, const char *why);
 /* The status fields of epochs. */
 struct bs_json_builder;
 void epoch_status(struct primary *p, struct bs_json_builder *b);
+
+/* csync.c */
+/* The bitmap cannot say what the replica lacks (`reason`, a literal): a
+ * checksum resync is due, from sector 0.  The caller saves the state. */
+void csync_request(struct primary *p, const char *reason);
+/* At the welcome: a due resync with a secondary of version 2 becomes a
+ * full one.  False if that could not be recorded. */
+bool csync_fallback(struct primary *p);
+/* Reads the next ranges into free slots while a resync is due, the link
+ * is up and no epoch is open. */
+void csync_pump(struct primary *p);
+/* A ring read of a checksum slot answered (err: 0 or the errno): hash it
+ * and send HASHES.  False if the log went away meanwhile. */
+bool csync_on_read(struct primary *p, struct slot *s, int err);
+/* HASHED from the secondary; false (logged) for an answer to nothing. */
+bool csync_on_hashed(struct primary *p, uint64_t sector, uint32_t blocks, const uint8_t *bits);
+/* The link went down: unanswered ranges are asked again. */
+void csync_link_down(struct primary *p);
+void csync_status(struct primary *p, struct bs_json_builder *b);
 
 /* flush.c */
 /* In place, frames may be sent only while fewer than MAX_UNACKED bytes

@@ -19,8 +19,6 @@
 
 #define MOD "primary"
 
-static void on_slot_sent(struct bs_conn *c, int status, void *arg);
-
 static bool page_used(const struct primary *p, unsigned i)
 {
     return (p->area_used[i / 64] >> (i % 64)) & 1;
@@ -37,7 +35,7 @@ static void pages_mark(struct primary *p, unsigned first, unsigned n, bool used)
 }
 
 /* First fit over at most AREA_PAGES (1,023) bits; -1 when no run fits. */
-static int pages_alloc(struct primary *p, unsigned n)
+int pages_alloc(struct primary *p, unsigned n)
 {
     unsigned run = 0;
 
@@ -86,7 +84,7 @@ static void send_slot(struct primary *p, struct slot *s)
     memcpy(base + BSR_FRAME_HDR_LEN + plen, &crc, BSR_FRAME_CRC_LEN);
     len = BSR_FRAME_HDR_LEN + plen + BSR_FRAME_CRC_LEN;
 
-    if (bs_conn_write(p->conn, base, len, on_slot_sent, s) < 0) {
+    if (bs_conn_write(p->conn, base, len, pump_slot_sent, s) < 0) {
         bs_dirty_requeue(p->dirty, s->first, s->n);
         slot_release(p, s);
         link_down(p, "cannot queue a frame");
@@ -108,9 +106,11 @@ bool on_log_read(void *opaque, const log_response_t *rsp)
     for (unsigned i = 0; i < p->nslots && !s; i++) {
         struct slot *t = &p->slots[i];
         if (t->state == SLOT_READING && t->sector == rsp->sector &&
-            (rsp->count == 0 || t->offset + BSR_FRAME_HDR_LEN == rsp->offset))
+            (rsp->count == 0 || t->offset + (t->hash ? 0 : BSR_FRAME_HDR_LEN) == rsp->offset))
             s = &p->slots[i];
     }
+    if (s && s->hash && (rsp->count == 0 || rsp->count == s->count))
+        return csync_on_read(p, s, rsp->count == 0 ? (int)rsp->offset : 0);
     if (rsp->count == 0) {
         if (!s) {
             log_down(p, "a ring response matches no request");
@@ -149,7 +149,7 @@ void setup_slots(struct primary *p)
     memset(p->area_used, 0, sizeof(p->area_used));
 }
 
-static void on_slot_sent(struct bs_conn *c, int status, void *arg)
+void pump_slot_sent(struct bs_conn *c, int status, void *arg)
 {
     struct slot *s = arg;
 
@@ -176,6 +176,10 @@ void pump(struct primary *p)
     unsigned queued = 0;
     bool reading = false, exhausted = false;
 
+    if (p->cs_active) {
+        csync_pump(p);
+        return;
+    }
     if (p->ls != LS_STREAMING || !p->log || p->stopping ||
         (p->ep_state != EP_SHIPPING && p->ep_state != EP_PRECOPY))
         return;

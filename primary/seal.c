@@ -34,7 +34,8 @@ void log_down(struct primary *p, const char *why)
     for (unsigned i = 0; i < p->nslots; i++) {
         struct slot *s = &p->slots[i];
         if (s->state == SLOT_READING) {
-            bs_dirty_requeue(p->dirty, s->first, s->n);
+            if (!s->hash) /* a checksum range is asked again (link_down) */
+                bs_dirty_requeue(p->dirty, s->first, s->n);
             slot_release(p, s);
         }
     }
@@ -75,7 +76,8 @@ static void on_drain_timer(uv_timer_t *t)
     struct primary *p = t->data;
 
     if (!p->log || !p->dirty || p->sealing || p->sync_running || p->ep_state != EP_IDLE ||
-        p->stopping || !p->cow_ok || (p->ls == LS_STREAMING && p->mode == MODE_ASYNC))
+        p->stopping || !p->cow_ok ||
+        (p->ls == LS_STREAMING && p->mode == MODE_ASYNC && !p->cs_active))
         return;
     seal_with(p, WL_SEAL_RECORD);
 }
@@ -264,10 +266,9 @@ static void on_log_connected(void *opaque, int status, struct log_link *l)
     if (p->log_id != info->log_id) {
         if (p->log_id != 0 && !fresh) {
             BS_WARN(MOD, "the write log restarted (log id %016" PRIx64 " -> %016" PRIx64
-                         "): writes may have gone unlogged, resending the whole disk",
+                         "): writes may have gone unlogged",
                     p->log_id, (uint64_t)info->log_id);
-            bs_dirty_mark_all(p->dirty);
-            p->full_resync_reason = "the write log restarted";
+            csync_request(p, "the write log restarted");
         }
         if (bs_dirty_sync(p->dirty) < 0) {
             uv_stop(p->loop);

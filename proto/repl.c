@@ -194,6 +194,29 @@ int bsr_frame_unpack(const uint8_t in[BSR_FRAME_HDR_LEN], const struct bsr_limit
         return 0; /* count carries the reason */
     case BSR_HEARTBEAT:
         break;
+    case BSR_HASHES:
+    case BSR_HASHED:
+        if (lim->version < 3) {
+            *why = "checksum frame in a session before version 3";
+            return -EPROTO;
+        }
+        if (from_primary != (f->kind == BSR_HASHES)) {
+            *why = from_primary ? "checksum answer from the primary" : "checksums from the secondary";
+            return -EPROTO;
+        }
+        if (f->count == 0 || f->count > BSR_HASHES_MAX) {
+            *why = "checksum frame with no blocks or more than 1024";
+            return -EPROTO;
+        }
+        if (bsr_frame_payload(f) > lim->max_payload) {
+            *why = "checksum frame over the negotiated payload limit";
+            return -EPROTO;
+        }
+        if (f->sector >= lim->disk_sectors) {
+            *why = "checksum range beyond the end of the disk";
+            return -EPROTO;
+        }
+        return 0;
     case BSR_END_EPOCH:
     case BSR_ABORT_EPOCH:
     case BSR_COMMITTED:
@@ -216,6 +239,55 @@ int bsr_frame_unpack(const uint8_t in[BSR_FRAME_HDR_LEN], const struct bsr_limit
     }
     if (f->count != 0) {
         *why = "non-zero count in a control frame";
+        return -EPROTO;
+    }
+    return 0;
+}
+
+void bsr_hash_range_pack(const struct bsr_hash_range *r, uint8_t out[BSR_HASH_RANGE_LEN])
+{
+    uint8_t *p = out;
+
+    put32(&p, r->block_sectors);
+    put32(&p, r->range_sectors);
+}
+
+void bsr_hash_range_unpack(const uint8_t in[BSR_HASH_RANGE_LEN], struct bsr_hash_range *r)
+{
+    const uint8_t *p = in;
+
+    r->block_sectors = get32(&p);
+    r->range_sectors = get32(&p);
+}
+
+int bsr_hash_range_check(const struct bsr_frame *f, const struct bsr_hash_range *r,
+                         const struct bsr_limits *lim, const char **why)
+{
+    uint32_t b = r->block_sectors;
+
+    if (b < BSR_HASH_BLOCK_MIN_SECTORS || b > BSR_HASH_BLOCK_MAX_SECTORS || (b & (b - 1))) {
+        *why = "checksum block size not a power of two from 4 KiB to 8 MiB";
+        return -EPROTO;
+    }
+    if (f->sector % b) {
+        *why = "checksum range not on a block boundary";
+        return -EPROTO;
+    }
+    if (r->range_sectors == 0 || (r->range_sectors + (uint64_t)b - 1) / b != f->count) {
+        *why = "checksum range and block count disagree";
+        return -EPROTO;
+    }
+    if (f->sector >= lim->disk_sectors || r->range_sectors > lim->disk_sectors - f->sector) {
+        *why = "checksum range beyond the end of the disk";
+        return -EPROTO;
+    }
+    /* Only the last block of the disk may be short. */
+    if (r->range_sectors % b && f->sector + r->range_sectors != lim->disk_sectors) {
+        *why = "short checksum block before the end of the disk";
+        return -EPROTO;
+    }
+    if ((uint64_t)r->range_sectors * BSR_SECTOR_SIZE > lim->max_payload) {
+        *why = "checksum range over the negotiated payload limit";
         return -EPROTO;
     }
     return 0;

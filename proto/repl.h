@@ -14,10 +14,11 @@
 
 #define BSR_MAGIC "BLKSHIP\x1a"     /* 8 bytes */
 /* The newest version this build speaks, and the oldest it still accepts.
- * Version 2 adds epochs (END_EPOCH, COMMITTED, ABORT_EPOCH); the hello
- * carries the primary's newest version and the welcome the one chosen,
- * min of both sides' newest. */
-#define BSR_VERSION 2u
+ * Version 2 adds epochs (END_EPOCH, COMMITTED, ABORT_EPOCH); version 3
+ * adds block checksums (HASHES, HASHED).  The hello carries the primary's
+ * newest version and the welcome the one chosen, min of both sides'
+ * newest. */
+#define BSR_VERSION 3u
 #define BSR_VERSION_MIN 1u
 #define BSR_SECTOR_SIZE 512u
 #define BSR_ID_LEN 16
@@ -30,6 +31,13 @@
 #define BSR_MAX_PAYLOAD_LIMIT (8u << 20)
 #define BSR_DEFAULT_MAX_PAYLOAD (1u << 20)
 #define BSR_REASON_LEN 48
+/* Version 3 checksums: one HASHES frame covers at most this many blocks,
+ * and its range at most the negotiated payload limit.  A block is 4 KiB to
+ * 8 MiB, a power of two. */
+#define BSR_HASHES_MAX 1024u
+#define BSR_HASH_RANGE_LEN 8u          /* the range description before the hashes */
+#define BSR_HASH_BLOCK_MIN_SECTORS 8u
+#define BSR_HASH_BLOCK_MAX_SECTORS 16384u
 
 /* Primary -> secondary, the first 128 bytes inside TLS. */
 struct bsr_hello {
@@ -85,8 +93,12 @@ enum bsr_kind {
     BSR_END_EPOCH = 7,  /* P->S  the epoch `sector` is whole: commit it */
     BSR_COMMITTED = 8,  /* S->P  epoch `sector` is committed: it survives any crash */
     BSR_ABORT_EPOCH = 9, /* P->S  epoch `sector` was broken: drop what arrived of it */
+    /* Version 3. */
+    BSR_HASHES = 10,    /* P->S  the primary's checksums of `count` blocks from `sector`:
+                           compare them with the replica's */
+    BSR_HASHED = 11,    /* S->P  the answer: a bitmap of the blocks that differ */
 };
-#define BSR_KIND_MAX BSR_ABORT_EPOCH
+#define BSR_KIND_MAX BSR_HASHED
 
 /* The 16-byte frame header:
  *   bytes 0..7   sector (u64), or the sequence/timestamp for control kinds
@@ -94,8 +106,10 @@ enum bsr_kind {
  *   byte  12     kind
  *   byte  13     flags (none defined: 0)
  *   bytes 14..15 reserved, 0
- * It is followed by the payload (DATA only: count * 512 bytes), then by a
- * 4-byte CRC32C (Castagnoli) of the header and the payload. */
+ * It is followed by the payload (DATA: count * 512 bytes; HASHES: the
+ * range description and count hashes; HASHED: a bitmap of count bits;
+ * every other kind: none), then by a 4-byte CRC32C (Castagnoli) of the
+ * header and the payload. */
 struct bsr_frame {
     uint64_t sector;
     uint32_t count;
@@ -126,8 +140,30 @@ int bsr_frame_unpack(const uint8_t in[BSR_FRAME_HDR_LEN], const struct bsr_limit
 /* Payload bytes that follow a (validated) header. */
 static inline uint32_t bsr_frame_payload(const struct bsr_frame *f)
 {
-    return f->kind == BSR_DATA ? f->count * BSR_SECTOR_SIZE : 0;
+    switch (f->kind) {
+    case BSR_DATA: return f->count * BSR_SECTOR_SIZE;
+    case BSR_HASHES: return BSR_HASH_RANGE_LEN + f->count * 8u;
+    case BSR_HASHED: return (f->count + 7u) / 8u;
+    default: return 0;
+    }
 }
+
+/* The start of a HASHES payload: the blocks' size and the range they
+ * cover, from the header's sector.  Each block's hash follows, as a
+ * little-endian u64 (XXH3-64 of its bytes, common/blockhash.h); the last
+ * block may be shorter than block_sectors. */
+struct bsr_hash_range {
+    uint32_t block_sectors;
+    uint32_t range_sectors;
+};
+void bsr_hash_range_pack(const struct bsr_hash_range *r, uint8_t out[BSR_HASH_RANGE_LEN]);
+void bsr_hash_range_unpack(const uint8_t in[BSR_HASH_RANGE_LEN], struct bsr_hash_range *r);
+/* Checks a HASHES frame's range against its header and the limits: a
+ * power-of-two block, the range starting on a block, as many blocks as
+ * the header counts, within the disk and the payload limit.  Returns 0 or
+ * -EPROTO with *why. */
+int bsr_hash_range_check(const struct bsr_frame *f, const struct bsr_hash_range *r,
+                         const struct bsr_limits *lim, const char **why);
 
 const char *bsr_status_str(int status);
 

@@ -7,6 +7,7 @@ packages=(
   # build
   build-essential cmake pkg-config
   libuv1-dev libssl-dev libxen-dev nbdkit-plugin-dev libcmocka-dev libjson-c-dev
+  libxxhash-dev  # block checksums (checksum resync, verify)
   # run and test
   nbdkit qemu-utils fio libnbd-bin openssl util-linux iproute2 iptables xxd procps
   python3   # the tests check JSON with its json module, and fake agents
@@ -17,7 +18,7 @@ packages=(
   mount e2fsprogs
   fuse3     # fusermount3, to unmount the nbdfuse files of the power-loss tests
   # benchmarks: the peers they compare against
-  qemu-system-common rsync
+  qemu-system-common rsync time
 )
 
 missing=()

@@ -58,12 +58,14 @@ static void answer(struct bs_ctl_pending *pending, struct secondary *sec, const 
                  sec->target.path);
         bs_json_add_str(&b, "next_1", step);
         bs_json_add_str(&b, "next_2",
-                        "start blkship-primary for it with a new --state-dir, --connect to "
-                        "the host that is to hold the replica");
+                        "start blkship-primary for it with a new --state-dir and "
+                        "--initial-sync checksum, --connect to the host that is to hold the "
+                        "replica");
         bs_json_add_str(&b, "next_3",
                         "on that host (the old primary, once it is back and its guest is "
                         "stopped), start blkship-secondary on its disk with an empty "
-                        "--state-dir: it is paired anew and receives a full sync");
+                        "--state-dir: it is paired anew, the checksums are compared and only "
+                        "the blocks that differ are sent");
         bs_json_add_str(&b, "next_4",
                         "stop this blkship-secondary; its state directory now refuses to "
                         "start a secondary");

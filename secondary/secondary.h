@@ -34,10 +34,10 @@
 #include "secondary/journal.h"
 #include "secondary/target.h"
 
-/* The protocol version this agent speaks: 1 until its journal is wired in. */
 /* The newest protocol version this agent speaks (2: epochs and the
- * journal, secondary/epoch.c); it accepts hellos of BSR_VERSION_MIN up. */
-#define SECONDARY_VERSION 2u
+ * journal, secondary/epoch.c; 3: block checksums, secondary/hashcheck.c);
+ * it accepts hellos of BSR_VERSION_MIN up. */
+#define SECONDARY_VERSION 3u
 #define TICK_MS 1000                  /* handshake timeouts are checked this often */
 /* One more buffer than the connection can queue: round-robin reuse then
  * never overwrites a frame still waiting in the queue. */
@@ -68,6 +68,10 @@ enum job_kind {
     JOB_ZERO,   /* a ZERO range, zeroed BS_TARGET_ZERO_CHUNK at a time */
 };
 
+/* A checksum answer (HASHED): header, a bitmap of up to 1024 blocks, CRC. */
+#define HC_REPLY_LEN (BSR_FRAME_HDR_LEN + BSR_HASHES_MAX / 8 + BSR_FRAME_CRC_LEN)
+#define HC_OUT_SLOTS (BS_CONN_MAX_WRITES + 1)
+
 /* One payload buffer and the thread-pool job that uses it (a ZERO job
  * leaves the buffer unused).  A job counts in writes_inflight from its
  * submission until its last piece is done. */
@@ -82,6 +86,12 @@ struct wbuf {
     uint64_t piece;         /* JOB_ZERO: bytes the running piece covers */
     uint64_t session_id;    /* the session whose frame it applies */
     int result;             /* set by the worker: 0 or -errno */
+    /* A HASHES comparison (secondary/hashcheck.c): the payload's range,
+     * then the replica's range read over it; the answer is built here. */
+    uint64_t hc_sector;
+    uint32_t hc_blocks, hc_block_sectors, hc_range_sectors;
+    uint32_t hc_differ;     /* blocks found different */
+    uint8_t hc_reply[HC_REPLY_LEN];
     bool busy;
     bool queued;            /* handed to the thread pool */
 };
@@ -161,6 +171,9 @@ struct session {
     uint64_t flush_pending_seq;
     bool zero_waiting;          /* a checked ZERO frame waits for a free job */
     bool drain_first;           /* the previous session's I/O must end first */
+    bool hc_waiting;            /* a checked HASHES frame waits for the replica to settle */
+    uint8_t hc_out[HC_OUT_SLOTS][HC_REPLY_LEN]; /* checksum answers being sent */
+    unsigned hc_out_next;
     uint8_t out[OUT_SLOTS][BSR_FRAME_HDR_LEN + BSR_FRAME_CRC_LEN];
     unsigned out_next;
     uint64_t last_rx_ms;
@@ -227,6 +240,9 @@ struct secondary {
     uint64_t cached_since_writeback;
 
     /* Counters for status. */
+    unsigned hash_jobs;         /* checksum comparisons in the thread pool */
+    uint64_t hashed_bytes;      /* replica bytes compared by checksum */
+    uint64_t hash_differ_blocks; /* blocks found different */
     uint64_t received_bytes;
     uint64_t written_bytes;
     uint64_t durable_bytes;
@@ -401,5 +417,14 @@ void apply_submit_write(struct session *s, struct wbuf *b, uint32_t len, uint64_
  * when every job slot is busy (the caller stalls and retries); true
  * otherwise, including when starting failed and the session ended. */
 bool apply_start_zero(struct session *s);
+
+/* ---- hashcheck.c ---- */
+
+/* A HASHES frame passed its CRC, its payload in s->buf: checks the range
+ * and compares it once the replica is settled (stalling until then), or
+ * rejects the frame. */
+void hashcheck_frame(struct session *s);
+/* The stalled HASHES frame: false while the replica is still not settled. */
+bool hashcheck_resume(struct session *s);
 
 #endif

@@ -107,6 +107,10 @@ static void apply_frame(struct session *s)
         return;
     }
     s->last_rx_ms = sec_now_ms(sec);
+    if (s->frame.kind == BSR_HASHES) {
+        hashcheck_frame(s);
+        return;
+    }
     if (s->limits.version >= 2 && s->frame.kind != BSR_HEARTBEAT) {
         /* Version 2: the epoch logic takes the frame, or hands it back for
          * today's in-place path below. */
@@ -188,6 +192,11 @@ void session_resume(struct session *s)
         epoch_resume(s);
         return;
     }
+    if (s->hc_waiting) {
+        if (hashcheck_resume(s) && s->state != ST_CLOSED)
+            session_read_header(s);
+        return;
+    }
     if (s->zero_waiting) {
         if (!apply_start_zero(s))
             return;
@@ -203,7 +212,7 @@ void session_resume(struct session *s)
         session_read_header(s);
         return;
     }
-    if (s->frame.kind == BSR_DATA && !s->buf) {
+    if ((s->frame.kind == BSR_DATA || s->frame.kind == BSR_HASHES) && !s->buf) {
         read_payload(s);
         return;
     }

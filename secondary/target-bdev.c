@@ -175,6 +175,7 @@ const struct bs_target_ops bs_target_bdev_ops = {
     .name = "block device",
     .open = bdev_open,
     .write = bs_target_fd_write,
+    .read = bs_target_fd_read,
     .zero = bdev_zero,
     .flush = bs_target_fd_flush,
     .writeback = bs_target_fd_writeback,

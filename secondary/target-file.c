@@ -73,6 +73,7 @@ const struct bs_target_ops bs_target_file_ops = {
     .name = "file",
     .open = file_open,
     .write = bs_target_fd_write,
+    .read = bs_target_fd_read,
     .zero = file_zero,
     .flush = bs_target_fd_flush,
     .writeback = bs_target_fd_writeback,

@@ -79,6 +79,27 @@ int bs_target_fd_write(struct bs_target *t, const void *buf, size_t len, uint64_
     return bs_target_pwrite_all(t->fd, buf, len, offset);
 }
 
+int bs_target_fd_read(struct bs_target *t, void *buf, size_t len, uint64_t offset)
+{
+    int fd = t->direct_fd >= 0 && bs_target_direct_ok(t, buf, len, offset) ? t->direct_fd : t->fd;
+    char *p = buf;
+
+    while (len) {
+        ssize_t n = pread(fd, p, len, (off_t)offset);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (n == 0)
+            return -EIO; /* the target ended before its recorded size */
+        p += n;
+        len -= (size_t)n;
+        offset += (uint64_t)n;
+    }
+    return 0;
+}
+
 int bs_target_zero_by_writing(struct bs_target *t, uint64_t offset, uint64_t len)
 {
     static const char zeroes[65536];

@@ -18,9 +18,9 @@ struct bs_target;
                                event loop: a copy is cheaper than a
                                round trip to the disk) */
 
-/* Every operation but open returns 0 or -errno.  write, zero, flush and
- * writeback block and may run on any thread, several at once on disjoint
- * ranges; none of them allocates. */
+/* Every operation but open returns 0 or -errno.  read, write, zero, flush
+ * and writeback block and may run on any thread, several at once on
+ * disjoint ranges; none of them allocates. */
 struct bs_target_ops {
     const char *name;
     /* Opens t->path (t->ops already set) and fills in size_bytes, the block
@@ -32,6 +32,11 @@ struct bs_target_ops {
      * read-modify-write of partial blocks). */
     int (*write)(struct bs_target *t, const void *buf, size_t len, uint64_t offset,
                  unsigned flags);
+    /* Reads len bytes at offset into buf, directly where
+     * bs_target_direct_ok allows it (checksums read the whole disk: the
+     * page cache would only be flushed of what the replica needs).  It
+     * sees every write that returned before it began. */
+    int (*read)(struct bs_target *t, void *buf, size_t len, uint64_t offset);
     /* Makes [offset, offset + len) read as zeroes.  Any 512-byte
      * alignment; the caller bounds len (the secondary sends at most
      * BS_TARGET_ZERO_CHUNK). */
@@ -109,6 +114,9 @@ int bs_target_pwrite_all(int fd, const void *buf, size_t len, uint64_t offset);
  * and not BS_TARGET_CACHED, else fd. */
 int bs_target_fd_write(struct bs_target *t, const void *buf, size_t len, uint64_t offset,
                        unsigned flags);
+/* The read op of a descriptor backend: direct_fd when bs_target_direct_ok,
+ * else fd; short reads are continued. */
+int bs_target_fd_read(struct bs_target *t, void *buf, size_t len, uint64_t offset);
 /* Zeroes by writing zero pages through the page cache: the fallback every
  * backend may use, correct at any 512-byte alignment. */
 int bs_target_zero_by_writing(struct bs_target *t, uint64_t offset, uint64_t len);

@@ -113,12 +113,40 @@ static void fuzz_frame(struct fuzz_input *in, bool from_primary)
     case BSR_COMMITTED:
         FUZZ_CHECK(!from_primary && lim.version >= 2 && f.count == 0 && f.sector > 0);
         break;
+    case BSR_HASHES:
+    case BSR_HASHED:
+        FUZZ_CHECK(from_primary == (f.kind == BSR_HASHES) && lim.version >= 3);
+        FUZZ_CHECK(f.count >= 1 && f.count <= BSR_HASHES_MAX && f.sector < lim.disk_sectors);
+        break;
+    }
+    if (f.kind == BSR_HASHES) {
+        /* An accepted range lies on the disk, within the payload limit,
+         * starts on a block and has the header's number of blocks. */
+        uint8_t rb[BSR_HASH_RANGE_LEN];
+        struct bsr_hash_range r;
+        fuzz_take(in, rb, sizeof(rb));
+        bsr_hash_range_unpack(rb, &r);
+        if (bsr_hash_range_check(&f, &r, &lim, &why) == 0) {
+            FUZZ_CHECK(r.block_sectors >= BSR_HASH_BLOCK_MIN_SECTORS &&
+                       r.block_sectors <= BSR_HASH_BLOCK_MAX_SECTORS &&
+                       (r.block_sectors & (r.block_sectors - 1)) == 0);
+            FUZZ_CHECK(f.sector % r.block_sectors == 0);
+            FUZZ_CHECK((unsigned __int128)f.sector + r.range_sectors <= lim.disk_sectors);
+            FUZZ_CHECK((uint64_t)r.range_sectors * BSR_SECTOR_SIZE <= lim.max_payload);
+            FUZZ_CHECK(((uint64_t)r.range_sectors + r.block_sectors - 1) / r.block_sectors ==
+                       f.count);
+        } else {
+            FUZZ_CHECK(why != NULL);
+        }
     }
     /* What the receiver will read next is bounded by the agreed payload. */
     FUZZ_CHECK((uint64_t)f.count * BSR_SECTOR_SIZE <= lim.max_payload || f.kind != BSR_DATA);
     FUZZ_CHECK(bsr_frame_payload(&f) <= lim.max_payload);
     FUZZ_CHECK(bsr_frame_payload(&f) ==
-               (f.kind == BSR_DATA ? (uint64_t)f.count * BSR_SECTOR_SIZE : 0));
+               (f.kind == BSR_DATA     ? (uint64_t)f.count * BSR_SECTOR_SIZE
+                : f.kind == BSR_HASHES ? BSR_HASH_RANGE_LEN + 8ull * f.count
+                : f.kind == BSR_HASHED ? (f.count + 7ull) / 8
+                                       : 0));
     free(hdr);
 }
 

@@ -2,11 +2,13 @@
 # The write log restarts under the primary.  With the replica in sync, nbdkit
 # (and the log inside it) is killed with SIGKILL during a fio load; while it
 # is down the image changes behind its back (writes the log never sees: one
-# random 64 KiB block and a 2 MiB hole of zeroes), then nbdkit starts again
-# with the same name.  The log has a new identity, so the primary must say
-# that writes may have gone unlogged and resend the whole disk (the file
-# replica gets the zeroes as a punched hole); the replica then equals the
-# image.
+# random 64 KiB block and a 2 MiB hole of zeroes), and one 64 KiB block of
+# the replica is overwritten too; then nbdkit starts again with the same
+# name.  The log has a new identity, so the primary must say that writes may
+# have gone unlogged and run a checksum resync: the replica then equals the
+# image, only about what differs was sent (not the whole disk), the zeroes
+# travelled as ZERO frames (a punched hole in the file replica), and the
+# replica stayed consistent at its last committed epoch throughout.
 source "$(dirname "$0")/functions.sh"
 requires_root
 requires nbdkit
@@ -51,22 +53,37 @@ poll_until 20 _log_lost || fail "the primary still shows the log connected: $(st
 # Changes the log never sees.
 head -c 65536 /dev/urandom | dd of="$img" bs=64k seek=100 conv=notrunc status=none
 dd if=/dev/zero of="$img" bs=1M seek=64 count=2 conv=notrunc status=none
+# And one the replica took behind the secondary's back.
+head -c 65536 /dev/urandom | dd of="$rep" bs=64k seek=1500 conv=notrunc status=none
 sent0=$(field "$pri_ctl" sent_bytes)
+committed0=$(field "$SEC_CTL" committed_epoch)
+sec_lines=$(wc -l <"$SEC_LOG")
 
 start_nbdkit "$WORKDIR" "$name" "$img"
 _log_back() { [ "$(field "$pri_ctl" log_connected)" = true ]; }
 poll_until 20 _log_back || fail "the primary did not reconnect to the restarted log: $(status "$pri_ctl")"
-expect_log 'the write log restarted .*resending the whole disk' "$pri_log" 10
+expect_log 'the write log restarted .*writes may have gone unlogged' "$pri_log" 10
+expect_log 'the write log restarted: the replica is compared by checksums' "$pri_log" 10
 s=$(status "$pri_ctl")
-[ "$(jget "$s" resync)" = full ] && [ "$(jget "$s" resync_reason)" = "the write log restarted" ] ||
-    [ "$(jget "$s" dirty_bytes)" = 0 ] ||
-    fail "while the whole disk is resent, the status does not say why: $s"
+[ "$(jget "$s" resync)" = checksum ] && [ "$(jget "$s" resync_reason)" = "the write log restarted" ] ||
+    [ "$(jget "$s" checksum_resyncs)" -ge 1 ] ||
+    fail "while the checksums are compared, the status does not say why: $s"
+expect_log 'checksum resync done \(the write log restarted\)' "$pri_log" 60
 wait_synced "$pri_ctl" 90
 s=$(status "$pri_ctl")
 note "after the log restart: $s"
 expect_same "$img" "$rep" "replica after the log restarted"
+[ "$(jget "$s" checksum_compared_bytes)" = "$bytes" ] ||
+    fail "the checksum resync did not compare the whole disk ($bytes bytes): $s"
 resent=$(($(jget "$s" sent_bytes) - sent0))
-[ "$resent" -ge "$bytes" ] || fail "only $resent bytes resent after the log restart; the whole disk ($bytes) was due"
+differ=$(jget "$s" checksum_differing_bytes)
+# The three changes (2 MiB + 128 KiB), and the fio writes the dead log had
+# not yet sealed: the load ran at 8 MiB/s, so well under 4 MiB of them.
+[ "$differ" -ge $(((2 << 20) + (128 << 10))) ] ||
+    fail "the checksums found only $differ bytes different; at least the 2 MiB + 128 KiB changed behind the log's back do: $s"
+[ "$resent" -ge "$differ" ] || fail "$resent bytes resent, but $differ bytes differed: $s"
+[ "$resent" -le $((8 << 20)) ] ||
+    fail "$resent bytes resent after the log restart for about $differ bytes that differ (the disk is $bytes): $s"
 # Frames are at most 512 KiB but need not start on a 512 KiB boundary (a run
 # starts wherever the bitmap's dirty run does), so of the 2 MiB hole only the
 # two frames at its ends may carry data as well: at least 1 MiB of it must
@@ -75,3 +92,10 @@ resent=$(($(jget "$s" sent_bytes) - sent0))
 expect_alive "$pri_pid" blkship-primary
 ss=$(status "$SEC_CTL")
 [ "$(jget "$ss" bad_frames)" = 0 ] || fail "the secondary counted bad frames: $ss"
+[ "$(jget "$ss" replica_consistent)" = true ] && [ "$(jget "$ss" committed_epoch)" -gt "$committed0" ] ||
+    fail "the replica did not stay consistent through the checksum resync, or committed nothing after it: $ss"
+[ "$(jget "$ss" checksum_compared_bytes)" = "$bytes" ] ||
+    fail "the secondary did not compare the whole replica: $ss"
+after=$(tail -n +$((sec_lines + 1)) "$SEC_LOG")
+! grep -qi 'not consistent\|in place' <<<"$after" ||
+    fail "the secondary wrote in place during the resync: $(grep -i 'consistent\|in place' <<<"$after")"

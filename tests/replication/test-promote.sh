@@ -12,9 +12,12 @@
 #      is refused.  Stopped, the secondary refuses to start again on that
 #      state directory (exit status 2).
 #   B. The documented procedure: nbdkit with the writelog filter on the
-#      promoted device, a write through it, blkship-primary towards a new
-#      blkship-secondary on the old primary's disk (an empty state
-#      directory): after the full sync the old disk equals the device.
+#      promoted device, a 2 MiB write through it, blkship-primary with
+#      --initial-sync checksum towards a new blkship-secondary on the old
+#      primary's disk (an empty state directory): the checksums find exactly
+#      what differs (that write, and the 8 MiB the old primary wrote after
+#      its last checkpoint), only that is sent, and the old disk then equals
+#      the device.
 #   C. An inconsistent replica: a new pairing's first full sync (written in
 #      place, the log's reads slowed) cut by kill -9 of the primary:
 #      promote is refused as NOT consistent; --force promotes it and says
@@ -117,10 +120,20 @@ fi
 start_nbdkit "$WORKDIR" "rtpb$$" "$dev"
 qemu-io -f raw "$NBD_URI" -c "write -q -P 0x5a 40M 2M" >/dev/null || fail "B: qemu-io could not write"
 start_secondary sec2 "$img"
-start_primary pri2 "$WL_CTL" "$SEC_ADDR"
+start_primary pri2 "$WL_CTL" "$SEC_ADDR" --initial-sync checksum
 wait_synced "$PRI_CTL" 60
 expect_same "$dev" "$img" "B: the old primary's disk after the role swap"
-note "B: the old primary's disk holds the promoted one, with the write made after the promotion"
+s=$(status "$PRI_CTL")
+expect_log 'paired with replica [0-9a-f]*: checksum sync' "$PRI_LOG"
+expect_log 'checksum resync done \(a new pairing \(--initial-sync checksum\)\)' "$PRI_LOG"
+# 4 KiB grains: the differences are exact.  Random data never hashes alike
+# by chance, so 8 MiB + 2 MiB differ, and that is all that is sent.
+[ "$(jget "$s" checksum_differing_bytes)" = $((10 << 20)) ] ||
+    fail "B: the checksums found $(jget "$s" checksum_differing_bytes) bytes different, not the 10 MiB written on either side: $s"
+[ "$(jget "$s" sent_bytes)" = $((10 << 20)) ] ||
+    fail "B: $(jget "$s" sent_bytes) bytes sent for the 10 MiB that differ: $s"
+note "B: the old primary's disk holds the promoted one; $(jget "$s" sent_bytes) bytes sent of a $size disk"
+
 
 # ---- C ------------------------------------------------------------------------------
 img3=$WORKDIR/disk3.img

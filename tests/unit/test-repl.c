@@ -106,7 +106,7 @@ static void raw_frame(uint8_t out[BSR_FRAME_HDR_LEN], uint64_t sector, uint32_t 
 }
 
 static const struct bsr_limits LIM = {
-    .version = 2,
+    .version = 3,
     .disk_sectors = 1000,
     .max_payload = 64 * 1024, /* 128 sectors */
 };
@@ -492,8 +492,12 @@ static void test_frame_flags_reserved(void **state)
     /* Every single bit of flags and reserved is refused, for every kind
      * and in both directions. */
     for (uint8_t kind = BSR_DATA; kind <= BSR_KIND_MAX; kind++) {
-        bool dir = kind == BSR_ACK || kind == BSR_ERROR || kind == BSR_COMMITTED ? false : true;
-        uint32_t count = kind == BSR_DATA || kind == BSR_ZERO ? 1 : 0;
+        bool dir = kind == BSR_ACK || kind == BSR_ERROR || kind == BSR_COMMITTED ||
+                           kind == BSR_HASHED
+                       ? false
+                       : true;
+        uint32_t count =
+            kind == BSR_DATA || kind == BSR_ZERO || kind == BSR_HASHES || kind == BSR_HASHED ? 1 : 0;
         for (int b = 0; b < 8; b++)
             reject_frame(10, count, kind, (uint8_t)(1u << b), 0, &LIM, dir);
         for (int b = 0; b < 16; b++)
@@ -537,7 +541,7 @@ static void test_frame_epochs(void **state)
 static void test_frame_unknown_kind(void **state)
 {
     (void)state;
-    static const uint8_t kinds[] = {0, BSR_KIND_MAX + 1, 10, 11, 0x41, 0x80, 0xff};
+    static const uint8_t kinds[] = {0, BSR_KIND_MAX + 1, 13, 0x41, 0x80, 0xff};
 
     for (size_t i = 0; i < sizeof(kinds); i++) {
         reject_frame(0, 0, kinds[i], 0, 0, &LIM, true);
@@ -681,11 +685,25 @@ static void test_frame_payload(void **state)
     assert_int_equal(bsr_frame_payload(&f), 7 * 512);
     f.count = BSR_MAX_PAYLOAD_LIMIT / BSR_SECTOR_SIZE;
     assert_int_equal(bsr_frame_payload(&f), BSR_MAX_PAYLOAD_LIMIT);
-    for (uint8_t kind = BSR_ZERO; kind <= BSR_KIND_MAX; kind++) {
+    for (uint8_t kind = BSR_ZERO; kind <= BSR_ABORT_EPOCH; kind++) {
         f.kind = kind;
         f.count = 100;
         assert_int_equal(bsr_frame_payload(&f), 0);
     }
+    /* Checksums: the range description and 8 bytes a block; the answer
+     * one bit a block, rounded up to bytes. */
+    f.kind = BSR_HASHES;
+    f.count = 3;
+    assert_int_equal(bsr_frame_payload(&f), 8 + 24);
+    f.count = BSR_HASHES_MAX;
+    assert_int_equal(bsr_frame_payload(&f), 8 + 8 * 1024);
+    f.kind = BSR_HASHED;
+    f.count = 1;
+    assert_int_equal(bsr_frame_payload(&f), 1);
+    f.count = 9;
+    assert_int_equal(bsr_frame_payload(&f), 2);
+    f.count = BSR_HASHES_MAX;
+    assert_int_equal(bsr_frame_payload(&f), 128);
 
     /* Through the decoder, at the largest negotiable payload. */
     struct bsr_limits lim = {.disk_sectors = 1ull << 40, .max_payload = BSR_MAX_PAYLOAD_LIMIT};
@@ -693,6 +711,88 @@ static void test_frame_payload(void **state)
     assert_int_equal(bsr_frame_payload(&g), BSR_MAX_PAYLOAD_LIMIT);
     g = accept_frame(5, 3, BSR_DATA, &lim, true);
     assert_int_equal(bsr_frame_payload(&g), 1536);
+}
+
+/* Version 3's checksum frames: HASHES from the primary, HASHED from the
+ * secondary, 1 to 1024 blocks, inside the disk and the payload limit,
+ * never in a session before version 3. */
+static void test_frame_checksums(void **state)
+{
+    (void)state;
+    struct bsr_limits v2 = LIM, small = LIM;
+
+    v2.version = 2;
+    small.max_payload = 8 + 8 * 4; /* four hashes */
+    accept_frame(0, 1, BSR_HASHES, &LIM, true);
+    accept_frame(999, BSR_HASHES_MAX, BSR_HASHES, &LIM, true);
+    accept_frame(0, BSR_HASHES_MAX, BSR_HASHED, &LIM, false);
+    reject_frame(0, 1, BSR_HASHES, 0, 0, &LIM, false);
+    reject_frame(0, 1, BSR_HASHED, 0, 0, &LIM, true);
+    reject_frame(0, 1, BSR_HASHES, 0, 0, &v2, true);
+    reject_frame(0, 1, BSR_HASHED, 0, 0, &v2, false);
+    reject_frame(0, 0, BSR_HASHES, 0, 0, &LIM, true);
+    reject_frame(0, 0, BSR_HASHED, 0, 0, &LIM, false);
+    reject_frame(0, BSR_HASHES_MAX + 1, BSR_HASHES, 0, 0, &LIM, true);
+    reject_frame(0, BSR_HASHES_MAX + 1, BSR_HASHED, 0, 0, &LIM, false);
+    reject_frame(0, UINT32_MAX, BSR_HASHES, 0, 0, &LIM, true);
+    reject_frame(1000, 1, BSR_HASHES, 0, 0, &LIM, true);
+    reject_frame(UINT64_MAX, 1, BSR_HASHED, 0, 0, &LIM, false);
+    accept_frame(0, 4, BSR_HASHES, &small, true);
+    reject_frame(0, 5, BSR_HASHES, 0, 0, &small, true);
+}
+
+static void test_hash_range(void **state)
+{
+    (void)state;
+    struct bsr_limits lim = {.version = 3, .disk_sectors = 1000, .max_payload = 256 * 1024};
+    struct bsr_frame f = {.sector = 0, .count = 4, .kind = BSR_HASHES};
+    struct bsr_hash_range r = {.block_sectors = 128, .range_sectors = 512}, g;
+    const char *why = NULL;
+    uint8_t b[BSR_HASH_RANGE_LEN];
+
+    bsr_hash_range_pack(&r, b);
+    assert_int_equal(b[0], 128);
+    assert_int_equal(b[4], 0);
+    assert_int_equal(b[5], 2);
+    bsr_hash_range_unpack(b, &g);
+    assert_int_equal(g.block_sectors, 128);
+    assert_int_equal(g.range_sectors, 512);
+    assert_int_equal(bsr_hash_range_check(&f, &r, &lim, &why), 0);
+    /* The last block of the disk may be short: 1000 = 7 * 128 + 104. */
+    f.sector = 896;
+    f.count = 1;
+    r.range_sectors = 104;
+    assert_int_equal(bsr_hash_range_check(&f, &r, &lim, &why), 0);
+    /* No other block may. */
+    f.sector = 0;
+    r.range_sectors = 104;
+    assert_int_equal(bsr_hash_range_check(&f, &r, &lim, &why), -EPROTO);
+    /* Block sizes: powers of two from 8 to 16384 sectors. */
+    static const uint32_t bad_blocks[] = {0, 1, 4, 7, 100, 129, 32768, UINT32_MAX};
+    for (size_t i = 0; i < sizeof(bad_blocks) / sizeof(bad_blocks[0]); i++) {
+        struct bsr_hash_range x = {.block_sectors = bad_blocks[i], .range_sectors = 128};
+        f = (struct bsr_frame){.sector = 0, .count = 1, .kind = BSR_HASHES};
+        assert_int_equal(bsr_hash_range_check(&f, &x, &lim, &why), -EPROTO);
+    }
+    /* Off a block boundary; count and range disagreeing; past the disk;
+     * over the payload limit. */
+    f = (struct bsr_frame){.sector = 64, .count = 1, .kind = BSR_HASHES};
+    r = (struct bsr_hash_range){.block_sectors = 128, .range_sectors = 128};
+    assert_int_equal(bsr_hash_range_check(&f, &r, &lim, &why), -EPROTO);
+    f.sector = 0;
+    f.count = 2;
+    assert_int_equal(bsr_hash_range_check(&f, &r, &lim, &why), -EPROTO);
+    r.range_sectors = 0;
+    f.count = 0;
+    assert_int_equal(bsr_hash_range_check(&f, &r, &lim, &why), -EPROTO);
+    f = (struct bsr_frame){.sector = 896, .count = 2, .kind = BSR_HASHES};
+    r = (struct bsr_hash_range){.block_sectors = 128, .range_sectors = 256};
+    assert_int_equal(bsr_hash_range_check(&f, &r, &lim, &why), -EPROTO);
+    f = (struct bsr_frame){.sector = 0, .count = 1, .kind = BSR_HASHES};
+    r = (struct bsr_hash_range){.block_sectors = 1024, .range_sectors = 1000};
+    assert_int_equal(bsr_hash_range_check(&f, &r, &lim, &why), -EPROTO); /* 500 KiB > 256 */
+    lim.max_payload = 1000 * 512;
+    assert_int_equal(bsr_hash_range_check(&f, &r, &lim, &why), 0);
 }
 
 /* ---- status strings ---------------------------------------------------- */
@@ -748,6 +848,8 @@ int main(void)
         cmocka_unit_test(test_frame_control_count),
         cmocka_unit_test(test_frame_ack_count),
         cmocka_unit_test(test_frame_payload),
+        cmocka_unit_test(test_frame_checksums),
+        cmocka_unit_test(test_hash_range),
         cmocka_unit_test(test_status_str),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
