@@ -1,5 +1,5 @@
-/* blkship: the operator's command: the agents' status, checkpoints, promote, and a
- * live write log's verbs. */
+/* blkship: the operator's command: the agents' status, checkpoints, promote,
+ * resolve, and a live write log's verbs. */
 #include <stdio.h>
 #include <string.h>
 
@@ -14,6 +14,8 @@ static void usage(FILE *f)
           "  checkpoint --control SOCK                 seal an epoch; wait for its commit\n"
           "  promote --control SOCK [--force]          hand a secondary's replica over as a\n"
           "                                            primary's disk\n"
+          "  resolve --control SOCK --discard-local    end a split brain, giving up the\n"
+          "                                            changes made on this side\n"
           "  wlog info|peek|getw|clrw|read SOCKET ...   look at and drive a write log\n"
           "\n"
           "Run 'blkship wlog --help' for the write-log verbs.\n",
@@ -40,6 +42,8 @@ int main(int argc, char **argv)
         return cmd_checkpoint(argc - 1, argv + 1);
     if (strcmp(argv[1], "promote") == 0)
         return cmd_promote(argc - 1, argv + 1);
+    if (strcmp(argv[1], "resolve") == 0)
+        return cmd_resolve(argc - 1, argv + 1);
     if (strcmp(argv[1], "wlog") == 0)
         return cmd_wlog(argc - 1, argv + 1);
     fprintf(stderr, "blkship: unknown command '%s'\n", argv[1]);

@@ -304,6 +304,21 @@ static void print_failover(struct json_object *obj, FILE *f)
         put_field_text(f, obj, "resync_reason");
         fputs(")\n", f);
     }
+    if (resync && strcmp(json_object_get_string(resync), "checksum") == 0) {
+        fprintf(f, "resync      CHECKSUM: %.2f%% of the disk compared, %.0f bytes differ (",
+                num(obj, "checksum_percent"), num(obj, "checksum_differing_bytes"));
+        put_field_text(f, obj, "resync_reason");
+        fputs(")\n", f);
+    }
+    struct json_object *sb = member(obj, "split_brain");
+    if (sb && json_object_is_type(sb, json_type_boolean) && json_object_get_boolean(sb))
+        fprintf(f, "SPLIT BRAIN both disks changed since they parted; the other side holds "
+                   "generation %.0f; nothing is sent until 'blkship resolve --discard-local' "
+                   "on one side\n",
+                num(obj, "split_brain_peer_generation"));
+    struct json_object *owed = member(obj, "checksum_required");
+    if (owed && json_object_is_type(owed, json_type_boolean) && json_object_get_boolean(owed))
+        fputs("resolved    split brain resolved here: the next session compares checksums\n", f);
     if (promoted && json_object_get_boolean(promoted))
         fputs("PROMOTED    the device is released; this agent takes no primary\n", f);
     if (hb >= 0 && pt >= 0) {

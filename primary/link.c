@@ -158,7 +158,7 @@ static void on_welcome(struct bs_conn *c, int status, void *arg)
         link_down(p, "protocol version");
         return;
     }
-    if (w.flags != 0) {
+    if (w.flags & ~(w.version >= 3 ? BSR_WF_KNOWN : 0u)) {
         BS_ERR(MOD, "bad welcome from %s: unknown flags 0x%x", p->peer, w.flags);
         link_down(p, "protocol error");
         return;
@@ -174,8 +174,12 @@ static void on_welcome(struct bs_conn *c, int status, void *arg)
         }
     }
     if (w.status != BSR_OK) {
-        BS_ERR(MOD, "the secondary refused the session: %s (%s)", bsr_status_str(w.status),
-               w.reason);
+        if (w.status == BSR_E_SPLIT_BRAIN || w.status == BSR_E_PROMOTED) {
+            gen_refused(p, &w); /* said once per episode, not at every retry */
+        } else {
+            BS_ERR(MOD, "the secondary refused the session: %s (%s)", bsr_status_str(w.status),
+                   w.reason);
+        }
         link_down(p, "refused");
         return;
     }
@@ -232,6 +236,16 @@ static void on_welcome(struct bs_conn *c, int status, void *arg)
         p->last_epoch = p->committed_epoch;
     p->peer_generation = w.generation;
     p->peer_version = w.version;
+    if (w.flags & BSR_WF_CHECKSUM) {
+        /* The replica changed on its own (a split brain resolved there, or
+         * it is of an older line than our bitmap covers). */
+        csync_request(p, "the replica changed on its own");
+        if (save_state(p) < 0) {
+            link_down(p, "cannot record the resync");
+            return;
+        }
+    }
+    gen_accepted(p, w.generation);
     if (!csync_fallback(p)) {
         link_down(p, "cannot mark the whole disk dirty");
         return;
@@ -270,8 +284,8 @@ static void on_handshake(struct bs_conn *c, int status, void *arg)
     h.max_payload = p->payload_pref;
     memcpy(h.primary_id, p->primary_id, BSR_ID_LEN);
     memcpy(h.replica_id, p->replica_id, BSR_ID_LEN);
-    h.generation = p->generation;
     h.epoch = p->committed_epoch;
+    gen_fill_hello(p, &h);
     bsr_hello_pack(&h, p->hello);
     p->ls = LS_WELCOME;
     if (bs_conn_write(p->conn, p->hello, sizeof(p->hello), NULL, NULL) < 0 ||
@@ -415,12 +429,16 @@ int resolve_at_start(struct primary *p)
 
 void schedule_retry(struct primary *p)
 {
-    if (p->stopping)
+    /* A split brain or a promoted peer waits for an operator: asking
+     * again is only to notice that one acted, so at most once a minute. */
+    unsigned cap = p->split_brain || p->peer_promoted ? RETRY_REFUSED_MAX_MS : RETRY_MAX_MS;
+
+    if (p->stopping || p->resolved_discard)
         return;
     uv_timer_start(&p->retry, on_retry, p->backoff_ms, 0);
     p->backoff_ms = p->backoff_ms ? p->backoff_ms * 2 : 250;
-    if (p->backoff_ms > 5000)
-        p->backoff_ms = 5000;
+    if (p->backoff_ms > cap)
+        p->backoff_ms = cap;
 }
 
 void link_down(struct primary *p, const char *why)

@@ -35,9 +35,12 @@ void state_text(const struct primary *p, char *out, size_t size)
     snprintf(out, size,
              "format 1\nrole primary\nprimary_id %s\nreplica_id %s\ngeneration %" PRIu64
              "\nlog_id %" PRIu64 "\ndisk_sectors %" PRIu64 "\ncommitted_epoch %" PRIu64
-             "\nepoch_reserved %" PRIu64 "\nchecksum_resync %d\nchecksum_pos %" PRIu64 "\n",
+             "\nepoch_reserved %" PRIu64 "\nchecksum_resync %d\nchecksum_pos %" PRIu64
+             "\ngeneration_bitmap %" PRIu64 "\ngeneration_history %" PRIu64 " %" PRIu64
+             "\ngeneration_shared %d\n",
              pid, rid, p->generation, p->log_id, p->disk_sectors, p->committed_epoch,
-             p->epoch_reserve_target, p->cs_active ? 1 : 0, p->cs_active ? p->cs_saved : 0);
+             p->epoch_reserve_target, p->cs_active ? 1 : 0, p->cs_active ? p->cs_saved : 0,
+             p->bitmap_generation, p->gen_history[0], p->gen_history[1], p->gen_shared ? 1 : 0);
 }
 
 /* One writer of the file at a time: the loop (save_state) or the pool. */
@@ -169,6 +172,25 @@ static int load_state(struct primary *p)
                          "from there", pos);
         }
     }
+    /* Written since generations are compared at connect; a file from
+     * before has none (and its generation is not known to be shared). */
+    {
+        char hist[64];
+        uint64_t shared = 0;
+        int rb = bs_state_get_u64(text, "generation_bitmap", &p->bitmap_generation);
+        int rs = bs_state_get_u64(text, "generation_shared", &shared);
+        int rh = bs_state_get(text, "generation_history", hist, sizeof(hist));
+        if ((rb < 0 && rb != -ENOENT) || (rs < 0 && rs != -ENOENT) || shared > 1 ||
+            (rh == 0 && sscanf(hist, "%" SCNu64 " %" SCNu64, &p->gen_history[0],
+                               &p->gen_history[1]) != 2)) {
+            BS_ERR(MOD, "%s: bad generation_bitmap, generation_history or generation_shared; "
+                        "refusing to guess", p->state_path);
+            return -EINVAL;
+        }
+        if (rb == -ENOENT)
+            p->bitmap_generation = 0;
+        p->gen_shared = shared == 1;
+    }
     p->epoch_reserved_durable = p->epoch_reserve_target;
     p->last_epoch = p->epoch_reserve_target > p->committed_epoch ? p->epoch_reserve_target
                                                                  : p->committed_epoch;
@@ -256,9 +278,11 @@ static ssize_t status_handler(void *opaque, const char *request, char *reply, si
     bs_json_add_fixed(&b, "eta_seconds", eta, 0);
     epoch_status(p, &b);
     csync_status(p, &b);
+    gen_status(p, &b);
     bs_json_add_u64(&b, "generation", p->generation);
     bs_json_add_u64(&b, "heartbeat_ms", p->heartbeat_ms);
     bs_json_add_u64(&b, "peer_timeout_ms", p->peer_timeout_ms);
+    bs_json_add_str(&b, "resource", p->resource);
     bs_json_add_u64(&b, "log_epoch", p->ep_log_epoch);
     bs_json_add_bool(&b, "in_place", p->in_place);
     bs_json_add_bool(&b, "log_connected", p->log != NULL);
@@ -320,6 +344,12 @@ static void usage(FILE *f)
           "  --peer-timeout-ms DUR    drop a link silent for DUR (default 5s; 500ms-1h,\n"
           "                           at least twice --heartbeat-ms; --heartbeat-timeout\n"
           "                           is the old name, a bare number there is seconds)\n"
+          "  --on-split-brain CMD     run CMD (with /bin/sh -c) when the secondary says\n"
+          "                           both disks changed since they parted (docs/hooks.md)\n"
+          "  --hook-timeout DUR       a hook still running after DUR is killed\n"
+          "                           (default 30s; 100ms-1h)\n"
+          "  --resource NAME          the name hooks and status give this disk\n"
+          "                           (default: the last component of --state-dir)\n"
           "  --log-level LEVEL        err, warn, info (default) or debug\n"
           "  --version, --help\n"
           "\n"
@@ -350,6 +380,9 @@ int main(int argc, char **argv)
         { "peer-timeout-ms", required_argument, NULL, 'U' },
         { "heartbeat-ms", required_argument, NULL, 'b' },
         { "log-level", required_argument, NULL, 'L' },
+        { "on-split-brain", required_argument, NULL, 'S' },
+        { "hook-timeout", required_argument, NULL, 'T' },
+        { "resource", required_argument, NULL, 'N' },
         { "version", no_argument, NULL, 'V' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
@@ -357,7 +390,8 @@ int main(int argc, char **argv)
     static struct primary prim;
     struct primary *p = &prim;
     struct bs_tls_config tls = { 0 };
-    const char *state_dir = NULL, *control = NULL;
+    const char *state_dir = NULL, *control = NULL, *resource = NULL;
+    unsigned hook_timeout_ms = BS_HOOK_DEFAULT_TIMEOUT_MS;
     uint64_t v;
     int opt, r;
 
@@ -436,6 +470,21 @@ int main(int argc, char **argv)
             if (bs_opt_log_level(optarg) < 0)
                 return BS_EXIT_USAGE;
             break;
+        case 'S':
+            if (bs_opt_nonempty("--on-split-brain", optarg) < 0)
+                return BS_EXIT_USAGE;
+            p->on_split_brain = optarg;
+            break;
+        case 'T':
+            if (bs_opt_duration_ms("--hook-timeout", optarg, 1000, 100, 3600000, &v) < 0)
+                return BS_EXIT_USAGE;
+            hook_timeout_ms = (unsigned)v;
+            break;
+        case 'N':
+            if (bs_opt_nonempty("--resource", optarg) < 0)
+                return BS_EXIT_USAGE;
+            resource = optarg;
+            break;
         case 'V': puts("blkship-primary " BLKSHIP_VERSION); return BS_EXIT_OK;
         case 'h': usage(stdout); return BS_EXIT_OK;
         default: usage(stderr); return BS_EXIT_USAGE;
@@ -472,6 +521,7 @@ int main(int argc, char **argv)
         BS_ERR(MOD, "state directory %s: %s", state_dir, strerror(-r));
         return BS_EXIT_FAILURE;
     }
+    bs_resource_name(resource, state_dir, p->resource, sizeof(p->resource));
     snprintf(p->state_path, sizeof(p->state_path), "%s/primary.state", state_dir);
     snprintf(p->dirty_path, sizeof(p->dirty_path), "%s/dirty.bitmap", state_dir);
     if (load_state(p) < 0)
@@ -496,12 +546,18 @@ int main(int argc, char **argv)
     p->retry.data = p->log_retry.data = p->tick.data = p->epoch_timer.data = p;
     p->start_ms = uv_now(p->loop);
     p->pump_soon.data = p;
+    p->hooks = bs_hooks_new(p->loop, p->resource, "primary", hook_timeout_ms);
+    if (!p->hooks) {
+        BS_ERR(MOD, "out of memory for the hooks");
+        return BS_EXIT_FAILURE;
+    }
     r = bs_ctl_start(p->loop, control, status_handler, p, &p->ctl);
     if (r < 0) {
         BS_ERR(MOD, "control socket %s: %s", control, uv_strerror(r));
         return BS_EXIT_FAILURE;
     }
     bs_ctl_add_async(p->ctl, "checkpoint", on_checkpoint);
+    bs_ctl_add_async(p->ctl, "resolve", gen_resolve_request);
     uv_signal_init(p->loop, &p->sigterm);
     uv_signal_init(p->loop, &p->sigint);
     p->sigterm.data = p->sigint.data = p;
@@ -528,6 +584,8 @@ int main(int argc, char **argv)
         uv_cancel((uv_req_t *)&p->resolve_req);
     epoch_fail_all(p, "the primary is shutting down");
     bs_ctl_stop(p->ctl);
+    bs_hooks_close(p->hooks);
+    p->hooks = NULL;
     uv_close((uv_handle_t *)&p->retry, NULL);
     uv_close((uv_handle_t *)&p->log_retry, NULL);
     uv_close((uv_handle_t *)&p->tick, NULL);

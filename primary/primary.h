@@ -23,6 +23,7 @@
 #include <uv.h>
 
 #include "common/conn.h"
+#include "common/hook.h"
 #include "common/net.h"
 #include "common/opt.h"
 #include "common/tls.h"
@@ -45,6 +46,8 @@
 #define CTRL_SLOTS (BS_CONN_MAX_WRITES + 1)
 #define DEFAULT_PAYLOAD (512u << 10)
 #define CONNECT_TIMEOUT_MS 5000
+#define RETRY_MAX_MS 5000              /* reconnect back-off, at most */
+#define RETRY_REFUSED_MAX_MS 60000     /* ... after a split brain or a promoted peer */
 #define DEFAULT_EPOCH_MS 100
 #define EPOCH_RESERVE 1024             /* epoch numbers reserved per state write */
 #define DEFAULT_EPOCH_MAX_DIRTY (64ull << 20)
@@ -166,6 +169,19 @@ struct primary {
     uint8_t replica_id[BSR_ID_LEN];
     uint64_t generation;
     uint64_t log_id;
+    /* Data generations (primary/generation.c), persisted too. */
+    uint64_t bitmap_generation;     /* the replica's line the bitmap is against (0: ours) */
+    uint64_t gen_history[2];        /* the generations before ours, newest first */
+    bool gen_shared;                /* the replica took `generation` at the last welcome */
+    /* Split brain (primary/generation.c); not persisted: found again at connect. */
+    bool split_brain;               /* the secondary says both sides changed */
+    bool peer_promoted;             /* the secondary says it was promoted (we did not change) */
+    bool resolved_discard;          /* resolve --discard-local: no more connects */
+    uint64_t sb_peer_generation;
+    uint64_t split_brains;          /* episodes found */
+    struct bs_hooks *hooks;
+    const char *on_split_brain;     /* hook; NULL: none */
+    char resource[256];
 
     /* Write log. */
     struct log_link *log;
@@ -358,6 +374,20 @@ void epoch_fail_all(struct primary *p, const char *why);
 /* The status fields of epochs. */
 struct bs_json_builder;
 void epoch_status(struct primary *p, struct bs_json_builder *b);
+
+/* generation.c */
+/* The disk changed while no secondary had a session (`why`, a literal):
+ * a new generation, if the replica shares ours (state written). */
+void gen_changed_alone(struct primary *p, const char *why);
+/* A welcome accepted us: the replica holds our generation now. */
+void gen_accepted(struct primary *p, uint64_t peer_generation);
+/* The hello's generation fields. */
+void gen_fill_hello(const struct primary *p, struct bsr_hello *h);
+/* A refusing welcome: a split brain or a promoted peer is recorded. */
+void gen_refused(struct primary *p, const struct bsr_welcome *w);
+/* "resolve discard-local" on the control socket. */
+void gen_resolve_request(void *opaque, const char *request, struct bs_ctl_pending *pending);
+void gen_status(struct primary *p, struct bs_json_builder *b);
 
 /* csync.c */
 /* The bitmap cannot say what the replica lacks (`reason`, a literal): a

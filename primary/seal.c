@@ -137,6 +137,8 @@ static void on_log_export(void *opaque, const struct wl_export_reply *rep)
     }
     if (rep->flags & WL_EF_BROKEN)
         p->ep_broken = true;
+    if (rep->extents && p->seal_record && p->ls != LS_STREAMING)
+        gen_changed_alone(p, "the disk was written with no secondary connected");
     for (uint32_t i = 0; i < rep->extents; i++) {
         if (area[i].count == 0 || area[i].sector >= p->disk_sectors ||
             area[i].count > p->disk_sectors - area[i].sector) {
@@ -269,6 +271,7 @@ static void on_log_connected(void *opaque, int status, struct log_link *l)
                          "): writes may have gone unlogged",
                     p->log_id, (uint64_t)info->log_id);
             csync_request(p, "the write log restarted");
+            gen_changed_alone(p, "the write log restarted: unlogged writes may have changed the disk");
         }
         if (bs_dirty_sync(p->dirty) < 0) {
             uv_stop(p->loop);

@@ -17,7 +17,8 @@ static inline void getb(const uint8_t **p, void *b, size_t n) { memcpy(b, *p, n)
 
 /* Hello layout: magic 8, version 2, flags 2, length 4, disk_bytes 8,
  * sector_size 4, max_payload 4, primary_id 16, replica_id 16, generation 8,
- * epoch 8, reserved to 128. */
+ * epoch 8; version 3: bitmap_generation 8, history 16, changed_bytes 8;
+ * reserved to 128. */
 void bsr_hello_pack(const struct bsr_hello *h, uint8_t out[BSR_HELLO_LEN])
 {
     uint8_t *p = out;
@@ -34,6 +35,12 @@ void bsr_hello_pack(const struct bsr_hello *h, uint8_t out[BSR_HELLO_LEN])
     putb(&p, h->replica_id, BSR_ID_LEN);
     put64(&p, h->generation);
     put64(&p, h->epoch);
+    if (h->version >= 3) {
+        put64(&p, h->bitmap_generation);
+        put64(&p, h->history[0]);
+        put64(&p, h->history[1]);
+        put64(&p, h->changed_bytes);
+    }
 }
 
 static int check_head(const uint8_t **p, uint16_t *version, uint16_t *flags, uint32_t want_len,
@@ -70,6 +77,13 @@ int bsr_hello_unpack(const uint8_t in[BSR_HELLO_LEN], struct bsr_hello *h, const
     getb(&p, h->replica_id, BSR_ID_LEN);
     h->generation = get64(&p);
     h->epoch = get64(&p);
+    h->bitmap_generation = h->history[0] = h->history[1] = h->changed_bytes = 0;
+    if (h->version >= 3) {
+        h->bitmap_generation = get64(&p);
+        h->history[0] = get64(&p);
+        h->history[1] = get64(&p);
+        h->changed_bytes = get64(&p);
+    }
     /* The reserved bytes are zero in every version this build knows.  A
      * newer primary may give them meaning: its hello is read as far as
      * this version defines it (the welcome then chooses this version, and
@@ -306,6 +320,8 @@ const char *bsr_status_str(int status)
     case BSR_E_IO: return "replica I/O error";
     case BSR_E_PROTOCOL: return "protocol error";
     case BSR_E_PROMOTED: return "the replica was promoted";
+    case BSR_E_SPLIT_BRAIN: return "split brain";
+    case BSR_E_GENERATION: return "unrelated data generations";
     default: return "unknown status";
     }
 }

@@ -23,7 +23,7 @@
 #define BSR_SECTOR_SIZE 512u
 #define BSR_ID_LEN 16
 #define BSR_HELLO_LEN 128u
-#define BSR_HELLO_DEFINED_LEN 80u   /* the bytes version 2 gives meaning to */
+#define BSR_HELLO_DEFINED_LEN 112u  /* the bytes version 3 gives meaning to */
 #define BSR_WELCOME_LEN 128u
 #define BSR_FRAME_HDR_LEN 16u
 #define BSR_FRAME_CRC_LEN 4u
@@ -50,6 +50,10 @@ struct bsr_hello {
     uint8_t replica_id[BSR_ID_LEN]; /* the replica it expects; all zero on first pairing */
     uint64_t generation;            /* the primary's data generation */
     uint64_t epoch;                 /* last epoch the primary shipped whole (0: none yet) */
+    /* Version 3 (docs/failover.md, generations): */
+    uint64_t bitmap_generation;     /* the generation its bitmap's changes are against (0: none) */
+    uint64_t history[2];            /* the generations before `generation`, newest first */
+    uint64_t changed_bytes;         /* what its bitmap marks: data the replica may lack */
 };
 
 enum bsr_status {
@@ -63,7 +67,13 @@ enum bsr_status {
     BSR_E_IO = 7,          /* the replica cannot be written */
     BSR_E_PROTOCOL = 8,    /* a frame broke the protocol */
     BSR_E_PROMOTED = 9,    /* the replica was promoted: it takes no primary */
+    BSR_E_SPLIT_BRAIN = 10, /* both sides changed since they parted (version 3) */
+    BSR_E_GENERATION = 11, /* the generations share no history: unrelated data (version 3) */
 };
+
+/* Welcome flags (version 3). */
+#define BSR_WF_CHECKSUM 1u /* the replica changed on its own: compare by checksums first */
+#define BSR_WF_KNOWN BSR_WF_CHECKSUM
 
 /* Secondary -> primary, the answer to the hello. */
 struct bsr_welcome {

@@ -284,6 +284,7 @@ static void sj_done(uv_work_t *req, int status)
         BS_INFO(MOD, "epoch %" PRIu64 " (written in place) committed: the replica is consistent",
                 j->applied);
         if (ours) {
+            sgen_committed(s);
             session_send_control(s, BSR_COMMITTED, j->applied, 0);
             s->ep_mode = EPM_NONE;
             s->ep_hold = false;
@@ -692,8 +693,10 @@ static void ap_done(uv_work_t *req, int status)
                         e->sector);
         }
         sec->ap_epoch_open = sec->ap_inplace = sec->ap_oversize = false;
-        if (ours)
+        if (ours) {
+            sgen_committed(s);
             session_send_control(s, BSR_COMMITTED, e->sector, 0);
+        }
         applier_kick(sec);
         break;
     case JQ_ABORT:

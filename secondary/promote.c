@@ -67,8 +67,10 @@ static void answer(struct bs_ctl_pending *pending, struct secondary *sec, const 
                         "--state-dir: it is paired anew, the checksums are compared and only "
                         "the blocks that differ are sent");
         bs_json_add_str(&b, "next_4",
-                        "stop this blkship-secondary; its state directory now refuses to "
-                        "start a secondary");
+                        "leave this blkship-secondary running until the old primary is the "
+                        "secondary: it refuses that primary if it comes back, and says split "
+                        "brain if that primary's disk changed too; then stop it (its state "
+                        "directory refuses to start a secondary)");
     }
     n = bs_json_finish(&b, reply, sizeof(reply));
     bs_ctl_answer(pending, reply, n < 0 ? sizeof(reply) : (size_t)n);
@@ -132,12 +134,8 @@ static void promote_done(uv_work_t *req, int status)
     sec->promote_pending = NULL;
     sec->promoting = false;
     sec->promoted = true;
-    /* No primary may reach this replica again, and its device is free. */
-    uv_poll_stop(&sec->listen_poll);
-    if (sec->listen_fd >= 0) {
-        close(sec->listen_fd);
-        sec->listen_fd = -1;
-    }
+    /* Its device is free.  The listener stays: a primary that comes back
+     * is refused, and told of a split brain if it changed too. */
     sec->target.ops->close(&sec->target);
     BS_WARN(MOD, "PROMOTED: %s holds committed epoch %" PRIu64 " (generation %016" PRIx64
                  ", was %016" PRIx64 ")%s; the device is released and no primary is accepted",

@@ -58,6 +58,11 @@ int sec_write_state_locked(struct secondary *sec)
                  "promoted_epoch %" PRIu64 "\npromoted_forced %d\ngeneration_history %" PRIu64
                  "\n",
                  sec->promoted_epoch, sec->promote_forced ? 1 : 0, sec->generation_prev);
+    else if (sec->checksum_required)
+        /* A split brain resolved here: the replica's own changes are to be
+         * found by checksums at the next session (docs/failover.md). */
+        snprintf(text + n, sizeof(text) - (size_t)n,
+                 "checksum_required 1\ngeneration_history %" PRIu64 "\n", sec->generation_prev);
     r = bs_state_write(sec->state_path, text);
     if (r < 0)
         BS_ERR(MOD, "writing %s: %s", sec->state_path, strerror(-r));
@@ -145,6 +150,18 @@ static int load_state(struct secondary *sec)
         bs_state_get_u64(text, "disk_bytes", &disk) < 0) {
         BS_ERR(MOD, "%s is not a valid secondary state file; refusing to guess", sec->state_path);
         return -EINVAL;
+    }
+    /* Written by a resolved split brain only. */
+    {
+        uint64_t cr = 0;
+        int rc = bs_state_get_u64(text, "checksum_required", &cr);
+        if ((rc < 0 && rc != -ENOENT) || cr > 1 ||
+            (cr && bs_state_get_u64(text, "generation_history", &sec->generation_prev) < 0)) {
+            BS_ERR(MOD, "%s: bad checksum_required or generation_history; refusing to guess",
+                   sec->state_path);
+            return -EINVAL;
+        }
+        sec->checksum_required = cr == 1;
     }
     /* Files from before epochs have neither: no epoch, no image. */
     {
@@ -234,6 +251,7 @@ static ssize_t status_handler(void *opaque, const char *request, char *reply, si
     bs_json_add_u64(&b, "peer_timeout_ms", sec->peer_timeout_ms);
     bs_json_add_u64(&b, "primaries_lost", sec->primaries_lost);
     bs_json_add_bool(&b, "promoted", sec->promoted);
+    sgen_status(sec, &b);
     bs_json_add_bool(&b, "promoting", sec->promoting);
     {
         struct bs_json_builder hk;
@@ -302,6 +320,8 @@ static void usage(FILE *f)
           "  --on-failover CMD        run CMD (with /bin/sh -c) when the primary is lost:\n"
           "                           it went silent or its connection dropped without\n"
           "                           a TLS close (docs/hooks.md)\n"
+          "  --on-split-brain CMD     run CMD when a primary that changed too comes back\n"
+          "                           to this promoted replica (docs/failover.md)\n"
           "  --hook-timeout DUR       a hook still running after DUR is killed\n"
           "                           (default 30s; 100ms-1h)\n"
           "  --resource NAME          the name hooks and status give this replica\n"
@@ -336,6 +356,7 @@ int main(int argc, char **argv)
         { "peer-timeout-ms", required_argument, NULL, 't' },
         { "heartbeat-ms", required_argument, NULL, 'b' },
         { "on-failover", required_argument, NULL, 'F' },
+        { "on-split-brain", required_argument, NULL, 'S' },
         { "hook-timeout", required_argument, NULL, 'T' },
         { "resource", required_argument, NULL, 'N' },
         { "handshake-timeout", required_argument, NULL, 'H' },
@@ -397,6 +418,11 @@ int main(int argc, char **argv)
             if (bs_opt_nonempty("--on-failover", optarg) < 0)
                 return BS_EXIT_USAGE;
             sec->on_failover = optarg;
+            break;
+        case 'S':
+            if (bs_opt_nonempty("--on-split-brain", optarg) < 0)
+                return BS_EXIT_USAGE;
+            sec->on_split_brain = optarg;
             break;
         case 'T':
             if (bs_opt_duration_ms("--hook-timeout", optarg, 1000, 100, 3600000, &v) < 0)
@@ -522,6 +548,7 @@ int main(int argc, char **argv)
     }
     promote_init(sec);
     bs_ctl_add_async(sec->ctl, "promote", promote_request);
+    bs_ctl_add_async(sec->ctl, "resolve", sgen_resolve_request);
     sec->hooks = bs_hooks_new(sec->loop, sec->resource, "secondary", hook_timeout_ms);
     if (!sec->hooks) {
         BS_ERR(MOD, "out of memory for the hooks");

@@ -178,6 +178,8 @@ struct session {
     unsigned out_next;
     uint64_t last_rx_ms;
     bool accepted;              /* the hello was accepted */
+    bool checksum_asked;        /* its welcome asked for a checksum resync */
+    uint16_t welcome_flags;
 
     /* Version 2 epochs on this link (secondary/epoch.c). */
     enum ep_mode ep_mode;       /* of the open epoch */
@@ -258,6 +260,13 @@ struct secondary {
     bool promote_forced;
     uint64_t promoted_epoch;
     uint64_t generation_prev;   /* the generation before the promotion */
+    /* Generations and split brain (secondary/generation.c). */
+    bool checksum_required;     /* persisted: resolved here, to be compared by checksums */
+    bool split_brain;           /* a primary that changed too came after the promotion */
+    uint64_t split_brains;
+    uint64_t sb_peer_generation, sb_peer_bitmap, sb_peer_changed;
+    char sb_peer[96];
+    const char *on_split_brain; /* hook; NULL: none */
     struct bs_ctl_pending *promote_pending;
     uint64_t promote_deadline_ms;
     uv_timer_t promote_timer;
@@ -362,6 +371,20 @@ bool epoch_replica_consistent(struct secondary *sec);
 /* Every committed epoch is applied, nothing is queued or running, and no
  * apply failed. */
 bool epoch_settled(struct secondary *sec);
+
+/* ---- generation.c ---- */
+
+/* Judges a hello's generations by the connect table (docs/failover.md):
+ * BSR_OK with the welcome's flags, or a refusal status with `detail`. */
+int sgen_judge(struct session *s, const struct bsr_hello *h, uint16_t *flags, char *detail,
+               size_t size);
+/* The session is about to send COMMITTED: the checksum resync a resolved
+ * split brain asked for is done (state written). */
+void sgen_committed(struct session *s);
+/* The control socket's "resolve discard-local". */
+void sgen_resolve_request(void *opaque, const char *request, struct bs_ctl_pending *pending);
+struct bs_json_builder;
+void sgen_status(struct secondary *sec, struct bs_json_builder *b);
 
 /* ---- promote.c ---- */
 

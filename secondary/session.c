@@ -348,6 +348,7 @@ static void send_welcome(struct session *s, int status, const char *reason)
     /* The version chosen, once the hello's has been judged. */
     w.version = s->limits.version ? s->limits.version : SECONDARY_VERSION;
     w.status = status;
+    w.flags = status == BSR_OK ? s->welcome_flags : 0;
     w.disk_bytes = sec->disk_bytes;
     w.max_payload = s->limits.max_payload;
     memcpy(w.replica_id, sec->replica_id, BSR_ID_LEN);
@@ -405,11 +406,6 @@ static void on_hello(struct bs_conn *c, int status, void *arg)
         refuse(s, BSR_E_LIMITS, "payload limit or flags out of range");
         return;
     }
-    if (sec->promoting || sec->promoted) {
-        refuse(s, BSR_E_PROMOTED, sec->promoted ? "this replica was promoted"
-                                                : "this replica is being promoted");
-        return;
-    }
     if (!bs_id_is_zero(h.replica_id) && memcmp(h.replica_id, sec->replica_id, BSR_ID_LEN) != 0) {
         refuse(s, BSR_E_IDENTITY, "the primary expects another replica");
         return;
@@ -417,6 +413,14 @@ static void on_hello(struct bs_conn *c, int status, void *arg)
     if (!bs_id_is_zero(sec->primary_id) && memcmp(h.primary_id, sec->primary_id, BSR_ID_LEN) != 0) {
         refuse(s, BSR_E_PAIRED, "this replica belongs to another primary");
         return;
+    }
+    {
+        int st = sgen_judge(s, &h, &s->welcome_flags, detail, sizeof(detail));
+        if (st != BSR_OK) {
+            refuse(s, st, detail);
+            return;
+        }
+        s->checksum_asked = (s->welcome_flags & BSR_WF_CHECKSUM) != 0;
     }
     /* Accepted: a previous session of this primary (a half-open link) yields. */
     if (sec->session && sec->session != s) {

@@ -35,7 +35,7 @@
  *   welcome-size          disk_bytes of the hello + 512
  *   welcome-magic         a magic that is not BLKSHIP\x1a
  *   welcome-version       a version one above the hello's
- *   welcome-flags         flags 1
+ *   welcome-flags         flags 0x8000 (no version defines it)
  *   welcome-length        a length field of 127
  *   welcome-reason        status 0 and a reason of 48 random bytes (binary, no NUL)
  *   welcome-short         64 bytes of a valid welcome, then close_notify
@@ -465,7 +465,7 @@ static void send_welcome(struct session *s, const char *step, const struct bsr_h
     else if (strcmp(step, "welcome-version") == 0)
         w.version = (uint16_t)(h->version + 1); /* one the primary did not offer */
     else if (strcmp(step, "welcome-flags") == 0)
-        w.flags = 1;
+        w.flags = 0x8000;
     bsr_welcome_pack(&w, b);
     if (strcmp(step, "welcome-magic") == 0) {
         memcpy(b, "NOTBLKSH", 8);

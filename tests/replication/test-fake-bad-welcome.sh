@@ -24,7 +24,7 @@ reasons=('limits we cannot use \(payload 0,'
          "limits we cannot use \(payload [0-9]+, disk $((16 << 20 | 512))\)"
          'bad welcome from .*: bad magic'
          'the secondary speaks protocol version [0-9]+; we speak [0-9]+'
-         'bad welcome from .*: unknown flags 0x1'
+         'bad welcome from .*: unknown flags 0x8000'
          'bad welcome from .*: bad handshake length'
          'bad welcome from .*: the reason is not text'
          'closed before the welcome')

@@ -71,6 +71,10 @@ static struct bsr_hello sample_hello(void)
     fill_id(h.replica_id, 0x40);
     h.generation = 0x8877665544332211ull;
     h.epoch = 0xfedcba9876543210ull;
+    h.bitmap_generation = 0x1112131415161718ull;
+    h.history[0] = 0x2122232425262728ull;
+    h.history[1] = 0x3132333435363738ull;
+    h.changed_bytes = 0x4142434445464748ull;
     return h;
 }
 
@@ -179,6 +183,20 @@ static void test_hello_round_trip(void **state)
     assert_memory_equal(g.replica_id, h.replica_id, BSR_ID_LEN);
     assert_int_equal(g.generation, h.generation);
     assert_int_equal(g.epoch, h.epoch);
+    assert_int_equal(g.bitmap_generation, h.bitmap_generation);
+    assert_int_equal(g.history[0], h.history[0]);
+    assert_int_equal(g.history[1], h.history[1]);
+    assert_int_equal(g.changed_bytes, h.changed_bytes);
+
+    /* A version 2 hello has none of version 3's fields: they read as 0. */
+    h.version = 2;
+    bsr_hello_pack(&h, buf);
+    memset(&g, 0x5a, sizeof(g));
+    assert_int_equal(bsr_hello_unpack(buf, &g, &why), 0);
+    assert_int_equal(g.bitmap_generation, 0);
+    assert_int_equal(g.history[0], 0);
+    assert_int_equal(g.changed_bytes, 0);
+    h.version = 0xa1b2;
 
     /* Extreme values survive too. */
     memset(&h, 0xff, sizeof(h));
@@ -223,8 +241,13 @@ static void test_hello_layout(void **state)
     assert_int_equal(buf[64], 0x11);
     assert_int_equal(rd_le64(buf + 72), 0xfedcba9876543210ull);
     assert_int_equal(buf[72], 0x10);
-    /* 48 reserved bytes, zero. */
-    for (unsigned i = 80; i < BSR_HELLO_LEN; i++)
+    /* Version 3: bitmap generation, history, changed bytes. */
+    assert_int_equal(rd_le64(buf + 80), 0x1112131415161718ull);
+    assert_int_equal(rd_le64(buf + 88), 0x2122232425262728ull);
+    assert_int_equal(rd_le64(buf + 96), 0x3132333435363738ull);
+    assert_int_equal(rd_le64(buf + 104), 0x4142434445464748ull);
+    /* 16 reserved bytes, zero. */
+    for (unsigned i = BSR_HELLO_DEFINED_LEN; i < BSR_HELLO_LEN; i++)
         if (buf[i] != 0)
             fail_msg("hello byte %u is 0x%02x, want 0 (reserved)", i, buf[i]);
 }
@@ -270,7 +293,17 @@ static void test_hello_rejects(void **state)
     assert_non_null(why);
     /* Every reserved byte must be zero in a hello of a version this build
      * knows; a newer version's hello is read as far as this one defines it. */
-    for (unsigned i = 80; i < BSR_HELLO_LEN; i++) {
+    for (unsigned i = 80; i < BSR_HELLO_DEFINED_LEN; i++) {
+        /* Version 3's fields are reserved in version 2. */
+        struct bsr_hello v2 = sample_hello();
+        v2.version = 2;
+        bsr_hello_pack(&v2, buf);
+        buf[i] = 0x01;
+        why = NULL;
+        assert_int_equal(bsr_hello_unpack(buf, &g, &why), -EPROTO);
+        assert_string_equal(why, "non-zero reserved bytes in the hello");
+    }
+    for (unsigned i = BSR_HELLO_DEFINED_LEN; i < BSR_HELLO_LEN; i++) {
         memcpy(buf, good, sizeof(buf));
         buf[i] = 0x01;
         wr_le16(buf + 8, BSR_VERSION);
@@ -800,9 +833,9 @@ static void test_hash_range(void **state)
 static void test_status_str(void **state)
 {
     (void)state;
-    const char *s[BSR_E_PROMOTED + 1];
+    const char *s[BSR_E_GENERATION + 1];
 
-    for (int i = BSR_OK; i <= BSR_E_PROMOTED; i++) {
+    for (int i = BSR_OK; i <= BSR_E_GENERATION; i++) {
         s[i] = bsr_status_str(i);
         assert_non_null(s[i]);
         assert_true(strlen(s[i]) > 0);
@@ -821,8 +854,10 @@ static void test_status_str(void **state)
     assert_string_equal(bsr_status_str(BSR_E_IO), "replica I/O error");
     assert_string_equal(bsr_status_str(BSR_E_PROTOCOL), "protocol error");
     assert_string_equal(bsr_status_str(BSR_E_PROMOTED), "the replica was promoted");
+    assert_string_equal(bsr_status_str(BSR_E_SPLIT_BRAIN), "split brain");
+    assert_string_equal(bsr_status_str(BSR_E_GENERATION), "unrelated data generations");
 
-    static const int unknown[] = {-1, BSR_E_PROMOTED + 1, 100, EPROTO + 1000, INT32_MIN, INT32_MAX};
+    static const int unknown[] = {-1, BSR_E_GENERATION + 1, 100, EPROTO + 1000, INT32_MIN, INT32_MAX};
     for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++)
         assert_string_equal(bsr_status_str(unknown[i]), "unknown status");
 }

@@ -261,6 +261,38 @@ static void test_primary_epochs(void **state)
                    -EBADMSG, "\"cow\" is a number, not an object");
 }
 
+/* A checksum resync and a split brain are said in words; their absence
+ * says nothing. */
+static void test_resync_and_split_brain(void **state)
+{
+    (void)state;
+    static const char busy[] =
+        "{ \"schema\": 1, \"role\": \"primary\", \"connected\": false, \"dirty_bytes\": 0, "
+        "\"inflight_bytes\": 0, \"sent_bytes\": 0, \"acked_bytes\": 0, \"sync_percent\": 0, "
+        "\"resync\": \"checksum\", \"resync_reason\": \"the write log restarted\", "
+        "\"checksum_percent\": 12.50, \"checksum_differing_bytes\": 65536, "
+        "\"split_brain\": true, \"split_brain_peer_generation\": 4711 }\n";
+    static const char quiet[] =
+        "{ \"schema\": 1, \"role\": \"secondary\", \"connected\": false, \"dirty_bytes\": null, "
+        "\"inflight_bytes\": 0, \"sent_bytes\": 0, \"acked_bytes\": 0, \"sync_percent\": null, "
+        "\"split_brain\": false, \"checksum_required\": true }\n";
+    struct view v;
+
+    view(busy, sizeof(busy) - 1, BS_STATUS_HUMAN, &v);
+    assert_int_equal(v.r, 0);
+    assert_non_null(strstr(v.out, "resync      CHECKSUM: 12.50% of the disk compared, 65536 bytes "
+                                  "differ (the write log restarted)\n"));
+    assert_non_null(strstr(v.out, "SPLIT BRAIN both disks changed since they parted; the other "
+                                  "side holds generation 4711"));
+    free(v.out);
+    view(quiet, sizeof(quiet) - 1, BS_STATUS_HUMAN, &v);
+    assert_int_equal(v.r, 0);
+    assert_null(strstr(v.out, "SPLIT BRAIN"));
+    assert_null(strstr(v.out, "CHECKSUM"));
+    assert_non_null(strstr(v.out, "resolved    split brain resolved here"));
+    free(v.out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -272,6 +304,7 @@ int main(void)
         cmocka_unit_test(test_error_escaped),
         cmocka_unit_test(test_secondary_epochs),
         cmocka_unit_test(test_primary_epochs),
+        cmocka_unit_test(test_resync_and_split_brain),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
