@@ -16,6 +16,8 @@ static void usage(FILE *f)
           "                                            primary's disk\n"
           "  resolve --control SOCK --discard-local    end a split brain, giving up the\n"
           "                                            changes made on this side\n"
+          "  verify --control SOCK [--repair] ...      compare the replica with the primary\n"
+          "                                            by checksums, while it replicates\n"
           "  wlog info|peek|getw|clrw|read SOCKET ...   look at and drive a write log\n"
           "\n"
           "Run 'blkship wlog --help' for the write-log verbs.\n",
@@ -42,6 +44,8 @@ int main(int argc, char **argv)
         return cmd_checkpoint(argc - 1, argv + 1);
     if (strcmp(argv[1], "promote") == 0)
         return cmd_promote(argc - 1, argv + 1);
+    if (strcmp(argv[1], "verify") == 0)
+        return cmd_verify(argc - 1, argv + 1);
     if (strcmp(argv[1], "resolve") == 0)
         return cmd_resolve(argc - 1, argv + 1);
     if (strcmp(argv[1], "wlog") == 0)

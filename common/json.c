@@ -117,6 +117,42 @@ void bs_json_add_u64(struct bs_json_builder *b, const char *key, uint64_t value)
     add(b, key, b->err ? NULL : json_object_new_uint64(value), false);
 }
 
+/* One {"offset", "length"} object, or NULL when out of memory. */
+static struct json_object *range_object(uint64_t offset, uint64_t length)
+{
+    struct json_object *r = json_object_new_object(), *v;
+
+    if (!r)
+        return NULL;
+    v = json_object_new_uint64(offset);
+    if (!v || json_object_object_add(r, "offset", v) < 0)
+        goto fail;
+    v = json_object_new_uint64(length);
+    if (!v || json_object_object_add(r, "length", v) < 0)
+        goto fail;
+    return r;
+fail:
+    json_object_put(v); /* not taken by a failed add */
+    json_object_put(r);
+    return NULL;
+}
+
+void bs_json_add_ranges(struct bs_json_builder *b, const char *key, const uint64_t (*ranges)[2],
+                        size_t n)
+{
+    struct json_object *arr = b->err ? NULL : json_object_new_array_ext((int)n);
+
+    for (size_t i = 0; arr && i < n; i++) {
+        struct json_object *r = range_object(ranges[i][0], ranges[i][1]);
+        if (!r || json_object_array_add(arr, r) < 0) {
+            json_object_put(r);
+            json_object_put(arr);
+            arr = NULL;
+        }
+    }
+    add(b, key, arr, false);
+}
+
 void bs_json_add_i64(struct bs_json_builder *b, const char *key, int64_t value)
 {
     add(b, key, b->err ? NULL : json_object_new_int64(value), false);

@@ -43,6 +43,9 @@ void bs_json_add_null(struct bs_json_builder *b, const char *key);
  * child is consumed, and its allocation failure becomes b's. */
 void bs_json_add_builder(struct bs_json_builder *b, const char *key,
                          struct bs_json_builder *child);
+/* An array of n {"offset": .., "length": ..} objects (byte ranges). */
+void bs_json_add_ranges(struct bs_json_builder *b, const char *key, const uint64_t (*ranges)[2],
+                        size_t n);
 /* value with `decimals` digits after the point (at most 9); null when it
  * is not finite, since JSON has no NaN or infinity. */
 void bs_json_add_fixed(struct bs_json_builder *b, const char *key, double value, int decimals);

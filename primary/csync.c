@@ -194,6 +194,8 @@ bool csync_on_read(struct primary *p, struct slot *s, int err)
     struct cs_range *r;
     uint32_t crc, plen = BSR_HASH_RANGE_LEN + 8 * n;
 
+    if (s->verify)
+        return verify_on_read(p, s, err);
     if (p->ls != LS_STREAMING || s->session != p->session) {
         slot_release(p, s); /* asked again on the next link */
         return true;

@@ -194,6 +194,18 @@ void bs_dirty_mark_all(struct bs_dirty *d)
     persist_words(d, 0, d->ngrains);
 }
 
+bool bs_dirty_any(const struct bs_dirty *d, uint64_t sector, uint64_t count)
+{
+    uint64_t g = sector >> d->grain_shift;
+    uint64_t end = (sector + count + d->grain - 1) >> d->grain_shift;
+
+    if (count == 0 || g >= d->ngrains)
+        return false;
+    if (end > d->ngrains)
+        end = d->ngrains;
+    return bs_bitmap_next_set(d->todo, g) < end || bs_bitmap_next_set(d->inflight, g) < end;
+}
+
 void bs_dirty_clear_todo(struct bs_dirty *d)
 {
     bs_bitmap_clear_range(d->todo, 0, d->ngrains);

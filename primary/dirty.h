@@ -62,6 +62,9 @@ void bs_dirty_requeue(struct bs_dirty *d, uint64_t first, uint64_t n);
 /* Every inflight grain back to todo (the connection was lost). */
 void bs_dirty_requeue_all(struct bs_dirty *d);
 
+/* Whether any grain of sectors [sector, sector + count) is dirty (todo or
+ * inflight). */
+bool bs_dirty_any(const struct bs_dirty *d, uint64_t sector, uint64_t count);
 uint64_t bs_dirty_todo_grains(const struct bs_dirty *d);
 uint64_t bs_dirty_inflight_grains(const struct bs_dirty *d);
 

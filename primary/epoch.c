@@ -192,6 +192,11 @@ void epoch_maybe_start(struct primary *p)
         csync_pump(p);
         return;
     }
+    /* A verify batch is read (and a finished one sent) only while no
+     * epoch is open; no seal starts while its reads are out. */
+    verify_pump(p);
+    if (verify_holds_seal(p))
+        return;
     if (!unassigned_waiters(p)) {
         if (p->mode == MODE_CHECKPOINT)
             return;

@@ -69,7 +69,8 @@ static void on_rx_crc(struct bs_conn *c, int status, void *arg)
     case BSR_HEARTBEAT:
         break;
     case BSR_HASHED:
-        if (!csync_on_hashed(p, p->rx.sector, p->rx.count, p->rx_payload)) {
+        if (!(p->cs_active ? csync_on_hashed : verify_on_hashed)(p, p->rx.sector, p->rx.count,
+                                                                p->rx_payload)) {
             link_down(p, "protocol error");
             return;
         }
@@ -460,6 +461,7 @@ void link_down(struct primary *p, const char *why)
     bs_dirty_requeue_all(p->dirty);
     flush_session_start(p, false);
     csync_link_down(p);
+    verify_link_down(p);
     p->ls = LS_IDLE;
     epoch_link_lost(p);
     p->session++;

@@ -279,6 +279,7 @@ static ssize_t status_handler(void *opaque, const char *request, char *reply, si
     epoch_status(p, &b);
     csync_status(p, &b);
     gen_status(p, &b);
+    verify_status(p, &b);
     bs_json_add_u64(&b, "generation", p->generation);
     bs_json_add_u64(&b, "heartbeat_ms", p->heartbeat_ms);
     bs_json_add_u64(&b, "peer_timeout_ms", p->peer_timeout_ms);
@@ -541,6 +542,8 @@ int main(int argc, char **argv)
     uv_timer_init(p->loop, &p->epoch_timer);
     uv_timer_init(p->loop, &p->drain_timer);
     uv_timer_init(p->loop, &p->dirty_poll);
+    uv_timer_init(p->loop, &p->vf_timer);
+    p->vf_timer.data = p;
     p->drain_timer.data = p->dirty_poll.data = p;
     uv_idle_init(p->loop, &p->pump_soon);
     p->retry.data = p->log_retry.data = p->tick.data = p->epoch_timer.data = p;
@@ -558,6 +561,7 @@ int main(int argc, char **argv)
     }
     bs_ctl_add_async(p->ctl, "checkpoint", on_checkpoint);
     bs_ctl_add_async(p->ctl, "resolve", gen_resolve_request);
+    bs_ctl_add_async(p->ctl, "verify", verify_request);
     uv_signal_init(p->loop, &p->sigterm);
     uv_signal_init(p->loop, &p->sigint);
     p->sigterm.data = p->sigint.data = p;
@@ -583,6 +587,7 @@ int main(int argc, char **argv)
     if (p->resolving)
         uv_cancel((uv_req_t *)&p->resolve_req);
     epoch_fail_all(p, "the primary is shutting down");
+    verify_cancel(p, "the primary is shutting down");
     bs_ctl_stop(p->ctl);
     bs_hooks_close(p->hooks);
     p->hooks = NULL;
@@ -593,6 +598,7 @@ int main(int argc, char **argv)
     uv_close((uv_handle_t *)&p->epoch_timer, NULL);
     uv_close((uv_handle_t *)&p->drain_timer, NULL);
     uv_close((uv_handle_t *)&p->dirty_poll, NULL);
+    uv_close((uv_handle_t *)&p->vf_timer, NULL);
     uv_close((uv_handle_t *)&p->pump_soon, NULL);
     uv_close((uv_handle_t *)&p->sigterm, NULL);
     uv_close((uv_handle_t *)&p->sigint, NULL);

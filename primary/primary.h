@@ -125,6 +125,7 @@ struct slot {
     struct primary *owner;
     enum slot_state state;
     bool hash;              /* a checksum range: read, hashed, HASHES sent in place */
+    bool verify;            /* ... of a verify batch (primary/verify.c): first = its piece */
     uint32_t offset;        /* of the frame header in the data area */
     uint32_t page, npages;  /* the data-area pages it holds */
     uint64_t first, n;      /* grains */
@@ -160,6 +161,11 @@ struct primary {
     unsigned cs_head, cs_len;
     uint64_t cs_compared_bytes, cs_differ_bytes, cs_resyncs;
     uint64_t cs_start_ms;
+    /* Online verify (primary/verify.c): the one running, or NULL. */
+    struct verify *vf;
+    uv_timer_t vf_timer;            /* paces batches at --rate */
+    uint64_t vf_runs, vf_last_differing;
+    uint64_t seal_seq;              /* counts seals started (either kind) */
     unsigned heartbeat_ms;          /* how often we send a heartbeat */
     unsigned peer_timeout_ms;       /* a secondary silent this long is lost */
     uint32_t payload_pref;
@@ -374,6 +380,23 @@ void epoch_fail_all(struct primary *p, const char *why);
 /* The status fields of epochs. */
 struct bs_json_builder;
 void epoch_status(struct primary *p, struct bs_json_builder *b);
+
+/* verify.c */
+/* The control socket's "verify START LENGTH RATE REPAIR". */
+void verify_request(void *opaque, const char *request, struct bs_ctl_pending *pending);
+/* Starts the next batch's reads, or sends a batch whose epoch has ended;
+ * called whenever no epoch is open (epoch_maybe_start). */
+void verify_pump(struct primary *p);
+/* True while a batch's reads are out: no seal may start. */
+bool verify_holds_seal(const struct primary *p);
+/* A seal ended (an epoch's, or for the record). */
+void verify_seal_done(struct primary *p, bool epoch);
+bool verify_on_read(struct primary *p, struct slot *s, int err);
+bool verify_on_hashed(struct primary *p, uint64_t sector, uint32_t blocks, const uint8_t *bits);
+void verify_link_down(struct primary *p);
+/* Ends a running verify with an error answer (shutdown). */
+void verify_cancel(struct primary *p, const char *why);
+void verify_status(struct primary *p, struct bs_json_builder *b);
 
 /* generation.c */
 /* The disk changed while no secondary had a session (`why`, a literal):

@@ -54,6 +54,7 @@ static void seal_step(struct primary *p, const char *cmd)
 
 static void seal_with(struct primary *p, uint32_t flags)
 {
+    p->seal_seq++;
     p->sealing = true;
     p->seal_record = flags & WL_SEAL_RECORD;
     if (log_link_seal(p->log, flags) < 0) {
@@ -76,7 +77,7 @@ static void on_drain_timer(uv_timer_t *t)
     struct primary *p = t->data;
 
     if (!p->log || !p->dirty || p->sealing || p->sync_running || p->ep_state != EP_IDLE ||
-        p->stopping || !p->cow_ok ||
+        p->stopping || !p->cow_ok || verify_holds_seal(p) ||
         (p->ls == LS_STREAMING && p->mode == MODE_ASYNC && !p->cs_active))
         return;
     seal_with(p, WL_SEAL_RECORD);
@@ -92,6 +93,7 @@ void seal_drain_start(struct primary *p)
 static void seal_end(struct primary *p)
 {
     p->sealing = false;
+    verify_seal_done(p, !p->seal_record);
     if (p->seal_record)
         epoch_maybe_start(p);
     else
