@@ -195,8 +195,10 @@ void epoch_maybe_start(struct primary *p)
     /* A verify batch is read (and a finished one sent) only while no
      * epoch is open; no seal starts while its reads are out. */
     verify_pump(p);
-    if (verify_holds_seal(p))
+    if (verify_holds_seal(p)) {
+        p->vf_seals_held++;
         return;
+    }
     if (!unassigned_waiters(p)) {
         if (p->mode == MODE_CHECKPOINT)
             return;

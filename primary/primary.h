@@ -165,6 +165,7 @@ struct primary {
     struct verify *vf;
     uv_timer_t vf_timer;            /* paces batches at --rate */
     uint64_t vf_runs, vf_last_differing;
+    uint64_t vf_seals_held;         /* times a seal waited for a batch's reads */
     uint64_t seal_seq;              /* counts seals started (either kind) */
     unsigned heartbeat_ms;          /* how often we send a heartbeat */
     unsigned peer_timeout_ms;       /* a secondary silent this long is lost */

@@ -77,9 +77,13 @@ static void on_drain_timer(uv_timer_t *t)
     struct primary *p = t->data;
 
     if (!p->log || !p->dirty || p->sealing || p->sync_running || p->ep_state != EP_IDLE ||
-        p->stopping || !p->cow_ok || verify_holds_seal(p) ||
+        p->stopping || !p->cow_ok ||
         (p->ls == LS_STREAMING && p->mode == MODE_ASYNC && !p->cs_active))
         return;
+    if (verify_holds_seal(p)) {
+        p->vf_seals_held++;
+        return;
+    }
     seal_with(p, WL_SEAL_RECORD);
 }
 

@@ -621,6 +621,7 @@ void verify_status(struct primary *p, struct bs_json_builder *b)
     bs_json_add_bool(&o, "running", v != NULL);
     bs_json_add_u64(&o, "runs", p->vf_runs);
     bs_json_add_u64(&o, "last_differing_bytes", p->vf_last_differing);
+    bs_json_add_u64(&o, "seals_held", p->vf_seals_held);
     if (v) {
         uint64_t total = (v->end - v->start) * BSR_SECTOR_SIZE;
         uint64_t done = (v->pos - v->start) * BSR_SECTOR_SIZE;

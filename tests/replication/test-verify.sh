@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Online verify (docs/verify.md): `blkship verify` compares the replica with
 # the primary's disk by block checksums while replication runs.  The replica
-# is a loop device over a file.
+# is a loop device over a file; the write log's reads are slowed (nbdkit's
+# delay filter, 50 ms a read) so that a verify batch takes long enough for
+# an epoch to fall due while its reads are out: that seal must wait.
 #   1. In sync and idle: identical (exit 0), the whole disk compared; with
 #      --rate the status shows it running with its progress.
 #   2. Three ranges corrupted behind the secondary's back (written straight
@@ -32,7 +34,7 @@ make_loop "$back"
 dev=$LOOP
 CERTS=$WORKDIR/pki
 make_certs "$CERTS"
-start_nbdkit "$WORKDIR" "rtvf$$" "$img"
+NBDKIT_BELOW=delay start_nbdkit "$WORKDIR" "rtvf$$" "$img" delay-read=50ms
 start_secondary sec "$dev"
 start_primary pri "$WL_CTL" "$SEC_ADDR"
 wait_synced "$PRI_CTL" 60
@@ -90,7 +92,9 @@ poll_until 20 _loaded "$(field "$PRI_CTL" sent_bytes)" || fail "3: the fio load 
     fail "3: under the load verify reported $(ranges "$WORKDIR/v3.json"), not $want: $(cat "$WORKDIR/v3.json")"
 rechecked=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["rechecked_blocks"])' "$WORKDIR/v3.json")
 [ "$rechecked" -gt 0 ] || fail "3: no block was checked again: the load did not meet the verify: $(cat "$WORKDIR/v3.json")"
-note "3: under load, exactly the three ranges; $rechecked blocks checked again"
+held=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["verify"]["seals_held"])' "$(status "$PRI_CTL")")
+[ "$held" -gt 0 ] || fail "3: no seal waited for a verify batch's reads: $(status "$PRI_CTL")"
+note "3: under load, exactly the three ranges; $rechecked blocks checked again; seals waited $held times"
 
 # ---- 4 ------------------------------------------------------------------------------
 "$BLKSHIP" verify --control "$PRI_CTL" --repair --json >"$WORKDIR/v4.json" 2>&1 && fail "4: verify --repair found nothing: $(cat "$WORKDIR/v4.json")"
