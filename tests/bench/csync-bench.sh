@@ -10,6 +10,9 @@
 #   rsync     rsync --inplace --no-whole-file from the image to the replica
 #             file on the same host (its delta algorithm over a local pipe:
 #             no ssh here, so no encryption cost on its side)
+# BENCH_LINK (e.g. 1gbit, 100mbit; default: none) puts the secondary and
+# the rsync daemon in a network namespace behind a veth pair shaped to that
+# rate with tc tbf, like a WAN link; without it everything runs on loopback.
 # BENCH_TRIALS (default 3) of each, interleaved, page cache dropped before
 # each.  Prints per method the median time, bytes sent (blkship: data
 # bytes; rsync: its literal data) and CPU seconds of both agents (or of
@@ -66,6 +69,36 @@ PY
 note "$nchg random 64 KiB blocks changed ($changed differ: $((changed * 64)) KiB of $BENCH_SIZE)"
 CERTS=$WORKDIR/pki
 make_certs "$CERTS"
+nsargs=() rsync_dst=$rep
+if [ -n "${BENCH_LINK:-}" ]; then
+    requires tc
+    ns=bscsb$$ veth_root=bcsa$$ veth_ns=bcsb$$
+    net_c=$((($$ >> 6) % 256)) net_d=$((($$ % 64) * 4))
+    addr_root=10.232.$net_c.$((net_d + 1)) addr_ns=10.232.$net_c.$((net_d + 2))
+    ip netns add "$ns" || fail "cannot create a network namespace"
+    cleanup_fn ip netns del "$ns"
+    ip link add "$veth_root" type veth peer name "$veth_ns" || fail "cannot create a veth pair"
+    cleanup_fn ip link del "$veth_root"
+    ip link set "$veth_ns" netns "$ns"
+    ip addr add "$addr_root/30" dev "$veth_root"
+    ip link set "$veth_root" up
+    ip netns exec "$ns" ip addr add "$addr_ns/30" dev "$veth_ns"
+    ip netns exec "$ns" ip link set "$veth_ns" up
+    ip netns exec "$ns" ip link set lo up
+    # The primary's direction is the one that carries data.
+    tc qdisc add dev "$veth_root" root tbf rate "$BENCH_LINK" burst 256kb latency 50ms ||
+        fail "tc tbf at $BENCH_LINK"
+    ip netns exec "$ns" tc qdisc add dev "$veth_ns" root tbf rate "$BENCH_LINK" burst 256kb latency 50ms ||
+        fail "tc tbf at $BENCH_LINK in the namespace"
+    nsargs=(--ns "$ns" --host "$addr_ns")
+    printf 'pid file = %s/rsyncd.pid\nuse chroot = no\n[bench]\n path = %s\n read only = no\n uid = root\n gid = root\n' \
+        "$WORKDIR" "$WORKDIR" >"$WORKDIR/rsyncd.conf"
+    ip netns exec "$ns" rsync --daemon --no-detach --config="$WORKDIR/rsyncd.conf" --address="$addr_ns" --port=8873 &
+    rsyncd_pid=$!
+    cleanup_fn stop_pid "$rsyncd_pid"
+    rsync_dst=rsync://$addr_ns:8873/bench/replica.img
+    note "the secondary and rsync's daemon are behind a $BENCH_LINK link"
+fi
 
 cpu_of() { # utime+stime of a pid, in clock ticks
     awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
@@ -85,7 +118,7 @@ run_blkship() { # run_blkship checksum|full TRIAL: "ms bytes cpu_s"
     sync
     echo 3 >/proc/sys/vm/drop_caches
     start_nbdkit "$WORKDIR" "csb$$$i$kind" "$img"
-    start_secondary "sec$i$kind" "$rep"
+    start_secondary "${nsargs[@]}" "sec$i$kind" "$rep"
     t0=$(ms_now)
     start_primary "pri$i$kind" "$WL_CTL" "$SEC_ADDR" "${flags[@]}"
     poll_until 600 _resynced || fail "$kind $i: not in sync: $(status "$PRI_CTL")"
@@ -105,7 +138,7 @@ run_rsync() { # "ms bytes cpu_s"
     sync
     echo 3 >/proc/sys/vm/drop_caches
     t0=$(ms_now)
-    out=$( { /usr/bin/time -f 'CPU %U %S' rsync --inplace --no-whole-file --stats "$img" "$rep"; } 2>&1) ||
+    out=$( { /usr/bin/time -f 'CPU %U %S' rsync --inplace --no-whole-file --stats "$img" "$rsync_dst"; } 2>&1) ||
         fail "rsync: $out"
     t1=$(ms_now)
     lit=$(sed -n 's/^Literal data: \([0-9,]*\) bytes$/\1/p' <<<"$out" | tr -d ,)
@@ -128,8 +161,11 @@ for ((i = 1; i <= BENCH_TRIALS; i++)); do
 done
 
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+# The comparison means something only if the full resend was one.
+[ "$(median "${B[full]}")" -ge "$bytes" ] || fail "the full resend sent only $(median "${B[full]}") bytes of $bytes"
+[ "$(median "${B[checksum]}")" -lt "$bytes" ] || fail "the checksum resync sent the whole disk"
 echo
-echo "checksum resync of $BENCH_SIZE with $BENCH_CHANGED_PCT% changed ($((changed * 64)) KiB in 64 KiB blocks), medians of $BENCH_TRIALS"
+echo "checksum resync of $BENCH_SIZE with $BENCH_CHANGED_PCT% changed${BENCH_LINK:+ over a $BENCH_LINK link} ($((changed * 64)) KiB in 64 KiB blocks), medians of $BENCH_TRIALS"
 printf '  %-9s %9s %14s %8s %10s %10s\n' method ms bytes_sent cpu_s "time/ck" "bytes/ck"
 tc=$(median "${T[checksum]}")
 bc=$(median "${B[checksum]}")
