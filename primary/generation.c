@@ -39,6 +39,8 @@ void gen_changed_alone(struct primary *p, const char *why)
 
     if (!p->gen_shared)
         return; /* already on a line of its own since the last session */
+    if (p->ls == LS_STREAMING)
+        return; /* a secondary has a session: it takes the change itself */
     if (bs_generation_random(&g) < 0) {
         BS_ERR(MOD, "cannot draw a new data generation (%s); keeping %016" PRIx64, why,
                p->generation);

@@ -266,7 +266,16 @@ static void on_log_connected(void *opaque, int status, struct log_link *l)
             uv_stop(p->loop);
             return;
         }
-        if (fresh) {
+        if (fresh && !bs_id_is_zero(p->replica_id)) {
+            /* Paired, but what the replica lacks is lost with the bitmap:
+             * compare, rather than send everything. */
+            csync_request(p, "no usable dirty bitmap");
+            gen_changed_alone(p, "no usable dirty bitmap: the disk may have changed unrecorded");
+            if (save_state(p) < 0) {
+                uv_stop(p->loop);
+                return;
+            }
+        } else if (fresh) {
             BS_INFO(MOD, "no usable dirty bitmap: the whole disk will be sent");
             p->full_resync_reason = "no usable dirty bitmap";
         }

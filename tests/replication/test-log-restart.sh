@@ -8,7 +8,8 @@
 # have gone unlogged and run a checksum resync: the replica then equals the
 # image, only about what differs was sent (not the whole disk), the zeroes
 # travelled as ZERO frames (a punched hole in the file replica), and the
-# replica stayed consistent at its last committed epoch throughout.
+# replica stayed consistent at its last committed epoch throughout.  Then
+# the primary's dirty bitmap is lost: a checksum resync again, nothing sent.
 source "$(dirname "$0")/functions.sh"
 requires_root
 requires nbdkit
@@ -99,3 +100,19 @@ ss=$(status "$SEC_CTL")
 after=$(tail -n +$((sec_lines + 1)) "$SEC_LOG")
 ! grep -qi 'not consistent\|in place' <<<"$after" ||
     fail "the secondary wrote in place during the resync: $(grep -i 'consistent\|in place' <<<"$after")"
+
+# The dirty bitmap lost while paired (the primary stopped, its dirty.bitmap
+# removed): a checksum resync again, not a full resend; nothing differs, so
+# nothing is sent, and the replica still equals the image.
+stop_pid "$pri_pid"
+rm -f "$WORKDIR/pri.state/dirty.bitmap"
+sent1=$(jget "$s" sent_bytes)
+start_primary pri "$WL_CTL" "$SEC_ADDR"
+expect_log 'no usable dirty bitmap: the replica is compared by checksums' "$PRI_LOG" 20
+expect_log 'checksum resync done \(no usable dirty bitmap\)' "$PRI_LOG" 60
+wait_synced "$PRI_CTL" 60
+s=$(status "$PRI_CTL")
+[ "$(jget "$s" checksum_differing_bytes)" = 0 ] && [ "$(jget "$s" sent_bytes)" = 0 ] ||
+    fail "with the bitmap lost and nothing changed, something was sent: $s"
+expect_same "$img" "$rep" "replica after the bitmap was lost"
+note "bitmap lost: compared by checksums, nothing sent"
