@@ -94,8 +94,10 @@ struct verify {
 static uint32_t vf_block_sectors(const struct primary *p)
 {
     uint32_t b = p->grain;
+    /* Before any link has agreed a payload limit, the one we offer. */
+    uint64_t payload = p->max_payload ? p->max_payload : p->payload_pref;
 
-    while (b > BSR_HASH_BLOCK_MAX_SECTORS || (uint64_t)b * BSR_SECTOR_SIZE > p->max_payload)
+    while (b > BSR_HASH_BLOCK_MAX_SECTORS || (uint64_t)b * BSR_SECTOR_SIZE > payload)
         b /= 2;
     return b < BSR_HASH_BLOCK_MIN_SECTORS ? BSR_HASH_BLOCK_MIN_SECTORS : b;
 }
@@ -244,9 +246,16 @@ static bool next_batch(struct primary *p)
         v->rechecked_blocks += used;
         return v->npieces > 0;
     }
+    /* A piece is one frame: within the limit this link agreed, which may
+     * be below the one the verify was sized for. */
+    uint64_t per = p->max_payload / ((uint64_t)v->block * BSR_SECTOR_SIZE);
+    if (per > v->per_piece)
+        per = v->per_piece;
+    if (per == 0)
+        per = 1;
     v->batch_start = v->pos;
     while (v->pos < v->end && budget) {
-        uint64_t count = (uint64_t)v->per_piece * v->block;
+        uint64_t count = per * v->block;
         if (count > v->end - v->pos)
             count = v->end - v->pos;
         if (!add_piece(v, v->pos, (uint32_t)count, 0))

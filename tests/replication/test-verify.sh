@@ -16,6 +16,8 @@
 #   4. --repair under the load: the ranges are marked dirty and resent; once
 #      the load stops and the replica has caught up, verify says identical
 #      and the replica equals the disk byte for byte.
+#   5. A verify asked for while the link is down runs once it is back, in
+#      pieces within the smaller payload limit the new link agrees.
 source "$(dirname "$0")/functions.sh"
 requires_root
 requires nbdkit
@@ -35,7 +37,7 @@ dev=$LOOP
 CERTS=$WORKDIR/pki
 make_certs "$CERTS"
 NBDKIT_BELOW=delay start_nbdkit "$WORKDIR" "rtvf$$" "$img" delay-read=50ms
-start_secondary sec "$dev"
+start_secondary sec "$dev" --max-payload 256K  # below the primary's 512K: pieces follow the agreed limit
 start_primary pri "$WL_CTL" "$SEC_ADDR"
 wait_synced "$PRI_CTL" 60
 expect_same "$img" "$dev" "the replica after the first sync"
@@ -105,3 +107,19 @@ wait_synced "$PRI_CTL" 60
 out=$("$BLKSHIP" verify --control "$PRI_CTL" 2>&1) || fail "4: after the repair: $out"
 expect_same "$img" "$dev" "4: the replica after the repair"
 note "4: repaired: $out"
+
+# ---- 5 ------------------------------------------------------------------------------
+# A verify asked for while the link is down runs once it is back, in pieces
+# within the limit the new link agrees (128K here, below the last one's).
+port=$SEC_PORT
+stop_pid "$SEC_PID"
+_down() { [ "$(field "$PRI_CTL" connected)" = false ]; }
+poll_until 20 _down || fail "5: the primary still shows the link up"
+"$BLKSHIP" verify --control "$PRI_CTL" --timeout 120s --json >"$WORKDIR/v5.json" 2>&1 &
+vpid=$!
+sleep 1
+start_secondary --port "$port" sec "$dev" --max-payload 128K
+wait "$vpid" || fail "5: verify across the reconnect: $(cat "$WORKDIR/v5.json")"
+grep -q '"identical": true' "$WORKDIR/v5.json" || fail "5: $(cat "$WORKDIR/v5.json")"
+! grep -q 'bad frame' "$SEC_LOG" || fail "5: the secondary rejected a frame: $(grep 'bad frame' "$SEC_LOG")"
+note "5: a verify asked for with the link down ran after it came back"
