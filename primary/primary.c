@@ -347,6 +347,7 @@ static void usage(FILE *f)
           "                           is the old name, a bare number there is seconds)\n"
           "  --on-split-brain CMD     run CMD (with /bin/sh -c) when the secondary says\n"
           "                           both disks changed since they parted (docs/hooks.md)\n"
+          "  --on-out-of-sync CMD     run CMD when a verify finds the replica differs\n"
           "  --hook-timeout DUR       a hook still running after DUR is killed\n"
           "                           (default 30s; 100ms-1h)\n"
           "  --resource NAME          the name hooks and status give this disk\n"
@@ -382,6 +383,7 @@ int main(int argc, char **argv)
         { "heartbeat-ms", required_argument, NULL, 'b' },
         { "log-level", required_argument, NULL, 'L' },
         { "on-split-brain", required_argument, NULL, 'S' },
+        { "on-out-of-sync", required_argument, NULL, 'O' },
         { "hook-timeout", required_argument, NULL, 'T' },
         { "resource", required_argument, NULL, 'N' },
         { "version", no_argument, NULL, 'V' },
@@ -475,6 +477,11 @@ int main(int argc, char **argv)
             if (bs_opt_nonempty("--on-split-brain", optarg) < 0)
                 return BS_EXIT_USAGE;
             p->on_split_brain = optarg;
+            break;
+        case 'O':
+            if (bs_opt_nonempty("--on-out-of-sync", optarg) < 0)
+                return BS_EXIT_USAGE;
+            p->on_out_of_sync = optarg;
             break;
         case 'T':
             if (bs_opt_duration_ms("--hook-timeout", optarg, 1000, 100, 3600000, &v) < 0)

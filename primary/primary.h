@@ -188,6 +188,7 @@ struct primary {
     uint64_t split_brains;          /* episodes found */
     struct bs_hooks *hooks;
     const char *on_split_brain;     /* hook; NULL: none */
+    const char *on_out_of_sync;     /* hook: a verify found differences */
     char resource[256];
 
     /* Write log. */

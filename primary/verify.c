@@ -28,6 +28,7 @@
 #include "common/blockhash.h"
 #include "common/crc32c.h"
 #include "common/ctl.h"
+#include "common/hook.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "primary/primary.h"
@@ -174,6 +175,15 @@ static void finish(struct primary *p, const char *error)
                 v->unverified_bytes);
     p->vf_last_differing = v->differing_bytes;
     p->vf_runs++;
+    if (!error && v->differing_bytes && p->on_out_of_sync && p->hooks) {
+        char why[160];
+        snprintf(why, sizeof(why), "verify: %" PRIu64 " bytes in %zu range(s) differ%s",
+                 v->differing_bytes, n, v->repair ? " (marked dirty: resent)" : "");
+        struct bs_hook_event ev = { .event = "out-of-sync", .peer = p->peer,
+                                    .epoch = p->committed_epoch, .generation = p->generation,
+                                    .reason = why };
+        (void)bs_hooks_run(p->hooks, p->on_out_of_sync, &ev);
+    }
     bs_json_begin(&b);
     if (error)
         bs_json_add_str(&b, "error", error);

@@ -9,7 +9,8 @@
 #   2. Three ranges corrupted behind the secondary's back (written straight
 #      into the loop device's backing file: 64 KiB at 1 MiB, 4 KiB at
 #      10 MiB + 4 KiB, 128 KiB at 20 MiB): exit 1 and exactly those ranges,
-#      in the human output and in the JSON.
+#      in the human output and in the JSON; --on-out-of-sync runs (and
+#      did not for the identical replica).
 #   3. The same under a fio load writing random 4 KiB blocks over the disk's
 #      second half: still exactly those three ranges (no write in flight is
 #      reported), and blocks were checked again (the load did meet it).
@@ -38,13 +39,17 @@ CERTS=$WORKDIR/pki
 make_certs "$CERTS"
 NBDKIT_BELOW=delay start_nbdkit "$WORKDIR" "rtvf$$" "$img" delay-read=50ms
 start_secondary sec "$dev" --max-payload 256K  # below the primary's 512K: pieces follow the agreed limit
-start_primary pri "$WL_CTL" "$SEC_ADDR"
+hook=$WORKDIR/hook.sh
+printf '#!/bin/sh\nenv | grep "^BLKSHIP_" | sort >>"%s/hook.env"\n' "$WORKDIR" >"$hook"
+chmod +x "$hook"
+start_primary pri "$WL_CTL" "$SEC_ADDR" --on-out-of-sync "$hook"
 wait_synced "$PRI_CTL" 60
 expect_same "$img" "$dev" "the replica after the first sync"
 
 # ---- 1 ------------------------------------------------------------------------------
 out=$("$BLKSHIP" verify --control "$PRI_CTL" 2>&1) || fail "1: verify of a replica in sync: $out"
 [[ $out == "verify: identical: 67108864 bytes compared"* ]] || fail "1: $out"
+[ ! -e "$WORKDIR/hook.env" ] || fail "1: the out-of-sync hook ran for an identical replica"
 note "1: $out"
 "$BLKSHIP" verify --control "$PRI_CTL" --rate 16M --json >"$WORKDIR/v1.json" 2>&1 &
 vpid=$!
@@ -79,7 +84,12 @@ for r in "offset 1048576 length 65536" "offset 10489856 length 4096" "offset 209
     grep -q "^  differs: $r$" <<<"$out" || fail "2: no '$r' in: $out"
 done
 [ "$(grep -c '^  differs:' <<<"$out")" = 3 ] || fail "2: more than the three ranges: $out"
-note "2: $(head -n 1 <<<"$out")"
+_hooked() { [ -s "$WORKDIR/hook.env" ]; }
+poll_until 10 _hooked || fail "2: the out-of-sync hook did not run"
+grep -qx 'BLKSHIP_EVENT=out-of-sync' "$WORKDIR/hook.env" && grep -qx 'BLKSHIP_ROLE=primary' "$WORKDIR/hook.env" &&
+    grep -q '^BLKSHIP_REASON=verify: 200704 bytes in 3 range(s) differ$' "$WORKDIR/hook.env" ||
+    fail "2: the out-of-sync hook had: $(cat "$WORKDIR/hook.env")"
+note "2: $(head -n 1 <<<"$out"); the out-of-sync hook ran"
 
 # ---- 3 ------------------------------------------------------------------------------
 fio --thread --name=load --ioengine=nbd --uri="$NBD_URI" --rw=randwrite --bs=4k --iodepth=4 \
