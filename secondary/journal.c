@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "common/crc32c.h"
+#include "common/le.h"
 #include "common/log.h"
 #include "secondary/target.h"
 
@@ -61,54 +62,28 @@ struct rec {
     uint32_t crc;
 };
 
-static void put64(uint8_t *p, uint64_t v)
-{
-    v = htole64(v);
-    memcpy(p, &v, 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    v = htole32(v);
-    memcpy(p, &v, 4);
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return le64toh(v);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return le32toh(v);
-}
-
 static void sb_pack(const struct sb *s, uint8_t out[SB_LEN])
 {
     memset(out, 0, SB_LEN);
     memcpy(out, SB_MAGIC, 8);
-    put32(out + 8, SB_VERSION);
-    put32(out + 12, SB_LEN);
-    put64(out + 16, s->gen);
-    put64(out + 24, s->size);
-    put64(out + 32, s->start_pos);
-    put64(out + 40, s->start_seq);
-    put32(out + 60, crc32c(0, out, 60));
+    bs_put_le32(out + 8, SB_VERSION);
+    bs_put_le32(out + 12, SB_LEN);
+    bs_put_le64(out + 16, s->gen);
+    bs_put_le64(out + 24, s->size);
+    bs_put_le64(out + 32, s->start_pos);
+    bs_put_le64(out + 40, s->start_seq);
+    bs_put_le32(out + 60, crc32c(0, out, 60));
 }
 
 static int sb_unpack(const uint8_t in[SB_LEN], struct sb *s)
 {
-    if (memcmp(in, SB_MAGIC, 8) != 0 || get32(in + 8) != SB_VERSION || get32(in + 12) != SB_LEN ||
-        get32(in + 60) != crc32c(0, in, 60))
+    if (memcmp(in, SB_MAGIC, 8) != 0 || bs_get_le32(in + 8) != SB_VERSION || bs_get_le32(in + 12) != SB_LEN ||
+        bs_get_le32(in + 60) != crc32c(0, in, 60))
         return -EINVAL;
-    s->gen = get64(in + 16);
-    s->size = get64(in + 24);
-    s->start_pos = get64(in + 32);
-    s->start_seq = get64(in + 40);
+    s->gen = bs_get_le64(in + 16);
+    s->size = bs_get_le64(in + 24);
+    s->start_pos = bs_get_le64(in + 32);
+    s->start_seq = bs_get_le64(in + 40);
     return 0;
 }
 
@@ -126,24 +101,24 @@ static uint32_t rec_crc(const uint8_t hdr[BS_JOURNAL_HDR_LEN], const void *paylo
 static void rec_pack(const struct rec *r, uint8_t out[BS_JOURNAL_HDR_LEN])
 {
     memset(out, 0, BS_JOURNAL_HDR_LEN);
-    put32(out, REC_MAGIC);
+    bs_put_le32(out, REC_MAGIC);
     out[4] = r->type;
-    put32(out + 8, r->count);
-    put64(out + 16, r->seq);
-    put64(out + 24, r->epoch);
-    put64(out + 32, r->sector);
+    bs_put_le32(out + 8, r->count);
+    bs_put_le64(out + 16, r->seq);
+    bs_put_le64(out + 24, r->epoch);
+    bs_put_le64(out + 32, r->sector);
 }
 
 static int rec_unpack(const uint8_t in[BS_JOURNAL_HDR_LEN], struct rec *r)
 {
-    if (get32(in) != REC_MAGIC || in[5] || in[6] || in[7] || get32(in + 12) || get32(in + 44))
+    if (bs_get_le32(in) != REC_MAGIC || in[5] || in[6] || in[7] || bs_get_le32(in + 12) || bs_get_le32(in + 44))
         return -EINVAL;
     r->type = in[4];
-    r->count = get32(in + 8);
-    r->seq = get64(in + 16);
-    r->epoch = get64(in + 24);
-    r->sector = get64(in + 32);
-    r->crc = get32(in + 40);
+    r->count = bs_get_le32(in + 8);
+    r->seq = bs_get_le64(in + 16);
+    r->epoch = bs_get_le64(in + 24);
+    r->sector = bs_get_le64(in + 32);
+    r->crc = bs_get_le32(in + 40);
     if (r->type < BS_JOURNAL_DATA || r->type > BS_JOURNAL_PAD)
         return -EINVAL;
     return 0;
@@ -555,7 +530,7 @@ static int append_rec(struct bs_journal *j, struct rec *rec, const void *payload
         struct rec pad = { .type = BS_JOURNAL_PAD, .seq = j->write_seq, .epoch = rec->epoch };
         uint8_t hdr[BS_JOURNAL_HDR_LEN];
         rec_pack(&pad, hdr);
-        put32(hdr + 40, rec_crc(hdr, NULL, 0));
+        bs_put_le32(hdr + 40, rec_crc(hdr, NULL, 0));
         r = bs_target_pwrite_all(j->fd, hdr, sizeof(hdr), phys(j, pos));
         if (r < 0)
             return r;
@@ -565,7 +540,7 @@ static int append_rec(struct bs_journal *j, struct rec *rec, const void *payload
     rec->seq = j->write_seq;
     rec_pack(rec, j->hdr);
     rec->crc = rec_crc(j->hdr, payload, len);
-    put32(j->hdr + 40, rec->crc);
+    bs_put_le32(j->hdr + 40, rec->crc);
     /* The payload goes from the caller's buffer: no copy. */
     r = pwrite2_all(j->fd, j->hdr, BS_JOURNAL_HDR_LEN, payload, len, phys(j, pos));
     if (r < 0)
