@@ -231,6 +231,24 @@ int bsr_frame_unpack(const uint8_t in[BSR_FRAME_HDR_LEN], const struct bsr_limit
             return -EPROTO;
         }
         return 0;
+    case BSR_EXTENTS:
+        if (lim->version < 4) {
+            *why = "extents frame in a session before version 4";
+            return -EPROTO;
+        }
+        if (from_primary) {
+            *why = "extents from the primary";
+            return -EPROTO;
+        }
+        if (f->sector != 0) {
+            *why = "extents frame with a non-zero sector";
+            return -EPROTO;
+        }
+        if (f->count > BSR_EXTENTS_MAX || bsr_frame_payload(f) > lim->max_payload) {
+            *why = "extents frame over 4096 entries or the negotiated payload limit";
+            return -EPROTO;
+        }
+        return 0;
     case BSR_END_EPOCH:
     case BSR_ABORT_EPOCH:
     case BSR_COMMITTED:
@@ -324,4 +342,37 @@ const char *bsr_status_str(int status)
     case BSR_E_GENERATION: return "unrelated data generations";
     default: return "unknown status";
     }
+}
+
+void bsr_extent_pack(uint64_t sector, uint32_t count, uint8_t out[BSR_EXTENT_LEN])
+{
+    uint8_t *p = out;
+
+    put64(&p, sector);
+    put32(&p, count);
+    put32(&p, 0);
+}
+
+int bsr_extent_unpack(const uint8_t in[BSR_EXTENT_LEN], const struct bsr_limits *lim,
+                      uint64_t *sector, uint32_t *count, const char **why)
+{
+    const uint8_t *p = in;
+    uint32_t reserved;
+
+    *sector = get64(&p);
+    *count = get32(&p);
+    reserved = get32(&p);
+    if (reserved != 0) {
+        *why = "extent with non-zero reserved bytes";
+        return -EPROTO;
+    }
+    if (*count == 0) {
+        *why = "extent with count 0";
+        return -EPROTO;
+    }
+    if (*sector >= lim->disk_sectors || *count > lim->disk_sectors - *sector) {
+        *why = "extent beyond the end of the disk";
+        return -EPROTO;
+    }
+    return 0;
 }

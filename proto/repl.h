@@ -15,10 +15,11 @@
 #define BSR_MAGIC "BLKSHIP\x1a"     /* 8 bytes */
 /* The newest version this build speaks, and the oldest it still accepts.
  * Version 2 adds epochs (END_EPOCH, COMMITTED, ABORT_EPOCH); version 3
- * adds block checksums (HASHES, HASHED).  The hello carries the primary's
+ * adds block checksums (HASHES, HASHED); version 4 the replica's own
+ * changes, sent after the welcome (EXTENTS).  The hello carries the primary's
  * newest version and the welcome the one chosen, min of both sides'
  * newest. */
-#define BSR_VERSION 3u
+#define BSR_VERSION 4u
 #define BSR_VERSION_MIN 1u
 #define BSR_SECTOR_SIZE 512u
 #define BSR_ID_LEN 16
@@ -73,7 +74,15 @@ enum bsr_status {
 
 /* Welcome flags (version 3). */
 #define BSR_WF_CHECKSUM 1u /* the replica changed on its own: compare by checksums first */
-#define BSR_WF_KNOWN BSR_WF_CHECKSUM
+/* Version 4: the replica has changes of its own against the generation
+ * it holds (it was a primary, demoted): EXTENTS frames follow the welcome,
+ * the last with count 0, before anything else it sends. */
+#define BSR_WF_EXTENTS 2u
+#define BSR_WF_KNOWN_V3 BSR_WF_CHECKSUM
+#define BSR_WF_KNOWN (BSR_WF_CHECKSUM | BSR_WF_EXTENTS)
+/* One EXTENTS entry: u64 sector, u32 count (sectors), u32 reserved 0. */
+#define BSR_EXTENT_LEN 16u
+#define BSR_EXTENTS_MAX 4096u  /* entries in one EXTENTS frame, at most */
 
 /* Secondary -> primary, the answer to the hello. */
 struct bsr_welcome {
@@ -107,8 +116,11 @@ enum bsr_kind {
     BSR_HASHES = 10,    /* P->S  the primary's checksums of `count` blocks from `sector`:
                            compare them with the replica's */
     BSR_HASHED = 11,    /* S->P  the answer: a bitmap of the blocks that differ */
+    /* Version 4. */
+    BSR_EXTENTS = 12,   /* S->P  `count` extents where the replica may differ from the
+                           generation it holds (count 0: the last such frame) */
 };
-#define BSR_KIND_MAX BSR_HASHED
+#define BSR_KIND_MAX BSR_EXTENTS
 
 /* The 16-byte frame header:
  *   bytes 0..7   sector (u64), or the sequence/timestamp for control kinds
@@ -154,6 +166,7 @@ static inline uint32_t bsr_frame_payload(const struct bsr_frame *f)
     case BSR_DATA: return f->count * BSR_SECTOR_SIZE;
     case BSR_HASHES: return BSR_HASH_RANGE_LEN + f->count * 8u;
     case BSR_HASHED: return (f->count + 7u) / 8u;
+    case BSR_EXTENTS: return f->count * BSR_EXTENT_LEN;
     default: return 0;
     }
 }
@@ -174,6 +187,13 @@ void bsr_hash_range_unpack(const uint8_t in[BSR_HASH_RANGE_LEN], struct bsr_hash
  * -EPROTO with *why. */
 int bsr_hash_range_check(const struct bsr_frame *f, const struct bsr_hash_range *r,
                          const struct bsr_limits *lim, const char **why);
+
+/* One entry of an EXTENTS payload. */
+void bsr_extent_pack(uint64_t sector, uint32_t count, uint8_t out[BSR_EXTENT_LEN]);
+/* Decodes entry `in` and checks it: count not 0, reserved 0, within the
+ * disk.  Returns 0 or -EPROTO with *why. */
+int bsr_extent_unpack(const uint8_t in[BSR_EXTENT_LEN], const struct bsr_limits *lim,
+                      uint64_t *sector, uint32_t *count, const char **why);
 
 const char *bsr_status_str(int status);
 

@@ -35,7 +35,7 @@
  *   bad-crc     a whole DATA frame whose CRC32C does not match
  *   truncated   a DATA header and half its payload, then close_notify
  *   truncated-abrupt  the same, then close() without close_notify
- *   unknown-kind     a header of kind BSR_KIND_MAX + 1 (12), which no version
+ *   unknown-kind     a header of kind BSR_KIND_MAX + 1 (13), which no version
  *                    defines (header only)
  *   wrong-direction  an ACK header, which only the secondary may send
  *   huge-count  a DATA header at sector 0 with count 2^32-1 (header only)

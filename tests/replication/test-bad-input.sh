@@ -178,7 +178,7 @@ case_run "frame truncated mid-payload (no close_notify)" 'session with .* ended:
 expect_result sent
 
 bad_frames=6
-case_run "header of an unknown kind" 'bad frame .*kind 12\): unknown frame kind' unknown-kind "$addr"
+case_run "header of an unknown kind" 'bad frame .*kind 13\): unknown frame kind' unknown-kind "$addr"
 expect_result 'error-frame 8'
 bad_frames=7
 case_run "ACK header from the primary" 'bad frame .*: acknowledgement from the primary' \

@@ -110,7 +110,7 @@ static void raw_frame(uint8_t out[BSR_FRAME_HDR_LEN], uint64_t sector, uint32_t 
 }
 
 static const struct bsr_limits LIM = {
-    .version = 3,
+    .version = 4,
     .disk_sectors = 1000,
     .max_payload = 64 * 1024, /* 128 sectors */
 };
@@ -526,17 +526,20 @@ static void test_frame_flags_reserved(void **state)
      * and in both directions. */
     for (uint8_t kind = BSR_DATA; kind <= BSR_KIND_MAX; kind++) {
         bool dir = kind == BSR_ACK || kind == BSR_ERROR || kind == BSR_COMMITTED ||
-                           kind == BSR_HASHED
+                           kind == BSR_HASHED || kind == BSR_EXTENTS
                        ? false
                        : true;
-        uint32_t count =
-            kind == BSR_DATA || kind == BSR_ZERO || kind == BSR_HASHES || kind == BSR_HASHED ? 1 : 0;
+        uint32_t count = kind == BSR_DATA || kind == BSR_ZERO || kind == BSR_HASHES ||
+                                 kind == BSR_HASHED || kind == BSR_EXTENTS
+                             ? 1
+                             : 0;
+        uint64_t sector = kind == BSR_EXTENTS ? 0 : 10;
         for (int b = 0; b < 8; b++)
-            reject_frame(10, count, kind, (uint8_t)(1u << b), 0, &LIM, dir);
+            reject_frame(sector, count, kind, (uint8_t)(1u << b), 0, &LIM, dir);
         for (int b = 0; b < 16; b++)
-            reject_frame(10, count, kind, 0, (uint16_t)(1u << b), &LIM, dir);
+            reject_frame(sector, count, kind, 0, (uint16_t)(1u << b), &LIM, dir);
         /* Baseline: the same header without them is fine. */
-        accept_frame(10, count, kind, &LIM, dir);
+        accept_frame(sector, count, kind, &LIM, dir);
     }
 }
 
@@ -774,6 +777,51 @@ static void test_frame_checksums(void **state)
     reject_frame(0, 5, BSR_HASHES, 0, 0, &small, true);
 }
 
+/* Version 4's EXTENTS: from the secondary only, sector 0, 0 (the last) to
+ * 4096 entries within the payload limit, never before version 4; and
+ * each entry inside the disk, non-empty, its reserved bytes zero. */
+static void test_frame_extents(void **state)
+{
+    (void)state;
+    struct bsr_limits v3 = LIM, small = LIM;
+    struct bsr_frame f;
+    uint8_t e[BSR_EXTENT_LEN];
+    uint64_t sector;
+    uint32_t count;
+    const char *why = NULL;
+
+    v3.version = 3;
+    small.max_payload = 4 * BSR_EXTENT_LEN;
+    f = accept_frame(0, 0, BSR_EXTENTS, &LIM, false);
+    assert_int_equal(bsr_frame_payload(&f), 0);
+    f = accept_frame(0, 7, BSR_EXTENTS, &LIM, false);
+    assert_int_equal(bsr_frame_payload(&f), 7 * BSR_EXTENT_LEN);
+    reject_frame(0, 1, BSR_EXTENTS, 0, 0, &LIM, true);
+    reject_frame(0, 1, BSR_EXTENTS, 0, 0, &v3, false);
+    reject_frame(1, 1, BSR_EXTENTS, 0, 0, &LIM, false);
+    reject_frame(0, BSR_EXTENTS_MAX + 1, BSR_EXTENTS, 0, 0, &LIM, false);
+    accept_frame(0, 4, BSR_EXTENTS, &small, false);
+    reject_frame(0, 5, BSR_EXTENTS, 0, 0, &small, false);
+
+    bsr_extent_pack(990, 10, e);
+    assert_int_equal(e[0], 990 & 0xff);
+    assert_int_equal(e[1], 990 >> 8);
+    assert_int_equal(e[8], 10);
+    assert_int_equal(bsr_extent_unpack(e, &LIM, &sector, &count, &why), 0);
+    assert_int_equal(sector, 990);
+    assert_int_equal(count, 10);
+    bsr_extent_pack(990, 11, e);
+    assert_int_equal(bsr_extent_unpack(e, &LIM, &sector, &count, &why), -EPROTO);
+    bsr_extent_pack(1000, 1, e);
+    assert_int_equal(bsr_extent_unpack(e, &LIM, &sector, &count, &why), -EPROTO);
+    bsr_extent_pack(0, 0, e);
+    assert_int_equal(bsr_extent_unpack(e, &LIM, &sector, &count, &why), -EPROTO);
+    bsr_extent_pack(0, 1, e);
+    e[15] = 1;
+    assert_int_equal(bsr_extent_unpack(e, &LIM, &sector, &count, &why), -EPROTO);
+    assert_string_equal(why, "extent with non-zero reserved bytes");
+}
+
 static void test_hash_range(void **state)
 {
     (void)state;
@@ -884,6 +932,7 @@ int main(void)
         cmocka_unit_test(test_frame_ack_count),
         cmocka_unit_test(test_frame_payload),
         cmocka_unit_test(test_frame_checksums),
+        cmocka_unit_test(test_frame_extents),
         cmocka_unit_test(test_hash_range),
         cmocka_unit_test(test_status_str),
     };
