@@ -31,6 +31,8 @@
 /* Extensions (version 2). */
 #define WL_CMD_COWC "cowc" /* reply: struct wl_cowc_reply */
 #define WL_CMD_ADDS "adds" /* params: u32 n; reply: struct wl_adds_reply */
+/* Extensions (version 3). */
+#define WL_CMD_FRZE "frze" /* reply: struct wl_frze_reply; every later write fails */
 
 /* Messages the server sends that are not replies to a command. */
 #define WL_MSG_BUSY "busy" /* 20 bytes, then close: another client is connected */
@@ -42,11 +44,12 @@
 #define WL_RSPLEN_DONE 4
 #define WL_RSPLEN_KICK WL_CTLMSG_LEN /* historically declared 0, but 20 arrive */
 
-#define WL_PROTO_VERSION 2
+#define WL_PROTO_VERSION 3
 
 /* Flags of the export, info and cowc replies. */
 #define WL_EF_BROKEN (1u << 0) /* the sealed epoch is broken: copies dropped, do not commit it */
 #define WL_IF_COW (1u << 1)    /* info only: copy-before-write is enabled on this server */
+#define WL_IF_FROZEN (1u << 2) /* info only (v3): frozen, every write since has failed */
 
 /* Every request, and the kick notification, is one of these. */
 struct wl_ctlmsg {
@@ -134,6 +137,16 @@ struct wl_adds_reply {
     char tag[WL_CMD_LEN];        /* "adds" */
     uint32_t extents;            /* ranges taken */
     uint64_t grains;             /* grains newly marked */
+    uint64_t reserved[2];
+};
+
+/* The reply to frze: from now on every write, zero and trim fails with
+ * EROFS, until the server stops.  Every write that reached the disk
+ * before is marked in the log already, so the next seal exports it. */
+struct wl_frze_reply {
+    char tag[WL_CMD_LEN];        /* "frze" */
+    uint32_t reserved0;
+    uint64_t refused;            /* writes refused since the freeze (0 at the first) */
     uint64_t reserved[2];
 };
 

@@ -322,12 +322,25 @@ static inline void sectors_of(uint64_t offset, uint32_t count, uint64_t *sector,
     *n = count ? end - *sector : 0;
 }
 
+/* A frozen log (frze: the agent demoted this disk) takes no more writes. */
+static int refuse_frozen(int *err)
+{
+    static _Atomic bool said;
+
+    if (!atomic_exchange(&said, true))
+        nbdkit_error("writelog: the write log is frozen (this disk was demoted to a replica): "
+                     "writes fail with EROFS");
+    *err = EROFS;
+    return -1;
+}
+
 /* Every change enters the write gate and is marked before it is passed on
  * (so a crash between the two never hides it), after the grains a sealed
  * epoch still needs were preserved; it is marked again once it has
  * completed (so a seal that raced with it cannot leave newer data
  * unshipped).  Failed writes are marked too: part of them may have
- * reached the disk. */
+ * reached the disk.  After a freeze a write is refused between its mark
+ * and the disk, never before the mark. */
 static int writelog_pwrite(nbdkit_next *next, void *handle, const void *buf, uint32_t count,
                            uint64_t offset, uint32_t flags, int *err)
 {
@@ -337,7 +350,10 @@ static int writelog_pwrite(nbdkit_next *next, void *handle, const void *buf, uin
     (void)handle;
     sectors_of(offset, count, &s, &n);
     t = wl_epoch_write_begin(epochs, s, n);
-    r = next->pwrite(next, buf, count, offset, flags, err);
+    if (wl_epoch_refuses(epochs))
+        r = refuse_frozen(err);
+    else
+        r = next->pwrite(next, buf, count, offset, flags, err);
     wl_epoch_write_end(epochs, t, s, n);
     return r;
 }
@@ -351,7 +367,10 @@ static int writelog_zero(nbdkit_next *next, void *handle, uint32_t count, uint64
     (void)handle;
     sectors_of(offset, count, &s, &n);
     t = wl_epoch_write_begin(epochs, s, n);
-    r = next->zero(next, count, offset, flags, err);
+    if (wl_epoch_refuses(epochs))
+        r = refuse_frozen(err);
+    else
+        r = next->zero(next, count, offset, flags, err);
     wl_epoch_write_end(epochs, t, s, n);
     return r;
 }
@@ -365,7 +384,10 @@ static int writelog_trim(nbdkit_next *next, void *handle, uint32_t count, uint64
     (void)handle;
     sectors_of(offset, count, &s, &n);
     t = wl_epoch_write_begin(epochs, s, n);
-    r = next->trim(next, count, offset, flags, err);
+    if (wl_epoch_refuses(epochs))
+        r = refuse_frozen(err);
+    else
+        r = next->trim(next, count, offset, flags, err);
     wl_epoch_write_end(epochs, t, s, n);
     return r;
 }

@@ -40,6 +40,8 @@ struct wl_epoch {
     void *opaque;
 
     struct wl_gate gate;
+    _Atomic bool frozen;          /* frze: every later write fails */
+    _Atomic uint64_t refused;     /* writes refused since */
     struct wl_cow *cow;           /* NULL: copy-before-write disabled */
     struct bs_bitmap *unread;
     _Atomic uint64_t unread_n;
@@ -408,4 +410,23 @@ void wl_epoch_cowc(struct wl_epoch *ep, struct wl_cowc_reply *out)
 uint64_t wl_epoch_unread_grains(struct wl_epoch *ep)
 {
     return atomic_load(&ep->unread_n);
+}
+
+void wl_epoch_freeze(struct wl_epoch *ep)
+{
+    atomic_store(&ep->frozen, true);
+}
+
+bool wl_epoch_refuses(struct wl_epoch *ep)
+{
+    if (!atomic_load(&ep->frozen))
+        return false;
+    atomic_fetch_add_explicit(&ep->refused, 1, memory_order_relaxed);
+    return true;
+}
+
+bool wl_epoch_frozen(struct wl_epoch *ep, uint64_t *refused)
+{
+    *refused = atomic_load_explicit(&ep->refused, memory_order_relaxed);
+    return atomic_load(&ep->frozen);
 }

@@ -59,6 +59,17 @@ uint64_t wl_epoch_write_begin(struct wl_epoch *ep, uint64_t sector, uint64_t cou
  * leaves the gate.  Never blocks. */
 void wl_epoch_write_end(struct wl_epoch *ep, uint64_t token, uint64_t sector, uint64_t count);
 
+/* frze (docs/writelog-protocol.md): from now on wl_epoch_refuses is true.
+ * A writer asks it after wl_epoch_write_begin has marked its sectors and
+ * before it passes the write on; so every write that reaches the disk was
+ * marked before the freeze, and the first seal after it exports them all.
+ * Any thread. */
+void wl_epoch_freeze(struct wl_epoch *ep);
+/* Whether the write that just began must fail (it is counted if so). */
+bool wl_epoch_refuses(struct wl_epoch *ep);
+/* Whether frze happened, and how many writes were refused since. */
+bool wl_epoch_frozen(struct wl_epoch *ep, uint64_t *refused);
+
 /* ---- Ring reads: reader threads, concurrently -------------------------------- */
 
 /* After a ring read of sectors [sector, sector + count) into buf, read

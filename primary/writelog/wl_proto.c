@@ -34,6 +34,7 @@ enum wl_cmd_id wl_cmd_parse(const struct wl_ctlmsg *m)
         { WL_CMD_GETW, WL_CMD_ID_GETW }, { WL_CMD_SEAL, WL_CMD_ID_SEAL },
         { WL_CMD_NEXT, WL_CMD_ID_NEXT }, { WL_CMD_INFO, WL_CMD_ID_INFO },
         { WL_CMD_COWC, WL_CMD_ID_COWC }, { WL_CMD_ADDS, WL_CMD_ID_ADDS },
+        { WL_CMD_FRZE, WL_CMD_ID_FRZE },
     };
 
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
@@ -97,6 +98,8 @@ size_t wl_msg_len(const uint8_t tag[WL_CMD_LEN])
         return sizeof(struct wl_cowc_reply);
     if (!memcmp(tag, WL_CMD_ADDS, WL_CMD_LEN))
         return sizeof(struct wl_adds_reply);
+    if (!memcmp(tag, WL_CMD_FRZE, WL_CMD_LEN))
+        return sizeof(struct wl_frze_reply);
     return 0;
 }
 

@@ -44,6 +44,7 @@ enum wl_cmd_id {
     WL_CMD_ID_NEXT,
     WL_CMD_ID_COWC,
     WL_CMD_ID_ADDS,
+    WL_CMD_ID_FRZE,
 };
 
 /* Which command m is; its parameters are not looked at. */
@@ -74,7 +75,7 @@ int wl_ring_request_check(const log_request_t *req, uint64_t disk_sectors);
 /* ---- Client side ---------------------------------------------------------- */
 
 /* Length of the server message whose first four bytes are tag ("done",
- * "kick", "errr", "busy", "seal", "next", "info", "cowc", "adds"), or 0 when no message
+ * "kick", "errr", "busy", "seal", "next", "info", "cowc", "adds", "frze"), or 0 when no message
  * begins so.  The untagged shmp reply is not covered. */
 size_t wl_msg_len(const uint8_t tag[WL_CMD_LEN]);
 

@@ -534,8 +534,10 @@ static void handle_command(struct wl_server *srv, const struct wl_ctlmsg *m)
         r.epoch = wl_log_epoch(srv->log);
         r.live_grains = wl_log_live_grains(srv->log);
         r.pending_grains = wl_log_pending_grains(srv->log);
+        uint64_t refused;
         r.flags = wl_epoch_flags(srv->ep, r.epoch) |
-                  (wl_epoch_cow_enabled(srv->ep) ? WL_IF_COW : 0);
+                  (wl_epoch_cow_enabled(srv->ep) ? WL_IF_COW : 0) |
+                  (wl_epoch_frozen(srv->ep, &refused) ? WL_IF_FROZEN : 0);
         client_send(srv, srv->client, &r, sizeof(r));
     } else if (id == WL_CMD_ID_COWC) {
         struct wl_cowc_reply r;
@@ -543,6 +545,17 @@ static void handle_command(struct wl_server *srv, const struct wl_ctlmsg *m)
         client_send(srv, srv->client, &r, sizeof(r));
     } else if (id == WL_CMD_ID_ADDS) {
         handle_adds(srv, m);
+    } else if (id == WL_CMD_ID_FRZE) {
+        struct wl_frze_reply r;
+        uint64_t refused;
+        memset(&r, 0, sizeof(r));
+        memcpy(r.tag, WL_CMD_FRZE, WL_CMD_LEN);
+        if (!wl_epoch_frozen(srv->ep, &refused))
+            BS_WARN(MOD, "frozen by the agent: every write fails from now on (EROFS)");
+        wl_epoch_freeze(srv->ep);
+        (void)wl_epoch_frozen(srv->ep, &refused);
+        r.refused = refused;
+        client_send(srv, srv->client, &r, sizeof(r));
     } else {
         char printable[WL_CMD_PRINTABLE_LEN];
 
