@@ -16,6 +16,8 @@ static void usage(FILE *f)
           "                                            primary's disk\n"
           "  resolve --control SOCK --discard-local    end a split brain, giving up the\n"
           "                                            changes made on this side\n"
+          "  demote --control SOCK                     make a primary's disk the replica of\n"
+          "                                            the promoted side, keeping its bitmap\n"
           "  verify --control SOCK [--repair] ...      compare the replica with the primary\n"
           "                                            by checksums, while it replicates\n"
           "  wlog info|peek|getw|clrw|read SOCKET ...   look at and drive a write log\n"
@@ -48,6 +50,8 @@ int main(int argc, char **argv)
         return cmd_verify(argc - 1, argv + 1);
     if (strcmp(argv[1], "resolve") == 0)
         return cmd_resolve(argc - 1, argv + 1);
+    if (strcmp(argv[1], "demote") == 0)
+        return cmd_demote(argc - 1, argv + 1);
     if (strcmp(argv[1], "wlog") == 0)
         return cmd_wlog(argc - 1, argv + 1);
     fprintf(stderr, "blkship: unknown command '%s'\n", argv[1]);

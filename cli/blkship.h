@@ -11,6 +11,7 @@ int cmd_checkpoint(int argc, char **argv);
 /* `blkship promote ...`. */
 int cmd_promote(int argc, char **argv);
 int cmd_resolve(int argc, char **argv);
+int cmd_demote(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 
 #endif

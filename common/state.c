@@ -65,8 +65,14 @@ static int fsync_dir_of(const char *path)
 
 int bs_state_write(const char *path, const char *text)
 {
+    return bs_file_write_atomic(path, text, strlen(text));
+}
+
+int bs_file_write_atomic(const char *path, const void *buf, size_t len)
+{
+    const char *text = buf;
     char tmp[4096];
-    size_t len = strlen(text), done = 0;
+    size_t done = 0;
     int fd, r = 0;
 
     if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))

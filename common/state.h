@@ -15,6 +15,8 @@
 int bs_state_read(const char *path, char *buf, size_t size);
 /* Replaces the file with text, durably. */
 int bs_state_write(const char *path, const char *text);
+/* The same for any bytes: path holds buf[0..len) or what it held before. */
+int bs_file_write_atomic(const char *path, const void *buf, size_t len);
 
 /* Finds "key value" in text and copies value (to end of line).  Returns 0
  * or -ENOENT. */

@@ -185,7 +185,7 @@ void epoch_maybe_start(struct primary *p)
     uint64_t now = uv_now(p->loop);
 
     if (p->ep_state != EP_IDLE || p->ls != LS_STREAMING || !p->log || !p->cow_ok ||
-        p->stopping || p->sync_running || p->sealing)
+        p->stopping || p->sync_running || p->sealing || p->ext_expect)
         return;
     if (p->cs_active) {
         /* No epoch until the checksums have said what differs. */

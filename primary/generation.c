@@ -170,8 +170,45 @@ void gen_resolve_request(void *opaque, const char *request, struct bs_ctl_pendin
     bs_ctl_answer(pending, reply, n < 0 ? sizeof(reply) : (size_t)n);
 }
 
+bool gen_on_extents(struct primary *p)
+{
+    const char *why = NULL;
+
+    if (!p->ext_expect) {
+        BS_ERR(MOD, "the secondary sent its own changes (EXTENTS) unasked");
+        return false;
+    }
+    if (p->rx.count == 0) {
+        /* The last: durable before anything is sent against them, so that
+         * the replica may forget its copy once an epoch commits. */
+        if (bs_dirty_sync(p->dirty) < 0) {
+            BS_ERR(MOD, "cannot make the replica's own changes durable in the bitmap");
+            return false;
+        }
+        p->ext_expect = false;
+        BS_INFO(MOD, "the replica's own changes: %" PRIu64 " bytes in %" PRIu64 " extents, "
+                     "taken into the bitmap", p->ext_bytes, p->ext_extents);
+        epoch_maybe_start(p);
+        return true;
+    }
+    for (uint32_t i = 0; i < p->rx.count; i++) {
+        uint64_t sector;
+        uint32_t count;
+        if (bsr_extent_unpack(p->rx_payload + (size_t)i * BSR_EXTENT_LEN, &p->rx_limits, &sector,
+                              &count, &why) < 0) {
+            BS_ERR(MOD, "bad EXTENTS entry %u from the secondary: %s", i, why);
+            return false;
+        }
+        bs_dirty_mark(p->dirty, sector, count);
+        p->ext_bytes += (uint64_t)count * BSR_SECTOR_SIZE;
+        p->ext_extents++;
+    }
+    return true;
+}
+
 void gen_status(struct primary *p, struct bs_json_builder *b)
 {
+    bs_json_add_u64(b, "replica_changes_bytes", p->ext_bytes);
     bs_json_add_u64(b, "bitmap_generation", p->bitmap_generation);
     bs_json_add_u64(b, "generation_history_1", p->gen_history[0]);
     bs_json_add_u64(b, "generation_history_2", p->gen_history[1]);

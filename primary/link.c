@@ -68,6 +68,12 @@ static void on_rx_crc(struct bs_conn *c, int status, void *arg)
         break;
     case BSR_HEARTBEAT:
         break;
+    case BSR_EXTENTS:
+        if (!gen_on_extents(p)) {
+            link_down(p, "protocol error");
+            return;
+        }
+        break;
     case BSR_HASHED:
         if (!(p->cs_active ? csync_on_hashed : verify_on_hashed)(p, p->rx.sector, p->rx.count,
                                                                 p->rx_payload)) {
@@ -114,7 +120,7 @@ static void on_rx_hdr(struct bs_conn *c, int status, void *arg)
         return;
     }
     if (bsr_frame_payload(&p->rx)) {
-        /* Only HASHED has a payload from the secondary: its bitmap. */
+        /* HASHED's bitmap or EXTENTS' entries, both bounded by the unpack. */
         if (bs_conn_read(p->conn, p->rx_payload, bsr_frame_payload(&p->rx), on_rx_payload, p) < 0)
             link_down(p, "read error");
         return;
@@ -159,7 +165,7 @@ static void on_welcome(struct bs_conn *c, int status, void *arg)
         link_down(p, "protocol version");
         return;
     }
-    if (w.flags & ~(w.version >= 3 ? BSR_WF_KNOWN : 0u)) {
+    if (w.flags & ~(w.version >= 4 ? BSR_WF_KNOWN : w.version >= 3 ? BSR_WF_KNOWN_V3 : 0u)) {
         BS_ERR(MOD, "bad welcome from %s: unknown flags 0x%x", p->peer, w.flags);
         link_down(p, "protocol error");
         return;
@@ -194,7 +200,12 @@ static void on_welcome(struct bs_conn *c, int status, void *arg)
     if (bs_id_is_zero(p->replica_id)) {
         /* First pairing: the replica has none of our data yet. */
         memcpy(p->replica_id, w.replica_id, BSR_ID_LEN);
-        if (p->initial_checksum && w.version >= 3) {
+        if (w.flags & BSR_WF_EXTENTS) {
+            /* A demoted primary's disk on our line: what it lacks is our
+             * bitmap and the changes it sends next. */
+            BS_INFO(MOD, "the new replica shares our data generation: only our changes and "
+                         "its own are sent");
+        } else if (p->initial_checksum && w.version >= 3) {
             /* The operator says the replica may already hold much of the
              * disk (an old primary coming back): compare, send what differs. */
             csync_request(p, "a new pairing (--initial-sync checksum)");
@@ -207,7 +218,8 @@ static void on_welcome(struct bs_conn *c, int status, void *arg)
             return;
         }
         bs_id_to_hex(p->replica_id, hex);
-        BS_INFO(MOD, "paired with replica %s: %s sync", hex, p->cs_active ? "checksum" : "full");
+        BS_INFO(MOD, "paired with replica %s: %s sync", hex,
+                p->cs_active ? "checksum" : (w.flags & BSR_WF_EXTENTS) ? "bitmap" : "full");
     } else if (memcmp(p->replica_id, w.replica_id, BSR_ID_LEN) != 0) {
         link_down(p, "the secondary answered with another replica identity");
         return;
@@ -237,6 +249,8 @@ static void on_welcome(struct bs_conn *c, int status, void *arg)
         p->last_epoch = p->committed_epoch;
     p->peer_generation = w.generation;
     p->peer_version = w.version;
+    p->ext_expect = (w.flags & BSR_WF_EXTENTS) != 0;
+    p->ext_bytes = p->ext_extents = 0;
     if (w.flags & BSR_WF_CHECKSUM) {
         /* The replica changed on its own (a split brain resolved there, or
          * it is of an older line than our bitmap covers). */

@@ -23,6 +23,7 @@ struct log_link {
     bool export_pending;        /* seal, next or adds: the export area is in use */
     const char *export_cmd;
     bool cowc_pending;
+    bool frze_pending;
     bool info_pending;
     bool failed;
     bool closing;
@@ -109,6 +110,15 @@ static void handle_message(struct log_link *l, const uint8_t *m)
         }
         l->cowc_pending = false;
         l->ops->on_cowc(l->opaque, &rep);
+    } else if (!memcmp(m, WL_CMD_FRZE, 4)) {
+        struct wl_frze_reply rep;
+        memcpy(&rep, m, sizeof(rep));
+        if (!l->frze_pending) {
+            link_fail(l, -EPROTO, "unexpected frze reply");
+            return;
+        }
+        l->frze_pending = false;
+        l->ops->on_frozen(l->opaque, &rep);
     } else if (!memcmp(m, WL_MSG_ERRR, 4)) {
         link_fail(l, -EPROTO, "the log refused a command (errr)");
     } else {
@@ -373,6 +383,13 @@ int log_link_info_refresh(struct log_link *l)
 int log_link_cowc(struct log_link *l)
 {
     return send_once(l, &l->cowc_pending, WL_CMD_COWC, NULL, 0);
+}
+
+int log_link_freeze(struct log_link *l)
+{
+    if (l->c.info.version < 3)
+        return -ENOTSUP;
+    return send_once(l, &l->frze_pending, WL_CMD_FRZE, NULL, 0);
 }
 
 int log_link_kick(struct log_link *l)

@@ -25,6 +25,8 @@ struct log_link_ops {
     /* Reply to cowc: copy-before-write counters and the sealed epoch's
      * state (WL_EF_BROKEN). */
     void (*on_cowc)(void *opaque, const struct wl_cowc_reply *rep);
+    /* Reply to frze: the log takes no more writes. */
+    void (*on_frozen)(void *opaque, const struct wl_frze_reply *rep);
     /* One ring response, in ring order.  It echoes its request; a failed
      * read has count 0 and offset set to a positive errno.  Returns false
      * when the owner closed the link meanwhile: nothing more is delivered. */
@@ -73,6 +75,9 @@ int log_link_adds(struct log_link *l, uint32_t n);
 int log_link_info_refresh(struct log_link *l);
 /* Asks for the copy-before-write counters; one at a time (-EBUSY). */
 int log_link_cowc(struct log_link *l);
+/* Freezes the log (frze): every later write fails.  -ENOTSUP when the
+ * log is older than version 3; one at a time (-EBUSY). */
+int log_link_freeze(struct log_link *l);
 /* Queues a request to read count sectors at sector into the data area at
  * byte offset; it goes to the log with the next log_link_kick.  -ENOSPC
  * when the ring has no free entry. */

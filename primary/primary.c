@@ -32,6 +32,17 @@ void state_text(const struct primary *p, char *out, size_t size)
 
     bs_id_to_hex(p->primary_id, pid);
     bs_id_to_hex(p->replica_id, rid);
+    if (p->demoted) {
+        /* Format 2: no primary starts on it; blkship-secondary takes it
+         * (docs/failover.md, "Demote"). */
+        snprintf(out, size,
+                 "format 2\nrole demoted\nprimary_id %s\nreplica_id %s\ngeneration %" PRIu64
+                 "\ndemoted_from %" PRIu64 "\ndisk_sectors %" PRIu64 "\ncommitted_epoch %" PRIu64
+                 "\nchanges %s\n",
+                 pid, rid, p->dm_line, p->generation, p->disk_sectors, p->committed_epoch,
+                 p->dm_checksum ? "checksum" : "file");
+        return;
+    }
     snprintf(out, size,
              "format 1\nrole primary\nprimary_id %s\nreplica_id %s\ngeneration %" PRIu64
              "\nlog_id %" PRIu64 "\ndisk_sectors %" PRIu64 "\ncommitted_epoch %" PRIu64
@@ -106,13 +117,68 @@ void save_state_async(struct primary *p)
         save_state(p);
 }
 
-static int load_state(struct primary *p)
+/* A primary started on a promoted replica's state directory takes up its
+ * line: the promotion's generation is ours, and the one it was promoted
+ * from is what our bitmap's changes are against (docs/failover.md, "The
+ * role swap").  Returns 1 when it did, 0 when there is no such state, or
+ * -errno (logged). */
+static int adopt_promoted(struct primary *p, const char *sec_path)
 {
-    char text[BS_STATE_MAX], hex[64];
+    char text[BS_STATE_MAX], role[32];
+    uint64_t fmt, gen, prev, epoch = 0;
+    int r = bs_state_read(sec_path, text, sizeof(text));
+
+    if (r == -ENOENT)
+        return 0;
+    if (r < 0) {
+        BS_ERR(MOD, "reading %s: %s", sec_path, strerror(-r));
+        return r;
+    }
+    if (bs_state_get_u64(text, "format", &fmt) < 0 || bs_state_get(text, "role", role,
+                                                                    sizeof(role)) < 0) {
+        BS_ERR(MOD, "%s is not a valid secondary state file; refusing to guess", sec_path);
+        return -EINVAL;
+    }
+    if (fmt != 2 || strcmp(role, "promoted") != 0) {
+        BS_ERR(MOD, "%s holds a replica that was not promoted: its disk belongs to its primary. "
+                    "Promote it first (blkship promote), or give blkship-primary another "
+                    "--state-dir", sec_path);
+        return -EPERM;
+    }
+    if (bs_state_get_u64(text, "generation", &gen) < 0 ||
+        bs_state_get_u64(text, "generation_history", &prev) < 0 || gen == 0) {
+        BS_ERR(MOD, "%s: a promoted replica without its generations; refusing to guess",
+               sec_path);
+        return -EINVAL;
+    }
+    (void)bs_state_get_u64(text, "promoted_epoch", &epoch);
+    r = bs_id_random(p->primary_id);
+    if (r < 0)
+        return r;
+    p->generation = gen;
+    p->bitmap_generation = prev;
+    p->gen_history[0] = prev;
+    p->gen_shared = false;
+    p->adopted = true;
+    BS_INFO(MOD, "taking up the promoted replica in this state directory (epoch %" PRIu64
+                 ", generation %016" PRIx64 ", promoted from %016" PRIx64 "): the bitmap "
+                 "records what changes from here", epoch, gen, prev);
+    return 1;
+}
+
+static int load_state(struct primary *p, const char *state_dir)
+{
+    char text[BS_STATE_MAX], hex[64], sec_path[4096];
     uint64_t fmt;
     int r = bs_state_read(p->state_path, text, sizeof(text));
 
     if (r == -ENOENT) {
+        snprintf(sec_path, sizeof(sec_path), "%s/secondary.state", state_dir);
+        r = adopt_promoted(p, sec_path);
+        if (r < 0)
+            return r;
+        if (r == 1)
+            return save_state(p);
         r = bs_id_random(p->primary_id);
         if (r < 0)
             return r;
@@ -126,6 +192,13 @@ static int load_state(struct primary *p)
     if (r < 0) {
         BS_ERR(MOD, "reading %s: %s", p->state_path, strerror(-r));
         return r;
+    }
+    if (bs_state_get_u64(text, "format", &fmt) == 0 && fmt == 2 &&
+        bs_state_get(text, "role", hex, sizeof(hex)) == 0 && strcmp(hex, "demoted") == 0) {
+        BS_ERR(MOD, "%s: this disk was demoted (blkship demote): it is to become a replica, "
+                    "and no primary starts on it.  Start blkship-secondary on this state "
+                    "directory", p->state_path);
+        return -EPERM;
     }
     if (bs_state_get_u64(text, "format", &fmt) < 0 || fmt != 1 ||
         bs_state_get(text, "primary_id", hex, sizeof(hex)) < 0 ||
@@ -280,6 +353,7 @@ static ssize_t status_handler(void *opaque, const char *request, char *reply, si
     csync_status(p, &b);
     gen_status(p, &b);
     verify_status(p, &b);
+    demote_status(p, &b);
     bs_json_add_u64(&b, "generation", p->generation);
     bs_json_add_u64(&b, "heartbeat_ms", p->heartbeat_ms);
     bs_json_add_u64(&b, "peer_timeout_ms", p->peer_timeout_ms);
@@ -532,7 +606,8 @@ int main(int argc, char **argv)
     bs_resource_name(resource, state_dir, p->resource, sizeof(p->resource));
     snprintf(p->state_path, sizeof(p->state_path), "%s/primary.state", state_dir);
     snprintf(p->dirty_path, sizeof(p->dirty_path), "%s/dirty.bitmap", state_dir);
-    if (load_state(p) < 0)
+    snprintf(p->changes_path, sizeof(p->changes_path), "%s/demoted.changes", state_dir);
+    if (load_state(p, state_dir) < 0)
         return BS_EXIT_FAILURE;
     if (uv_mutex_init(&p->state_lock) < 0)
         return BS_EXIT_FAILURE;
@@ -551,6 +626,8 @@ int main(int argc, char **argv)
     uv_timer_init(p->loop, &p->dirty_poll);
     uv_timer_init(p->loop, &p->vf_timer);
     p->vf_timer.data = p;
+    uv_timer_init(p->loop, &p->dm_timer);
+    p->dm_timer.data = p;
     p->drain_timer.data = p->dirty_poll.data = p;
     uv_idle_init(p->loop, &p->pump_soon);
     p->retry.data = p->log_retry.data = p->tick.data = p->epoch_timer.data = p;
@@ -569,6 +646,7 @@ int main(int argc, char **argv)
     bs_ctl_add_async(p->ctl, "checkpoint", on_checkpoint);
     bs_ctl_add_async(p->ctl, "resolve", gen_resolve_request);
     bs_ctl_add_async(p->ctl, "verify", verify_request);
+    bs_ctl_add_async(p->ctl, "demote", demote_request);
     uv_signal_init(p->loop, &p->sigterm);
     uv_signal_init(p->loop, &p->sigint);
     p->sigterm.data = p->sigint.data = p;
@@ -606,6 +684,7 @@ int main(int argc, char **argv)
     uv_close((uv_handle_t *)&p->drain_timer, NULL);
     uv_close((uv_handle_t *)&p->dirty_poll, NULL);
     uv_close((uv_handle_t *)&p->vf_timer, NULL);
+    uv_close((uv_handle_t *)&p->dm_timer, NULL);
     uv_close((uv_handle_t *)&p->pump_soon, NULL);
     uv_close((uv_handle_t *)&p->sigterm, NULL);
     uv_close((uv_handle_t *)&p->sigint, NULL);

@@ -31,10 +31,11 @@
 #include "primary/loglink.h"
 #include "proto/repl.h"
 
-/* The protocol version this agent speaks: 3, epochs and checksums; it
+/* The protocol version this agent speaks: 4, epochs, checksums and the
+ * replica's own changes (EXTENTS); it
  * accepts a secondary of version 2 (epochs), which it resyncs in full
  * where it would compare checksums. */
-#define PRIMARY_VERSION 3u
+#define PRIMARY_VERSION 4u
 #define PRIMARY_VERSION_MIN 2u
 #define TICK_MS 1000
 #define MAX_SLOTS WL_RING_ENTRIES   /* one ring request per slot */
@@ -80,6 +81,8 @@ enum slot_state {
 };
 
 /* Where the epoch being built stands (primary/epoch.c). */
+enum demote_state { DM_NONE, DM_FREEZING, DM_DRAINING, DM_DONE };
+
 enum epoch_state {
     EP_IDLE,        /* none open: the next waits for its moment */
     EP_PRECOPY,     /* many grains of its own: the bitmap's are sent first, unsealed */
@@ -183,7 +186,19 @@ struct primary {
     /* Split brain (primary/generation.c); not persisted: found again at connect. */
     bool split_brain;               /* the secondary says both sides changed */
     bool peer_promoted;             /* the secondary says it was promoted (we did not change) */
-    bool resolved_discard;          /* resolve --discard-local: no more connects */
+    bool resolved_discard;          /* resolve --discard-local or demote: no more connects */
+    /* Demotion (primary/demote.c). */
+    enum demote_state dm_state;
+    struct bs_ctl_pending *dm_pending; /* the demote request to answer */
+    uv_timer_t dm_timer;
+    uint64_t dm_start_ms;
+    uint64_t dm_seal_after;         /* seal_seq when the log was frozen */
+    uint64_t dm_line;               /* the generation the recorded changes are against */
+    uint64_t dm_changed_bytes;
+    bool dm_checksum;               /* the bitmap was not complete: compare by checksums */
+    bool demoted;                   /* primary.state says role demoted */
+    bool adopted;                   /* started on a promoted replica's state */
+    char changes_path[4096];
     uint64_t sb_peer_generation;
     uint64_t split_brains;          /* episodes found */
     struct bs_hooks *hooks;
@@ -224,7 +239,9 @@ struct primary {
     uint8_t welcome[BSR_WELCOME_LEN];
     uint8_t rx_hdr[BSR_FRAME_HDR_LEN];
     uint8_t rx_crc[BSR_FRAME_CRC_LEN];
-    uint8_t rx_payload[BSR_HASHES_MAX / 8]; /* a HASHED frame's bitmap */
+    uint8_t rx_payload[BSR_EXTENTS_MAX * BSR_EXTENT_LEN]; /* HASHED's bitmap, EXTENTS' entries */
+    bool ext_expect;                /* the welcome said EXTENTS frames follow */
+    uint64_t ext_bytes, ext_extents; /* the replica's own changes taken this session */
     struct bsr_frame rx;
     struct bsr_limits rx_limits;
     uint32_t max_payload;           /* agreed */
@@ -329,6 +346,8 @@ void log_down(struct primary *p, const char *why);
 void on_log_retry(uv_timer_t *t);
 /* Starts the seal of epoch p->ep_number (EP_SEALING). */
 void seal_start(struct primary *p);
+/* Starts a seal for the record (the log drained into the bitmap). */
+void seal_record_start(struct primary *p);
 /* Starts the timer of the seals for the record (no epoch is shipped). */
 void seal_drain_start(struct primary *p);
 
@@ -413,6 +432,19 @@ void gen_refused(struct primary *p, const struct bsr_welcome *w);
 /* "resolve discard-local" on the control socket. */
 void gen_resolve_request(void *opaque, const char *request, struct bs_ctl_pending *pending);
 void gen_status(struct primary *p, struct bs_json_builder *b);
+/* An EXTENTS frame (its entries in rx_payload): the replica's own changes
+ * into the bitmap; the last (count 0) makes them durable and lets epochs
+ * start.  Returns false on a protocol error (logged). */
+bool gen_on_extents(struct primary *p);
+
+/* demote.c */
+/* The control verb "demote" (blkship demote): freeze the log, drain it,
+ * record the changes and role demoted, stop. */
+void demote_request(void *opaque, const char *request, struct bs_ctl_pending *pending);
+/* The log's reply to frze. */
+void demote_on_frozen(struct primary *p, const struct wl_frze_reply *rep);
+void demote_stop_timer(uv_timer_t *t);
+void demote_status(const struct primary *p, struct bs_json_builder *b);
 
 /* csync.c */
 /* The bitmap cannot say what the replica lacks (`reason`, a literal): a

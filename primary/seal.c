@@ -68,6 +68,11 @@ void seal_start(struct primary *p)
     seal_with(p, 0);
 }
 
+void seal_record_start(struct primary *p)
+{
+    seal_with(p, WL_SEAL_RECORD);
+}
+
 /* While no epoch can be shipped (the link is down, or checkpoint mode
  * between checkpoints), the log is still drained into the bitmap, for the
  * record: what the log held is then durable here, and the status shows
@@ -180,6 +185,11 @@ static void on_log_cowc(void *opaque, const struct wl_cowc_reply *rep)
     epoch_on_cowc(opaque, rep);
 }
 
+static void on_log_frozen(void *opaque, const struct wl_frze_reply *rep)
+{
+    demote_on_frozen(opaque, rep);
+}
+
 static void on_log_info(void *opaque, const struct wl_info_reply *rep)
 {
     epoch_on_info(opaque, rep);
@@ -197,6 +207,7 @@ static const struct log_link_ops log_ops = {
     .on_export = on_log_export,
     .on_adds = on_log_adds,
     .on_cowc = on_log_cowc,
+    .on_frozen = on_log_frozen,
     .on_info = on_log_info,
     .on_read = on_log_read,
     .on_kick_done = on_log_kick_done,
@@ -266,7 +277,13 @@ static void on_log_connected(void *opaque, int status, struct log_link *l)
             uv_stop(p->loop);
             return;
         }
-        if (fresh && !bs_id_is_zero(p->replica_id)) {
+        if (fresh && p->adopted) {
+            /* A promoted replica's disk: it holds the epoch the promotion
+             * recorded, and every change since went through this log. */
+            bs_dirty_clear_todo(p->dirty);
+            BS_INFO(MOD, "the promoted replica's disk: the bitmap starts empty and takes "
+                         "every write since the promotion");
+        } else if (fresh && !bs_id_is_zero(p->replica_id)) {
             /* Paired, but what the replica lacks is lost with the bitmap:
              * compare, rather than send everything. */
             csync_request(p, "no usable dirty bitmap");

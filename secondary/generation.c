@@ -70,10 +70,33 @@ int sgen_judge(struct session *s, const struct bsr_hello *h, uint16_t *flags, ch
         snprintf(detail, size, "this replica was promoted");
         return BSR_E_PROMOTED;
     }
-    /* A new replica, or a primary from before generations: today's rules
-     * (the replica takes the primary's generation). */
-    if (bs_id_is_zero(sec->primary_id) || sec->generation == 0)
+    /* A demoted primary's disk: its own changes go to a primary on its
+     * line; any other primary compares by checksums. */
+    if (sec->own_pending) {
+        if (h->version >= 4 && (h->generation == sec->generation ||
+                                (h->bitmap_generation && h->bitmap_generation == sec->generation))) {
+            *flags |= BSR_WF_EXTENTS;
+            return BSR_OK;
+        }
+        if (h->version < 3) {
+            snprintf(detail, size, "this replica has changes of its own to send (protocol 4)");
+            return BSR_E_GENERATION;
+        }
+        BS_WARN(MOD, "the primary's generations (%016" PRIx64 ", bitmap %016" PRIx64 ") are "
+                     "not this replica's line (%016" PRIx64 ")%s: asking for a checksum resync",
+                h->generation, h->bitmap_generation, sec->generation,
+                h->version < 4 ? ", or it speaks no protocol 4" : "");
+        *flags |= BSR_WF_CHECKSUM;
         return BSR_OK;
+    }
+    /* A new replica, or a primary from before generations: today's rules
+     * (the replica takes the primary's generation); one demoted without a
+     * complete bitmap is compared by checksums. */
+    if (bs_id_is_zero(sec->primary_id) || sec->generation == 0) {
+        if (sec->checksum_required && h->version >= 3)
+            *flags |= BSR_WF_CHECKSUM;
+        return BSR_OK;
+    }
     if (h->version < 3) {
         if (sec->checksum_required) {
             snprintf(detail, size, "this replica must be compared by checksums (protocol 3)");
@@ -103,6 +126,7 @@ void sgen_committed(struct session *s)
 {
     struct secondary *sec = s->sec;
 
+    own_committed(s);
     if (!s->checksum_asked || !sec->checksum_required)
         return;
     pthread_mutex_lock(&sec->state_lock);

@@ -58,14 +58,16 @@ static void answer(struct bs_ctl_pending *pending, struct secondary *sec, const 
                  sec->target.path);
         bs_json_add_str(&b, "next_1", step);
         bs_json_add_str(&b, "next_2",
-                        "start blkship-primary for it with a new --state-dir and "
-                        "--initial-sync checksum, --connect to the host that is to hold the "
-                        "replica");
+                        "start blkship-primary for it on this agent's --state-dir (it takes "
+                        "up this replica's data generation), --connect to the host that is to "
+                        "hold the replica");
         bs_json_add_str(&b, "next_3",
-                        "on that host (the old primary, once it is back and its guest is "
-                        "stopped), start blkship-secondary on its disk with an empty "
-                        "--state-dir: it is paired anew, the checksums are compared and only "
-                        "the blocks that differ are sent");
+                        "on that host (the old primary, once it is back): stop its guest, run "
+                        "'blkship demote' on its blkship-primary, stop its nbdkit, and start "
+                        "blkship-secondary on its disk with that primary's --state-dir: only "
+                        "what differs is sent, found from both bitmaps (if that primary's "
+                        "state is gone, use an empty --state-dir there and --initial-sync "
+                        "checksum here: the checksums find it)");
         bs_json_add_str(&b, "next_4",
                         "leave this blkship-secondary running until the old primary is the "
                         "secondary: it refuses that primary if it comes back, and says split "

@@ -61,8 +61,12 @@ int sec_write_state_locked(struct secondary *sec)
     else if (sec->checksum_required)
         /* A split brain resolved here: the replica's own changes are to be
          * found by checksums at the next session (docs/failover.md). */
-        snprintf(text + n, sizeof(text) - (size_t)n,
-                 "checksum_required 1\ngeneration_history %" PRIu64 "\n", sec->generation_prev);
+        n += snprintf(text + n, sizeof(text) - (size_t)n,
+                      "checksum_required 1\ngeneration_history %" PRIu64 "\n",
+                      sec->generation_prev);
+    if (sec->own_pending && !sec->st_promoted)
+        /* A demoted primary's changes, in changes_path, still to be sent. */
+        snprintf(text + n, sizeof(text) - (size_t)n, "own_changes 1\n");
     r = bs_state_write(sec->state_path, text);
     if (r < 0)
         BS_ERR(MOD, "writing %s: %s", sec->state_path, strerror(-r));
@@ -112,13 +116,18 @@ int sec_save_pairing(struct secondary *sec, const uint8_t primary_id[BSR_ID_LEN]
     return r;
 }
 
-static int load_state(struct secondary *sec)
+static int load_state(struct secondary *sec, const char *state_dir)
 {
     char text[BS_STATE_MAX], hex[64];
     uint64_t fmt, disk;
     int r = bs_state_read(sec->state_path, text, sizeof(text));
 
     if (r == -ENOENT) {
+        r = own_adopt(sec, state_dir);
+        if (r < 0)
+            return r;
+        if (r == 1)
+            return sec_save_state(sec);
         r = bs_id_random(sec->replica_id);
         if (r < 0)
             return r;
@@ -162,6 +171,16 @@ static int load_state(struct secondary *sec)
             return -EINVAL;
         }
         sec->checksum_required = cr == 1;
+    }
+    {
+        uint64_t oc = 0;
+        int ro = bs_state_get_u64(text, "own_changes", &oc);
+        if ((ro < 0 && ro != -ENOENT) || oc > 1) {
+            BS_ERR(MOD, "%s: bad own_changes; refusing to guess", sec->state_path);
+            return -EINVAL;
+        }
+        if (oc == 1 && own_load(sec) < 0)
+            return -EINVAL;
     }
     /* Files from before epochs have neither: no epoch, no image. */
     {
@@ -252,6 +271,7 @@ static ssize_t status_handler(void *opaque, const char *request, char *reply, si
     bs_json_add_u64(&b, "primaries_lost", sec->primaries_lost);
     bs_json_add_bool(&b, "promoted", sec->promoted);
     sgen_status(sec, &b);
+    own_status(sec, &b);
     bs_json_add_bool(&b, "promoting", sec->promoting);
     {
         struct bs_json_builder hk;
@@ -521,7 +541,8 @@ int main(int argc, char **argv)
         return start_failed(sec);
     }
     snprintf(sec->state_path, sizeof(sec->state_path), "%s/secondary.state", state_dir);
-    r = load_state(sec);
+    snprintf(sec->changes_path, sizeof(sec->changes_path), "%s/demoted.changes", state_dir);
+    r = load_state(sec, state_dir);
     if (r < 0) {
         start_failed(sec);
         return r == -EPERM ? BS_EXIT_USAGE : BS_EXIT_FAILURE;

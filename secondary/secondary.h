@@ -26,6 +26,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "common/changes.h"
 #include "common/conn.h"
 #include "common/ctl.h"
 #include "common/hook.h"
@@ -37,7 +38,7 @@
 /* The newest protocol version this agent speaks (2: epochs and the
  * journal, secondary/epoch.c; 3: block checksums, secondary/hashcheck.c);
  * it accepts hellos of BSR_VERSION_MIN up. */
-#define SECONDARY_VERSION 3u
+#define SECONDARY_VERSION 4u
 #define TICK_MS 1000                  /* handshake timeouts are checked this often */
 /* One more buffer than the connection can queue: round-robin reuse then
  * never overwrites a frame still waiting in the queue. */
@@ -179,6 +180,8 @@ struct session {
     uint64_t last_rx_ms;
     bool accepted;              /* the hello was accepted */
     bool checksum_asked;        /* its welcome asked for a checksum resync */
+    bool own_sent;              /* the replica's own changes went to it (EXTENTS) */
+    uint8_t *own_buf;           /* their frames, until the session is freed */
     uint16_t welcome_flags;
 
     /* Version 2 epochs on this link (secondary/epoch.c). */
@@ -262,6 +265,11 @@ struct secondary {
     uint64_t generation_prev;   /* the generation before the promotion */
     /* Generations and split brain (secondary/generation.c). */
     bool checksum_required;     /* persisted: resolved here, to be compared by checksums */
+    /* A demoted primary's own changes (secondary/ownchanges.c). */
+    struct bs_changes own;
+    bool own_pending;           /* persisted (own_changes 1): sent to each session until a commit */
+    uint64_t own_bytes;
+    char changes_path[4200];
     bool split_brain;           /* a primary that changed too came after the promotion */
     uint64_t split_brains;
     uint64_t sb_peer_generation, sb_peer_bitmap, sb_peer_changed;
@@ -381,6 +389,21 @@ int sgen_judge(struct session *s, const struct bsr_hello *h, uint16_t *flags, ch
 /* The session is about to send COMMITTED: the checksum resync a resolved
  * split brain asked for is done (state written). */
 void sgen_committed(struct session *s);
+
+/* ownchanges.c */
+/* secondary.state is missing: takes up a demoted primary's state in
+ * state_dir (its generation, and its own changes or a checksum resync).
+ * Returns 1 when it did, 0 when there is none, -EPERM for a primary that
+ * was not demoted, or -errno (logged). */
+int own_adopt(struct secondary *sec, const char *state_dir);
+/* Reads changes_path (the state said own_changes 1).  0 or -errno (logged). */
+int own_load(struct secondary *sec);
+/* Queues the EXTENTS frames (the last with count 0) right after the welcome.
+ * Returns false when they cannot be queued. */
+bool own_send(struct session *s);
+/* An epoch of the session committed: the changes are resent; forget them. */
+void own_committed(struct session *s);
+void own_status(struct secondary *sec, struct bs_json_builder *b);
 /* The control socket's "resolve discard-local". */
 void sgen_resolve_request(void *opaque, const char *request, struct bs_ctl_pending *pending);
 struct bs_json_builder;

@@ -59,6 +59,7 @@ static void on_session_conn_closed(void *arg)
 
     if (s->buf && !s->buf->queued)
         s->buf->busy = false; /* read into, never submitted */
+    free(s->own_buf);
     free(s);
 }
 
@@ -442,6 +443,10 @@ static void on_hello(struct bs_conn *c, int status, void *arg)
     BS_INFO(MOD, "primary %s connected (protocol version %u, max payload %u bytes)", sec->peer,
             s->limits.version, s->limits.max_payload);
     send_welcome(s, BSR_OK, NULL);
+    if ((s->welcome_flags & BSR_WF_EXTENTS) && !own_send(s)) {
+        session_end(s, "cannot send the replica's own changes");
+        return;
+    }
     s->last_rx_ms = sec_now_ms(sec);
     if (sec->writes_inflight || !epoch_quiet(sec)) {
         /* Writes, zeroes or journal appends of the session before may
