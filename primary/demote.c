@@ -138,6 +138,8 @@ static void finish(struct primary *p)
     uv_timer_stop(&p->dm_timer);
     p->dm_line = p->bitmap_generation ? p->bitmap_generation : p->generation;
     p->dm_checksum = p->cs_active;
+    p->dm_changed_bytes = (bs_dirty_todo_grains(p->dirty) + bs_dirty_inflight_grains(p->dirty)) *
+                          grain_bytes(p);
     if (!p->dm_checksum) {
         r = write_changes(p);
         if (r == -E2BIG) {

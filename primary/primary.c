@@ -38,9 +38,9 @@ void state_text(const struct primary *p, char *out, size_t size)
         snprintf(out, size,
                  "format 2\nrole demoted\nprimary_id %s\nreplica_id %s\ngeneration %" PRIu64
                  "\ndemoted_from %" PRIu64 "\ndisk_sectors %" PRIu64 "\ncommitted_epoch %" PRIu64
-                 "\nchanges %s\n",
+                 "\nchanges %s\nrole_seq %" PRIu64 "\n",
                  pid, rid, p->dm_line, p->generation, p->disk_sectors, p->committed_epoch,
-                 p->dm_checksum ? "checksum" : "file");
+                 p->dm_checksum ? "checksum" : "file", p->role_seq);
         return;
     }
     snprintf(out, size,
@@ -48,10 +48,11 @@ void state_text(const struct primary *p, char *out, size_t size)
              "\nlog_id %" PRIu64 "\ndisk_sectors %" PRIu64 "\ncommitted_epoch %" PRIu64
              "\nepoch_reserved %" PRIu64 "\nchecksum_resync %d\nchecksum_pos %" PRIu64
              "\ngeneration_bitmap %" PRIu64 "\ngeneration_history %" PRIu64 " %" PRIu64
-             "\ngeneration_shared %d\n",
+             "\ngeneration_shared %d\nrole_seq %" PRIu64 "\n",
              pid, rid, p->generation, p->log_id, p->disk_sectors, p->committed_epoch,
              p->epoch_reserve_target, p->cs_active ? 1 : 0, p->cs_active ? p->cs_saved : 0,
-             p->bitmap_generation, p->gen_history[0], p->gen_history[1], p->gen_shared ? 1 : 0);
+             p->bitmap_generation, p->gen_history[0], p->gen_history[1], p->gen_shared ? 1 : 0,
+             p->role_seq);
 }
 
 /* One writer of the file at a time: the loop (save_state) or the pool. */
@@ -120,12 +121,13 @@ void save_state_async(struct primary *p)
 /* A primary started on a promoted replica's state directory takes up its
  * line: the promotion's generation is ours, and the one it was promoted
  * from is what our bitmap's changes are against (docs/failover.md, "The
- * role swap").  Returns 1 when it did, 0 when there is no such state, or
- * -errno (logged). */
-static int adopt_promoted(struct primary *p, const char *sec_path)
+ * role swap").  With `newer`, only a promotion whose role_seq is above
+ * `above` (one made after this directory's demotion) counts.  Returns 1
+ * when it did, 0 when there is no such state, or -errno (logged). */
+static int adopt_promoted(struct primary *p, const char *sec_path, bool newer, uint64_t above)
 {
     char text[BS_STATE_MAX], role[32];
-    uint64_t fmt, gen, prev, epoch = 0;
+    uint64_t fmt, gen, prev, epoch = 0, seq = 0;
     int r = bs_state_read(sec_path, text, sizeof(text));
 
     if (r == -ENOENT)
@@ -139,6 +141,9 @@ static int adopt_promoted(struct primary *p, const char *sec_path)
         BS_ERR(MOD, "%s is not a valid secondary state file; refusing to guess", sec_path);
         return -EINVAL;
     }
+    (void)bs_state_get_u64(text, "role_seq", &seq);
+    if (newer && (fmt != 2 || strcmp(role, "promoted") != 0 || seq <= above))
+        return 0; /* the demotion here is the newer role */
     if (fmt != 2 || strcmp(role, "promoted") != 0) {
         BS_ERR(MOD, "%s holds a replica that was not promoted: its disk belongs to its primary. "
                     "Promote it first (blkship promote), or give blkship-primary another "
@@ -155,6 +160,18 @@ static int adopt_promoted(struct primary *p, const char *sec_path)
     r = bs_id_random(p->primary_id);
     if (r < 0)
         return r;
+    /* What an earlier role left here describes another line. */
+    if ((unlink(p->dirty_path) < 0 && errno != ENOENT) ||
+        (unlink(p->changes_path) < 0 && errno != ENOENT)) {
+        r = -errno;
+        BS_ERR(MOD, "removing an earlier role's bitmap or changes: %s", strerror(-r));
+        return r;
+    }
+    memset(p->replica_id, 0, sizeof(p->replica_id));
+    p->committed_epoch = p->epoch_reserve_target = 0;
+    p->cs_active = false;
+    p->log_id = 0;
+    p->role_seq = seq + 1;
     p->generation = gen;
     p->bitmap_generation = prev;
     p->gen_history[0] = prev;
@@ -174,7 +191,7 @@ static int load_state(struct primary *p, const char *state_dir)
 
     if (r == -ENOENT) {
         snprintf(sec_path, sizeof(sec_path), "%s/secondary.state", state_dir);
-        r = adopt_promoted(p, sec_path);
+        r = adopt_promoted(p, sec_path, false, 0);
         if (r < 0)
             return r;
         if (r == 1)
@@ -195,6 +212,16 @@ static int load_state(struct primary *p, const char *state_dir)
     }
     if (bs_state_get_u64(text, "format", &fmt) == 0 && fmt == 2 &&
         bs_state_get(text, "role", hex, sizeof(hex)) == 0 && strcmp(hex, "demoted") == 0) {
+        /* Demoted here, then taken up by a blkship-secondary: if that
+         * replica was promoted since, the promotion is the newer role. */
+        uint64_t seq = 0;
+        (void)bs_state_get_u64(text, "role_seq", &seq);
+        snprintf(sec_path, sizeof(sec_path), "%s/secondary.state", state_dir);
+        r = adopt_promoted(p, sec_path, true, seq);
+        if (r == 1)
+            return save_state(p);
+        if (r < 0)
+            return r;
         BS_ERR(MOD, "%s: this disk was demoted (blkship demote): it is to become a replica, "
                     "and no primary starts on it.  Start blkship-secondary on this state "
                     "directory", p->state_path);
@@ -264,6 +291,8 @@ static int load_state(struct primary *p, const char *state_dir)
             p->bitmap_generation = 0;
         p->gen_shared = shared == 1;
     }
+    if (bs_state_get_u64(text, "role_seq", &p->role_seq) == -ENOENT)
+        p->role_seq = 0;
     p->epoch_reserved_durable = p->epoch_reserve_target;
     p->last_epoch = p->epoch_reserve_target > p->committed_epoch ? p->epoch_reserve_target
                                                                  : p->committed_epoch;

@@ -198,6 +198,7 @@ struct primary {
     bool dm_checksum;               /* the bitmap was not complete: compare by checksums */
     bool demoted;                   /* primary.state says role demoted */
     bool adopted;                   /* started on a promoted replica's state */
+    uint64_t role_seq;              /* counts role changes of this state directory */
     char changes_path[4096];
     uint64_t sb_peer_generation;
     uint64_t split_brains;          /* episodes found */

@@ -48,10 +48,10 @@ int own_load(struct secondary *sec)
     return 0;
 }
 
-int own_adopt(struct secondary *sec, const char *state_dir)
+int own_adopt(struct secondary *sec, const char *state_dir, bool newer, uint64_t above)
 {
     char path[4200], text[BS_STATE_MAX], role[32], how[16];
-    uint64_t fmt, gen, sectors;
+    uint64_t fmt, gen, sectors, seq = 0;
     int r;
 
     snprintf(path, sizeof(path), "%s/primary.state", state_dir);
@@ -67,6 +67,9 @@ int own_adopt(struct secondary *sec, const char *state_dir)
         BS_ERR(MOD, "%s is not a valid primary state file; refusing to guess", path);
         return -EINVAL;
     }
+    (void)bs_state_get_u64(text, "role_seq", &seq);
+    if (newer && fmt == 2 && strcmp(role, "demoted") == 0 && seq <= above)
+        return 0; /* the promotion here is the newer role */
     if (fmt != 2 || strcmp(role, "demoted") != 0) {
         BS_ERR(MOD, "%s: this directory holds a primary's state, and its disk is that "
                     "primary's.  To make it a replica, run 'blkship demote' on that primary "
@@ -90,6 +93,7 @@ int own_adopt(struct secondary *sec, const char *state_dir)
     if (r < 0)
         return r;
     sec->generation = gen;
+    sec->role_seq = seq + 1;
     if (strcmp(how, "file") == 0) {
         r = own_load(sec);
         if (r < 0)

@@ -54,7 +54,7 @@ int sec_write_state_locked(struct secondary *sec)
                  sec->generation, sec->epoch, sec->disk_bytes, sec->st_applied,
                  sec->st_consistent ? 1 : 0);
     if (sec->st_promoted)
-        snprintf(text + n, sizeof(text) - (size_t)n,
+        n += snprintf(text + n, sizeof(text) - (size_t)n,
                  "promoted_epoch %" PRIu64 "\npromoted_forced %d\ngeneration_history %" PRIu64
                  "\n",
                  sec->promoted_epoch, sec->promote_forced ? 1 : 0, sec->generation_prev);
@@ -66,7 +66,9 @@ int sec_write_state_locked(struct secondary *sec)
                       sec->generation_prev);
     if (sec->own_pending && !sec->st_promoted)
         /* A demoted primary's changes, in changes_path, still to be sent. */
-        snprintf(text + n, sizeof(text) - (size_t)n, "own_changes 1\n");
+        n += snprintf(text + n, sizeof(text) - (size_t)n, "own_changes 1\n");
+    if (sec->role_seq)
+        snprintf(text + n, sizeof(text) - (size_t)n, "role_seq %" PRIu64 "\n", sec->role_seq);
     r = bs_state_write(sec->state_path, text);
     if (r < 0)
         BS_ERR(MOD, "writing %s: %s", sec->state_path, strerror(-r));
@@ -123,7 +125,7 @@ static int load_state(struct secondary *sec, const char *state_dir)
     int r = bs_state_read(sec->state_path, text, sizeof(text));
 
     if (r == -ENOENT) {
-        r = own_adopt(sec, state_dir);
+        r = own_adopt(sec, state_dir, false, 0);
         if (r < 0)
             return r;
         if (r == 1)
@@ -140,12 +142,20 @@ static int load_state(struct secondary *sec, const char *state_dir)
         return r;
     }
     if (bs_state_get_u64(text, "format", &fmt) == 0 && fmt == 2) {
-        uint64_t e = 0;
+        uint64_t e = 0, seq = 0;
+        /* Promoted here, then taken up by a blkship-primary: if that
+         * primary was demoted since, the demotion is the newer role. */
+        (void)bs_state_get_u64(text, "role_seq", &seq);
+        r = own_adopt(sec, state_dir, true, seq);
+        if (r == 1)
+            return sec_save_state(sec);
+        if (r < 0)
+            return r;
         (void)bs_state_get_u64(text, "promoted_epoch", &e);
         BS_ERR(MOD, "%s: this replica was promoted (at epoch %" PRIu64 "): it is a primary's "
                     "disk now and takes no primary.  To make this host hold a replica again, "
-                    "give blkship-secondary an empty --state-dir: a new pairing, and a full "
-                    "sync from the current primary",
+                    "run 'blkship demote' on the blkship-primary that serves it on this state "
+                    "directory, or give blkship-secondary an empty --state-dir (a new pairing)",
                sec->state_path, e);
         return -EPERM;
     }
@@ -172,6 +182,8 @@ static int load_state(struct secondary *sec, const char *state_dir)
         }
         sec->checksum_required = cr == 1;
     }
+    if (bs_state_get_u64(text, "role_seq", &sec->role_seq) == -ENOENT)
+        sec->role_seq = 0;
     {
         uint64_t oc = 0;
         int ro = bs_state_get_u64(text, "own_changes", &oc);

@@ -268,6 +268,7 @@ struct secondary {
     /* A demoted primary's own changes (secondary/ownchanges.c). */
     struct bs_changes own;
     bool own_pending;           /* persisted (own_changes 1): sent to each session until a commit */
+    uint64_t role_seq;          /* persisted: counts role changes of this state directory */
     uint64_t own_bytes;
     char changes_path[4200];
     bool split_brain;           /* a primary that changed too came after the promotion */
@@ -393,9 +394,11 @@ void sgen_committed(struct session *s);
 /* ownchanges.c */
 /* secondary.state is missing: takes up a demoted primary's state in
  * state_dir (its generation, and its own changes or a checksum resync).
- * Returns 1 when it did, 0 when there is none, -EPERM for a primary that
- * was not demoted, or -errno (logged). */
-int own_adopt(struct secondary *sec, const char *state_dir);
+ * With `newer`, only a demotion whose role_seq is above `above` (one made
+ * after this directory's promotion) counts.  Returns 1 when it did, 0 when
+ * there is none, -EPERM for a primary that was not demoted, or -errno
+ * (logged). */
+int own_adopt(struct secondary *sec, const char *state_dir, bool newer, uint64_t above);
 /* Reads changes_path (the state said own_changes 1).  0 or -errno (logged). */
 int own_load(struct secondary *sec);
 /* Queues the EXTENTS frames (the last with count 0) right after the welcome.

@@ -20,6 +20,17 @@
 #      the changes file is gone.  A later write on B replicates as usual.
 #   7. A secondary refuses a primary's state directory that was not
 #      demoted, and a primary refuses a replica's that was not promoted.
+#   8. And back, each directory taking its third and fourth role, with a
+#      bitmap that is not complete: A's secondary stopped, B's nbdkit
+#      killed -9 and restarted (a new log: writes may have gone unlogged),
+#      1 MiB written on B; A promoted (listening where B's primary does not
+#      reach it); `blkship demote` on B records "checksum"; blkship-primary
+#      on A's directory (a demoted primary's, then a promoted replica's:
+#      the promotion is newer) and blkship-secondary on B's (a promoted
+#      replica's, then a demoted primary's: the demotion is newer, and a
+#      primary is refused there) compare
+#      checksums: exactly that 1 MiB differs and is sent, and B then
+#      equals A.
 source "$(dirname "$0")/functions.sh"
 requires_root
 requires nbdkit
@@ -62,11 +73,11 @@ note "2: $(head -n 1 <<<"$out")"
 
 # ---- 3 ------------------------------------------------------------------------------
 start_nbdkit "$WORKDIR" "rsb$$" "$b_img"
-b_wl=$WL_CTL b_uri=$NBD_URI
+b_wl=$WL_CTL b_uri=$NBD_URI b_nbdkit=$NBDKIT_PID
 a_port=$(random_port)
 ln -s "$WORKDIR/sec.state" "$WORKDIR/bpri.state"
 start_primary bpri "$b_wl" "$TEST_HOST:$a_port" "${fast[@]}"
-b_ctl=$PRI_CTL b_log=$PRI_LOG
+b_ctl=$PRI_CTL b_log=$PRI_LOG b_pid=$PRI_PID
 expect_log 'taking up the promoted replica in this state directory' "$b_log"
 qemu-io -f raw "$b_uri" -c "write -q -P 0x33 40M 3M" >/dev/null || fail "3: qemu-io could not write"
 
@@ -111,7 +122,7 @@ sent0=$(field "$b_ctl" sent_bytes)
 [ "$sent0" = 0 ] || fail "6: B's primary sent $sent0 bytes before it had a secondary"
 ln -s "$WORKDIR/pri.state" "$WORKDIR/asec.state"
 start_secondary --port "$a_port" asec "$a_img" "${fast[@]}"
-a_sec_ctl=$SEC_CTL a_sec_log=$SEC_LOG
+a_sec_ctl=$SEC_CTL a_sec_log=$SEC_LOG a_sec_pid=$SEC_PID
 expect_log "taking up the demoted primary's disk" "$a_sec_log"
 wait_synced "$b_ctl" 60
 s=$(status "$b_ctl")
@@ -150,3 +161,40 @@ if out=$(timeout 10 "$PRIMARY" --writelog "$b_wl" --connect "$TEST_HOST:1" \
     fail "7: a primary started on a replica's state directory"
 fi
 [[ $out == *"holds a replica that was not promoted"* ]] || fail "7: the primary's refusal: $out"
+
+# ---- 8 ------------------------------------------------------------------------------
+stop_pid "$a_sec_pid"
+kill9 "$b_nbdkit"
+start_nbdkit "$WORKDIR" "rsb$$" "$b_img"
+b_nbdkit=$NBDKIT_PID
+expect_log 'the write log restarted' "$b_log" 30
+qemu-io -f raw "$NBD_URI" -c "write -q -P 0x77 10M 1M" >/dev/null || fail "8: qemu-io could not write"
+start_secondary asec "$a_img" "${fast[@]}"
+out=$("$BLKSHIP" promote --control "$SEC_CTL" 2>&1) || fail "8: promote of A failed: $out"
+stop_pid "$SEC_PID"
+out=$("$BLKSHIP" demote --control "$b_ctl" 2>&1) || fail "8: demote of B failed: $out"
+[[ $out == "demoted: "*": checksum, "* ]] || fail "8: B's bitmap was not complete, yet: $out"
+note "8: $(head -n 1 <<<"$out")"
+poll_until 10 proc_gone "$b_pid" || fail "8: B's agent did not stop after the demote"
+# B's directory holds its old promotion too; the demotion is newer.
+if out=$(timeout 10 "$PRIMARY" --writelog "$b_wl" --connect "$TEST_HOST:1" \
+    --state-dir "$WORKDIR/sec.state" --control "$WORKDIR/p8.ctl" --cert "$CERTS/primary.crt" \
+    --key "$CERTS/primary.key" --ca "$CERTS/ca.crt" --peer-name secondary 2>&1); then
+    fail "8: a primary started on B's demoted directory (its promotion is older)"
+fi
+[[ $out == *"this disk was demoted"* ]] || fail "8: the primary's refusal on B: $out"
+stop_pid "$b_nbdkit"
+b_port=$(random_port)
+start_nbdkit "$WORKDIR" "rsa$$" "$a_img"
+ln -s "$WORKDIR/pri.state" "$WORKDIR/apri.state"
+start_primary apri "$WL_CTL" "$TEST_HOST:$b_port" "${fast[@]}"
+expect_log 'taking up the promoted replica in this state directory' "$PRI_LOG"
+ln -s "$WORKDIR/sec.state" "$WORKDIR/bsec.state"
+start_secondary --port "$b_port" bsec "$b_img" "${fast[@]}"
+expect_log "taking up the demoted primary's disk .*: to be compared by checksums" "$SEC_LOG"
+wait_synced "$PRI_CTL" 60
+s=$(status "$PRI_CTL")
+[ "$(jget "$s" checksum_differing_bytes)" = $((1 << 20)) ] && [ "$(jget "$s" sent_bytes)" = $((1 << 20)) ] ||
+    fail "8: exactly the 1 MiB written on B after its log restarted should differ and be sent: $s"
+expect_same "$a_img" "$b_img" "8: B's disk after the swap back"
+note "8: $(jget "$s" sent_bytes) bytes sent after checksums"
