@@ -10,5 +10,9 @@
 #include <stdint.h>
 
 uint64_t bs_block_hash(const void *buf, size_t len);
+/* Block i of data[0..bytes), blocks of block_bytes (the last may be
+ * shorter): its hash in out[i], for every i below
+ * (bytes + block_bytes - 1) / block_bytes. */
+void bs_hash_blocks(const void *data, uint64_t bytes, uint64_t block_bytes, uint64_t *out);
 
 #endif

@@ -35,13 +35,36 @@
 
 /* The hash block: the grain, within what the protocol allows and the
  * payload limit holds. */
-static uint32_t block_sectors(const struct primary *p)
+uint32_t hash_block_sectors(uint32_t grain, uint64_t payload)
 {
-    uint32_t b = p->grain;
+    uint32_t b = grain;
 
-    while (b > BSR_HASH_BLOCK_MAX_SECTORS || (uint64_t)b * BSR_SECTOR_SIZE > p->max_payload)
+    while (b > BSR_HASH_BLOCK_MAX_SECTORS || (uint64_t)b * BSR_SECTOR_SIZE > payload)
         b /= 2;
     return b < BSR_HASH_BLOCK_MIN_SECTORS ? BSR_HASH_BLOCK_MIN_SECTORS : b;
+}
+
+static uint32_t block_sectors(const struct primary *p)
+{
+    return hash_block_sectors(p->grain, p->max_payload);
+}
+
+size_t hashes_frame_pack(uint8_t *out, uint64_t sector, uint32_t block, uint32_t range_sectors,
+                         const uint64_t *hashes, uint32_t n)
+{
+    struct bsr_frame f = { .sector = sector, .count = n, .kind = BSR_HASHES };
+    struct bsr_hash_range hr = { .block_sectors = block, .range_sectors = range_sectors };
+    uint32_t plen = BSR_HASH_RANGE_LEN + 8 * n, crc;
+
+    bsr_frame_pack(&f, out);
+    bsr_hash_range_pack(&hr, out + BSR_FRAME_HDR_LEN);
+    for (uint32_t k = 0; k < n; k++) {
+        uint64_t h = htole64(hashes[k]);
+        memcpy(out + BSR_FRAME_HDR_LEN + BSR_HASH_RANGE_LEN + 8 * k, &h, 8);
+    }
+    crc = htole32(crc32c(0, out, BSR_FRAME_HDR_LEN + plen));
+    memcpy(out + BSR_FRAME_HDR_LEN + plen, &crc, BSR_FRAME_CRC_LEN);
+    return BSR_FRAME_HDR_LEN + plen + BSR_FRAME_CRC_LEN;
 }
 
 void csync_request(struct primary *p, const char *reason)
@@ -189,10 +212,8 @@ bool csync_on_read(struct primary *p, struct slot *s, int err)
     uint64_t hashes[BSR_HASHES_MAX];
     uint32_t b = block_sectors(p);
     uint32_t n = (s->count + b - 1) / b;
-    struct bsr_frame f = { .sector = s->sector, .count = n, .kind = BSR_HASHES };
-    struct bsr_hash_range hr = { .block_sectors = b, .range_sectors = s->count };
     struct cs_range *r;
-    uint32_t crc, plen = BSR_HASH_RANGE_LEN + 8 * n;
+    size_t len;
 
     if (s->verify)
         return verify_on_read(p, s, err);
@@ -204,21 +225,11 @@ bool csync_on_read(struct primary *p, struct slot *s, int err)
         read_failed(p, s, err);
         return true;
     }
-    for (uint32_t i = 0; i < n; i++) {
-        uint64_t at = (uint64_t)i * b * BSR_SECTOR_SIZE;
-        uint64_t len = (uint64_t)s->count * BSR_SECTOR_SIZE - at;
-        hashes[i] = htole64(bs_block_hash(base + at, len < (uint64_t)b * BSR_SECTOR_SIZE
-                                                         ? len
-                                                         : (uint64_t)b * BSR_SECTOR_SIZE));
-    }
+    bs_hash_blocks(base, (uint64_t)s->count * BSR_SECTOR_SIZE, (uint64_t)b * BSR_SECTOR_SIZE,
+                   hashes);
     /* The frame replaces the data it describes, in the same slot. */
-    bsr_frame_pack(&f, base);
-    bsr_hash_range_pack(&hr, base + BSR_FRAME_HDR_LEN);
-    memcpy(base + BSR_FRAME_HDR_LEN + BSR_HASH_RANGE_LEN, hashes, 8 * n);
-    crc = htole32(crc32c(0, base, BSR_FRAME_HDR_LEN + plen));
-    memcpy(base + BSR_FRAME_HDR_LEN + plen, &crc, BSR_FRAME_CRC_LEN);
-    if (bs_conn_write(p->conn, base, BSR_FRAME_HDR_LEN + plen + BSR_FRAME_CRC_LEN,
-                      pump_slot_sent, s) < 0) {
+    len = hashes_frame_pack(base, s->sector, b, s->count, hashes, n);
+    if (bs_conn_write(p->conn, base, len, pump_slot_sent, s) < 0) {
         slot_release(p, s);
         link_down(p, "cannot queue a checksum frame");
         return p->log != NULL;

@@ -139,7 +139,7 @@ static void finish(struct primary *p)
     p->dm_line = p->bitmap_generation ? p->bitmap_generation : p->generation;
     p->dm_checksum = p->cs_active;
     p->dm_changed_bytes = (bs_dirty_todo_grains(p->dirty) + bs_dirty_inflight_grains(p->dirty)) *
-                          grain_bytes(p);
+                          grain_bytes(p); /* whatever the changes' form */
     if (!p->dm_checksum) {
         r = write_changes(p);
         if (r == -E2BIG) {

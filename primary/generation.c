@@ -75,15 +75,21 @@ void gen_accepted(struct primary *p, uint64_t peer_generation)
     save_state_async(p);
 }
 
+/* What the bitmap marks: data the replica may lack. */
+static uint64_t changed_bytes(const struct primary *p)
+{
+    if (!p->dirty)
+        return 0;
+    return (bs_dirty_todo_grains(p->dirty) + bs_dirty_inflight_grains(p->dirty)) * grain_bytes(p);
+}
+
 void gen_fill_hello(const struct primary *p, struct bsr_hello *h)
 {
-    uint64_t dirty = p->dirty ? bs_dirty_todo_grains(p->dirty) + bs_dirty_inflight_grains(p->dirty) : 0;
-
     h->generation = p->generation;
     h->bitmap_generation = p->bitmap_generation;
     h->history[0] = p->gen_history[0];
     h->history[1] = p->gen_history[1];
-    h->changed_bytes = dirty * (p->grain ? grain_bytes(p) : 0);
+    h->changed_bytes = changed_bytes(p);
 }
 
 void gen_refused(struct primary *p, const struct bsr_welcome *w)
@@ -91,9 +97,7 @@ void gen_refused(struct primary *p, const struct bsr_welcome *w)
     /* Only an operator changes this answer: the back-off starts long. */
     if (p->backoff_ms < RETRY_MAX_MS)
         p->backoff_ms = RETRY_MAX_MS;
-    uint64_t changed = p->dirty ? (bs_dirty_todo_grains(p->dirty) +
-                                   bs_dirty_inflight_grains(p->dirty)) * grain_bytes(p)
-                                : 0;
+    uint64_t changed = changed_bytes(p);
 
     if (w->status == BSR_E_PROMOTED) {
         if (!p->peer_promoted)

@@ -451,6 +451,13 @@ void demote_status(const struct primary *p, struct bs_json_builder *b);
 /* The bitmap cannot say what the replica lacks (`reason`, a literal): a
  * checksum resync is due, from sector 0.  The caller saves the state. */
 void csync_request(struct primary *p, const char *reason);
+/* The checksum block for a grain and a payload limit: the grain, halved
+ * until it fits both the payload and the protocol's bounds. */
+uint32_t hash_block_sectors(uint32_t grain, uint64_t payload);
+/* Writes a whole HASHES frame (header, range, the n hashes little-endian,
+ * CRC) at out; returns its length.  out may hold the data hashed. */
+size_t hashes_frame_pack(uint8_t *out, uint64_t sector, uint32_t block, uint32_t range_sectors,
+                         const uint64_t *hashes, uint32_t n);
 /* At the welcome: a due resync with a secondary of version 2 becomes a
  * full one.  False if that could not be recorded. */
 bool csync_fallback(struct primary *p);

@@ -94,13 +94,8 @@ struct verify {
 
 static uint32_t vf_block_sectors(const struct primary *p)
 {
-    uint32_t b = p->grain;
     /* Before any link has agreed a payload limit, the one we offer. */
-    uint64_t payload = p->max_payload ? p->max_payload : p->payload_pref;
-
-    while (b > BSR_HASH_BLOCK_MAX_SECTORS || (uint64_t)b * BSR_SECTOR_SIZE > payload)
-        b /= 2;
-    return b < BSR_HASH_BLOCK_MIN_SECTORS ? BSR_HASH_BLOCK_MIN_SECTORS : b;
+    return hash_block_sectors(p->grain, p->max_payload ? p->max_payload : p->payload_pref);
 }
 
 bool verify_holds_seal(const struct primary *p)
@@ -316,19 +311,8 @@ static void send_batch(struct primary *p)
 
     for (unsigned i = 0; i < v->npieces; i++) {
         struct vf_piece *pc = &v->pieces[i];
-        struct bsr_frame f = { .sector = pc->sector, .count = pc->blocks, .kind = BSR_HASHES };
-        struct bsr_hash_range hr = { .block_sectors = v->block, .range_sectors = pc->count };
-        uint32_t plen = BSR_HASH_RANGE_LEN + 8 * pc->blocks, crc;
-
-        bsr_frame_pack(&f, out);
-        bsr_hash_range_pack(&hr, out + BSR_FRAME_HDR_LEN);
-        for (uint32_t k = 0; k < pc->blocks; k++) {
-            uint64_t h = htole64(v->hashes[pc->first + k]);
-            memcpy(out + BSR_FRAME_HDR_LEN + BSR_HASH_RANGE_LEN + 8 * k, &h, 8);
-        }
-        crc = htole32(crc32c(0, out, BSR_FRAME_HDR_LEN + plen));
-        memcpy(out + BSR_FRAME_HDR_LEN + plen, &crc, BSR_FRAME_CRC_LEN);
-        out += BSR_FRAME_HDR_LEN + plen + BSR_FRAME_CRC_LEN;
+        out += hashes_frame_pack(out, pc->sector, v->block, pc->count, v->hashes + pc->first,
+                                 pc->blocks);
     }
     /* One write for the batch: the buffer lives until its answers are in
      * (or the link, and every write queued on it, is gone). */
@@ -421,14 +405,9 @@ bool verify_on_read(struct primary *p, struct slot *s, int err)
         for (uint32_t k = 0; k < pc->blocks; k++)
             v->indet[pc->first + k] = 2;
     } else {
-        for (uint32_t k = 0; k < pc->blocks; k++) {
-            uint64_t at = (uint64_t)k * v->block * BSR_SECTOR_SIZE;
-            uint64_t len = (uint64_t)pc->count * BSR_SECTOR_SIZE - at;
-            if (len > (uint64_t)v->block * BSR_SECTOR_SIZE)
-                len = (uint64_t)v->block * BSR_SECTOR_SIZE;
-            v->hashes[pc->first + k] = bs_block_hash(base + at, len);
-            v->indet[pc->first + k] = 0;
-        }
+        bs_hash_blocks(base, (uint64_t)pc->count * BSR_SECTOR_SIZE,
+                       (uint64_t)v->block * BSR_SECTOR_SIZE, v->hashes + pc->first);
+        memset(v->indet + pc->first, 0, pc->blocks);
     }
     pc->read = true;
     slot_release(p, s);

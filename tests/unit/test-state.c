@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "common/changes.h"
 #include "common/state.h"
 
 /* ---- temporary directory, removed by the teardown even on failure ---- */
@@ -495,6 +496,103 @@ static void test_mkdir_over_file(void **state)
     assert_true(r == -EEXIST || r == -ENOTDIR);
 }
 
+/* ---- bs_changes (a demoted primary's own changes) ---------------------- */
+
+static void read_whole(const char *path, uint8_t *buf, size_t *len)
+{
+    int fd = open(path, O_RDONLY);
+    ssize_t n;
+    assert_true(fd >= 0);
+    n = read(fd, buf, 4096);
+    assert_true(n > 0);
+    *len = (size_t)n;
+    close(fd);
+}
+
+static void test_changes_round_trip(void **state)
+{
+    (void)state;
+    uint8_t entries[3 * BS_CHANGES_ENTRY_LEN];
+    struct bs_changes c = { .disk_sectors = 1000, .n = 3, .entries = entries }, g;
+    const char *why = NULL;
+    uint64_t s;
+    uint32_t k;
+
+    bs_changes_put(entries, 0, 0, 8);
+    bs_changes_put(entries, 1, 500, 100);
+    bs_changes_put(entries, 2, 992, 8);
+    assert_int_equal(bs_changes_write(tpath("ch"), &c), 0);
+    assert_false(exists(tpath("ch.tmp")));
+    assert_int_equal(bs_changes_read(tpath("ch"), 1000, &g, &why), 0);
+    assert_int_equal(g.n, 3);
+    bs_changes_get(&g, 1, &s, &k);
+    assert_int_equal(s, 500);
+    assert_int_equal(k, 100);
+    bs_changes_get(&g, 2, &s, &k);
+    assert_int_equal(s, 992);
+    assert_int_equal(k, 8);
+    bs_changes_free(&g);
+    assert_null(g.entries);
+    /* No entries at all is a valid file. */
+    c.n = 0;
+    assert_int_equal(bs_changes_write(tpath("empty"), &c), 0);
+    assert_int_equal(bs_changes_read(tpath("empty"), 1000, &g, &why), 0);
+    assert_int_equal(g.n, 0);
+    bs_changes_free(&g);
+    assert_int_equal(bs_changes_read(tpath("absent"), 1000, &g, &why), -ENOENT);
+}
+
+/* Every corruption is refused with its reason; nothing is half-read. */
+static void test_changes_refused(void **state)
+{
+    (void)state;
+    uint8_t entries[2 * BS_CHANGES_ENTRY_LEN], good[4096], bad[4096];
+    struct bs_changes c = { .disk_sectors = 1000, .n = 2, .entries = entries }, g;
+    const char *why = NULL;
+    size_t len;
+
+    bs_changes_put(entries, 0, 10, 10);
+    bs_changes_put(entries, 1, 990, 10);
+    assert_int_equal(bs_changes_write(tpath("ch"), &c), 0);
+    read_whole(tpath("ch"), good, &len);
+    assert_int_equal(len, BS_CHANGES_HDR_LEN + 2 * BS_CHANGES_ENTRY_LEN);
+
+    assert_int_equal(bs_changes_read(tpath("ch"), 2000, &g, &why), -EINVAL);
+    assert_string_equal(why, "made for a disk of another size");
+    assert_null(g.entries);
+
+    memcpy(bad, good, len);
+    bad[0] ^= 1;
+    write_raw(tpath("x"), bad, len);
+    assert_int_equal(bs_changes_read(tpath("x"), 1000, &g, &why), -EINVAL);
+    assert_string_equal(why, "not a changes file (magic)");
+
+    memcpy(bad, good, len);
+    bad[BS_CHANGES_HDR_LEN + 3] ^= 0x40; /* an entry's bit: the CRC catches it */
+    write_raw(tpath("x"), bad, len);
+    assert_int_equal(bs_changes_read(tpath("x"), 1000, &g, &why), -EINVAL);
+    assert_string_equal(why, "its entries fail their CRC");
+
+    write_raw(tpath("x"), good, len - 1);
+    assert_int_equal(bs_changes_read(tpath("x"), 1000, &g, &why), -EINVAL);
+    assert_string_equal(why, "its length does not match its entry count");
+
+    write_raw(tpath("x"), good, 10);
+    assert_int_equal(bs_changes_read(tpath("x"), 1000, &g, &why), -EINVAL);
+    assert_string_equal(why, "shorter than its header");
+
+    /* Entries past the disk or empty, with a valid CRC. */
+    bs_changes_put(entries, 1, 995, 10);
+    assert_int_equal(bs_changes_write(tpath("y"), &c), 0);
+    assert_int_equal(bs_changes_read(tpath("y"), 1000, &g, &why), -EINVAL);
+    assert_string_equal(why, "an entry is empty or beyond the disk");
+    bs_changes_put(entries, 1, 0, 0);
+    assert_int_equal(bs_changes_write(tpath("y"), &c), 0);
+    assert_int_equal(bs_changes_read(tpath("y"), 1000, &g, &why), -EINVAL);
+    assert_string_equal(why, "an entry is empty or beyond the disk");
+    assert_null(g.entries);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -518,6 +616,8 @@ int main(void)
         T(test_id_random),
         T(test_mkdir),
         T(test_mkdir_over_file),
+        T(test_changes_round_trip),
+        T(test_changes_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
