@@ -46,6 +46,7 @@ enum wl_cmd_id {
     WL_CMD_ID_ADDS,
     WL_CMD_ID_FRZE,
 };
+#define WL_CMD_ID_LAST WL_CMD_ID_FRZE
 
 /* Which command m is; its parameters are not looked at. */
 enum wl_cmd_id wl_cmd_parse(const struct wl_ctlmsg *m);

@@ -26,8 +26,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const char *const commands[] = {
     NULL, WL_CMD_SHMP, WL_CMD_PEEK, WL_CMD_CLRW, WL_CMD_GETW,
-    WL_CMD_KICK, WL_CMD_INFO, WL_CMD_SEAL, WL_CMD_NEXT, WL_CMD_COWC, WL_CMD_ADDS,
+    WL_CMD_KICK, WL_CMD_INFO, WL_CMD_SEAL, WL_CMD_NEXT, WL_CMD_COWC, WL_CMD_ADDS, WL_CMD_FRZE,
 };
+_Static_assert(sizeof(commands) / sizeof(commands[0]) == WL_CMD_ID_LAST + 1,
+               "one name per command id");
 
 static void fuzz_stream(struct fuzz_input *in)
 {
@@ -60,7 +62,7 @@ static void fuzz_stream(struct fuzz_input *in)
             enum wl_cmd_id id = wl_cmd_parse(&m);
             char text[WL_CMD_PRINTABLE_LEN];
 
-            FUZZ_CHECK(id >= WL_CMD_ID_UNKNOWN && id <= WL_CMD_ID_ADDS);
+            FUZZ_CHECK(id >= WL_CMD_ID_UNKNOWN && id <= WL_CMD_ID_LAST);
             if (id != WL_CMD_ID_UNKNOWN)
                 FUZZ_CHECK(memcmp(m.cmd, commands[id], WL_CMD_LEN) == 0);
             wl_cmd_printable(m.cmd, text);

@@ -62,6 +62,10 @@ static void test_cmd_parse_version_2(void **state)
     assert_int_equal(wl_cmd_parse(&m), WL_CMD_ID_ADDS);
     memcpy(m.cmd, "ADDS", 4);
     assert_int_equal(wl_cmd_parse(&m), WL_CMD_ID_UNKNOWN);
+    memcpy(m.cmd, "frze", 4);
+    assert_int_equal(wl_cmd_parse(&m), WL_CMD_ID_FRZE);
+    assert_int_equal(wl_msg_len((const uint8_t *)"frze"), sizeof(struct wl_frze_reply));
+    assert_int_equal(sizeof(struct wl_frze_reply), 32);
 }
 
 static void test_ring_new_requests(void **state)
