@@ -222,6 +222,18 @@ void epoch_maybe_start(struct primary *p)
     }
     if (next >= p->epoch_reserved_durable)
         return;
+    if (now - p->last_rx_ms > p->peer_timeout_ms) {
+        /* After a stall of this process (stopped, or paused with its VM)
+         * the timers run in the order they fell due, and the epoch's may
+         * come before the heartbeat's: no epoch goes into a link already
+         * silent past the timeout.  Writes made meanwhile are then a
+         * change with no secondary (primary/generation.c). */
+        char why[96];
+        snprintf(why, sizeof(why), "secondary silent for %" PRIu64 " ms (peer timeout %u ms)",
+                 now - p->last_rx_ms, p->peer_timeout_ms);
+        link_down(p, why);
+        return;
+    }
     uv_timer_stop(&p->epoch_timer);
     uv_timer_stop(&p->dirty_poll);
     p->ep_number = next;
