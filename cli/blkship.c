@@ -20,6 +20,7 @@ static void usage(FILE *f)
           "                                            the promoted side, keeping its bitmap\n"
           "  verify --control SOCK [--repair] ...      compare the replica with the primary\n"
           "                                            by checksums, while it replicates\n"
+          "  config check RESOURCE | --config FILE      validate a resource's configuration\n"
           "  wlog info|peek|getw|clrw|read SOCKET ...   look at and drive a write log\n"
           "\n"
           "Run 'blkship wlog --help' for the write-log verbs.\n",
@@ -52,6 +53,8 @@ int main(int argc, char **argv)
         return cmd_resolve(argc - 1, argv + 1);
     if (strcmp(argv[1], "demote") == 0)
         return cmd_demote(argc - 1, argv + 1);
+    if (strcmp(argv[1], "config") == 0)
+        return cmd_config(argc - 1, argv + 1);
     if (strcmp(argv[1], "wlog") == 0)
         return cmd_wlog(argc - 1, argv + 1);
     fprintf(stderr, "blkship: unknown command '%s'\n", argv[1]);

@@ -12,6 +12,7 @@ int cmd_checkpoint(int argc, char **argv);
 int cmd_promote(int argc, char **argv);
 int cmd_resolve(int argc, char **argv);
 int cmd_demote(int argc, char **argv);
+int cmd_config(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 
 #endif

@@ -297,12 +297,12 @@ int bs_opt_check_required(const struct bs_opt_required *req, size_t n)
     return 0;
 }
 
-int bs_opt_log_level(const char *s)
+int bs_opt_log_level(const char *opt, const char *s)
 {
     enum bs_log_level level;
 
     if (bs_log_parse_level(s, &level) < 0) {
-        bs_usage_error("--log-level '%s': not err, warn, info or debug", s);
+        bs_usage_error("%s '%s': not err, warn, info or debug", opt, s);
         return -EINVAL;
     }
     bs_log_set_level(level);
@@ -340,22 +340,21 @@ void bs_resource_name(const char *name, const char *state_dir, char *out, size_t
         snprintf(out, size, "%.*s", (int)len, base);
 }
 
-int bs_opt_heartbeat_ms(const char *s, unsigned *out)
+int bs_opt_heartbeat_ms(const char *opt, const char *s, unsigned *out)
 {
     uint64_t v;
 
-    if (bs_opt_duration_ms("--heartbeat-ms", s, 1, 100, 60000, &v) < 0)
+    if (bs_opt_duration_ms(opt, s, 1, 100, 60000, &v) < 0)
         return -EINVAL;
     *out = (unsigned)v;
     return 0;
 }
 
-int bs_opt_peer_timeout_ms(const char *opt, const char *s, unsigned *out)
+int bs_opt_peer_timeout_ms(const char *opt, const char *s, uint64_t bare_unit_ms, unsigned *out)
 {
     uint64_t v;
 
-    if (bs_opt_duration_ms(opt, s, strcmp(opt, "--heartbeat-timeout") == 0 ? 1000 : 1, 500,
-                           3600000, &v) < 0)
+    if (bs_opt_duration_ms(opt, s, bare_unit_ms, 500, 3600000, &v) < 0)
         return -EINVAL;
     *out = (unsigned)v;
     return 0;

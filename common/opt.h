@@ -61,7 +61,7 @@ struct bs_opt_required {
 /* Names the first option that is missing or empty; -EINVAL then. */
 int bs_opt_check_required(const struct bs_opt_required *req, size_t n);
 /* --log-level: sets the level of common/log.h, or reports the value. */
-int bs_opt_log_level(const char *s);
+int bs_opt_log_level(const char *opt, const char *s);
 /* Refuses arguments left after the options (argv[first] on). */
 int bs_opt_no_arguments(int first, int argc, char **argv);
 /* The failure-detection options both agents take (docs/hooks.md):
@@ -71,8 +71,8 @@ int bs_opt_no_arguments(int first, int argc, char **argv);
  * 1 h.  Each returns 0 or -EINVAL with the usage error printed. */
 #define BS_HEARTBEAT_MS_DEFAULT 1000u
 #define BS_PEER_TIMEOUT_MS_DEFAULT 5000u
-int bs_opt_heartbeat_ms(const char *s, unsigned *out);
-int bs_opt_peer_timeout_ms(const char *opt, const char *s, unsigned *out);
+int bs_opt_heartbeat_ms(const char *opt, const char *s, unsigned *out);
+int bs_opt_peer_timeout_ms(const char *opt, const char *s, uint64_t bare_unit_ms, unsigned *out);
 /* The timeout must allow for at least two heartbeats. */
 int bs_opt_check_peer_timing(unsigned heartbeat_ms, unsigned peer_timeout_ms);
 

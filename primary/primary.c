@@ -14,6 +14,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "common/agentopt.h"
+#include "common/config.h"
 #include "common/ctl.h"
 #include "common/json.h"
 #include "common/log.h"
@@ -454,7 +456,13 @@ static void usage(FILE *f)
           "  --hook-timeout DUR       a hook still running after DUR is killed\n"
           "                           (default 30s; 100ms-1h)\n"
           "  --resource NAME          the name hooks and status give this disk\n"
-          "                           (default: the last component of --state-dir)\n"
+          "                           (default: the last component of --state-dir); its\n"
+          "                           configuration is /etc/blkship/NAME.conf if it exists\n"
+          "  --config FILE            the resource's configuration ([common] and [primary]:\n"
+          "                           keys are these options' names; the command line\n"
+          "                           overrides them; docs/config.md)\n"
+          "  --check-config           check the options and the file, load the\n"
+          "                           certificates, and exit (0: OK)\n"
           "  --log-level LEVEL        err, warn, info (default) or debug\n"
           "  --version, --help\n"
           "\n"
@@ -463,180 +471,177 @@ static void usage(FILE *f)
           f);
 }
 
+static const struct option opts[] = {
+    { "writelog", required_argument, NULL, 'w' },
+    { "connect", required_argument, NULL, 'c' },
+    { "interval", required_argument, NULL, 'i' },
+    { "epoch-ms", required_argument, NULL, 'e' },
+    { "epoch-max-dirty", required_argument, NULL, 'D' },
+    { "mode", required_argument, NULL, 'M' },
+    { "max-payload", required_argument, NULL, 'm' },
+    { "initial-sync", required_argument, NULL, 'I' },
+    { "on-out-of-sync", required_argument, NULL, 'O' },
+    BS_AGENT_OPTIONS,
+    { "version", no_argument, NULL, 'V' },
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 },
+};
+
+/* What the options set besides the agent's own fields. */
+struct start_opts {
+    struct bs_agent_opts agent;
+};
+
+/* Applies one option, from the command line or from the configuration
+ * file (common/config.h); `name` is how a message names it ("--mode", or
+ * "FILE:LINE: mode").  Returns -1 to go on, or the exit status. */
+static int apply_option(struct primary *p, struct start_opts *so, int opt, const char *arg,
+                        const char *name)
+{
+    uint64_t v;
+    int r = bs_agent_opt(&so->agent, opt, arg, name);
+
+    if (r)
+        return r < 0 ? BS_EXIT_USAGE : -1;
+    switch (opt) {
+    case 'w': p->writelog_path = arg; break;
+    case 'c': p->connect_addr = arg; break;
+    case 'i':
+    case 'e':
+        if (bs_opt_duration_ms(name, arg, 1, 1, 3600000, &v) < 0)
+            return BS_EXIT_USAGE;
+        p->epoch_ms = (unsigned)v;
+        break;
+    case 'D':
+        if (bs_opt_size(name, arg, 0, 1ull << 40, &v) < 0)
+            return BS_EXIT_USAGE;
+        p->epoch_max_dirty = v;
+        break;
+    case 'M':
+        if (strcmp(arg, "async") == 0) {
+            p->mode = MODE_ASYNC;
+        } else if (strcmp(arg, "checkpoint") == 0) {
+            p->mode = MODE_CHECKPOINT;
+        } else {
+            bs_usage_error("%s %s: async or checkpoint", name, arg);
+            return BS_EXIT_USAGE;
+        }
+        break;
+    case 'm':
+        if (bs_opt_size(name, arg, 4096, BSR_MAX_PAYLOAD_LIMIT, &v) < 0)
+            return BS_EXIT_USAGE;
+        if (v % 4096) {
+            bs_usage_error("%s %s: not a multiple of 4096", name, arg);
+            return BS_EXIT_USAGE;
+        }
+        p->payload_pref = (uint32_t)v;
+        break;
+    case 'I':
+        if (strcmp(arg, "full") == 0) {
+            p->initial_checksum = false;
+        } else if (strcmp(arg, "checksum") == 0) {
+            p->initial_checksum = true;
+        } else {
+            bs_usage_error("%s %s: full or checksum", name, arg);
+            return BS_EXIT_USAGE;
+        }
+        break;
+    case 'O':
+        if (bs_opt_nonempty(name, arg) < 0)
+            return BS_EXIT_USAGE;
+        p->on_out_of_sync = arg;
+        break;
+    case 'V': puts("blkship-primary " BLKSHIP_VERSION); return BS_EXIT_OK;
+    case 'h': usage(stdout); return BS_EXIT_OK;
+    default: usage(stderr); return BS_EXIT_USAGE;
+    }
+    return -1;
+}
+
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        { "writelog", required_argument, NULL, 'w' },
-        { "connect", required_argument, NULL, 'c' },
-        { "state-dir", required_argument, NULL, 's' },
-        { "control", required_argument, NULL, 'o' },
-        { "cert", required_argument, NULL, 'C' },
-        { "key", required_argument, NULL, 'K' },
-        { "ca", required_argument, NULL, 'A' },
-        { "crl", required_argument, NULL, 'R' },
-        { "peer-name", required_argument, NULL, 'P' },
-        { "interval", required_argument, NULL, 'i' },
-        { "epoch-ms", required_argument, NULL, 'e' },
-        { "epoch-max-dirty", required_argument, NULL, 'D' },
-        { "mode", required_argument, NULL, 'M' },
-        { "max-payload", required_argument, NULL, 'm' },
-        { "initial-sync", required_argument, NULL, 'I' },
-        { "heartbeat-timeout", required_argument, NULL, 't' },
-        { "peer-timeout-ms", required_argument, NULL, 'U' },
-        { "heartbeat-ms", required_argument, NULL, 'b' },
-        { "log-level", required_argument, NULL, 'L' },
-        { "on-split-brain", required_argument, NULL, 'S' },
-        { "on-out-of-sync", required_argument, NULL, 'O' },
-        { "hook-timeout", required_argument, NULL, 'T' },
-        { "resource", required_argument, NULL, 'N' },
-        { "version", no_argument, NULL, 'V' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
-    };
     static struct primary prim;
     struct primary *p = &prim;
-    struct bs_tls_config tls = { 0 };
-    const char *state_dir = NULL, *control = NULL, *resource = NULL;
-    unsigned hook_timeout_ms = BS_HOOK_DEFAULT_TIMEOUT_MS;
-    uint64_t v;
+    struct start_opts so;
+    static struct bs_config cfg; /* its values are the options' strings: kept */
     int opt, r;
 
     p->epoch_ms = DEFAULT_EPOCH_MS;
     p->epoch_max_dirty = DEFAULT_EPOCH_MAX_DIRTY;
     p->mode = MODE_ASYNC;
-    p->heartbeat_ms = BS_HEARTBEAT_MS_DEFAULT;
-    p->peer_timeout_ms = BS_PEER_TIMEOUT_MS_DEFAULT;
+    bs_agent_opts_init(&so.agent);
     p->payload_pref = DEFAULT_PAYLOAD;
     p->connect_fd = -1;
+    if (bs_config_load(argc, argv, "primary", opts, &cfg) < 0)
+        return BS_EXIT_USAGE;
+    for (size_t i = 0; i < cfg.n; i++) {
+        char where[4200];
+        bs_config_where(&cfg, i, where, sizeof(where));
+        if (!cfg.e[i].value)
+            continue; /* a flag set to no */
+        r = apply_option(p, &so, cfg.e[i].opt->val, cfg.e[i].value, where);
+        if (r >= 0)
+            return r;
+    }
     while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (opt) {
-        case 'w': p->writelog_path = optarg; break;
-        case 'c': p->connect_addr = optarg; break;
-        case 's': state_dir = optarg; break;
-        case 'o': control = optarg; break;
-        case 'C': tls.cert = optarg; break;
-        case 'K': tls.key = optarg; break;
-        case 'A': tls.ca = optarg; break;
-        case 'R': tls.crl = optarg; break;
-        case 'P': tls.peer_name = optarg; break;
-        case 'i':
-        case 'e':
-            if (bs_opt_duration_ms(opt == 'i' ? "--interval" : "--epoch-ms", optarg, 1, 1,
-                                   3600000, &v) < 0)
-                return BS_EXIT_USAGE;
-            p->epoch_ms = (unsigned)v;
-            break;
-        case 'D':
-            if (bs_opt_size("--epoch-max-dirty", optarg, 0, 1ull << 40, &v) < 0)
-                return BS_EXIT_USAGE;
-            p->epoch_max_dirty = v;
-            break;
-        case 'M':
-            if (strcmp(optarg, "async") == 0) {
-                p->mode = MODE_ASYNC;
-            } else if (strcmp(optarg, "checkpoint") == 0) {
-                p->mode = MODE_CHECKPOINT;
-            } else {
-                bs_usage_error("--mode %s: async or checkpoint", optarg);
-                return BS_EXIT_USAGE;
-            }
-            break;
-        case 'm':
-            if (bs_opt_size("--max-payload", optarg, 4096, BSR_MAX_PAYLOAD_LIMIT, &v) < 0)
-                return BS_EXIT_USAGE;
-            if (v % 4096) {
-                bs_usage_error("--max-payload %s: not a multiple of 4096", optarg);
-                return BS_EXIT_USAGE;
-            }
-            p->payload_pref = (uint32_t)v;
-            break;
-        case 'I':
-            if (strcmp(optarg, "full") == 0) {
-                p->initial_checksum = false;
-            } else if (strcmp(optarg, "checksum") == 0) {
-                p->initial_checksum = true;
-            } else {
-                bs_usage_error("--initial-sync %s: full or checksum", optarg);
-                return BS_EXIT_USAGE;
-            }
-            break;
-        case 't':
-            if (bs_opt_peer_timeout_ms("--heartbeat-timeout", optarg, &p->peer_timeout_ms) < 0)
-                return BS_EXIT_USAGE;
-            break;
-        case 'U':
-            if (bs_opt_peer_timeout_ms("--peer-timeout-ms", optarg, &p->peer_timeout_ms) < 0)
-                return BS_EXIT_USAGE;
-            break;
-        case 'b':
-            if (bs_opt_heartbeat_ms(optarg, &p->heartbeat_ms) < 0)
-                return BS_EXIT_USAGE;
-            break;
-        case 'L':
-            if (bs_opt_log_level(optarg) < 0)
-                return BS_EXIT_USAGE;
-            break;
-        case 'S':
-            if (bs_opt_nonempty("--on-split-brain", optarg) < 0)
-                return BS_EXIT_USAGE;
-            p->on_split_brain = optarg;
-            break;
-        case 'O':
-            if (bs_opt_nonempty("--on-out-of-sync", optarg) < 0)
-                return BS_EXIT_USAGE;
-            p->on_out_of_sync = optarg;
-            break;
-        case 'T':
-            if (bs_opt_duration_ms("--hook-timeout", optarg, 1000, 100, 3600000, &v) < 0)
-                return BS_EXIT_USAGE;
-            hook_timeout_ms = (unsigned)v;
-            break;
-        case 'N':
-            if (bs_opt_nonempty("--resource", optarg) < 0)
-                return BS_EXIT_USAGE;
-            resource = optarg;
-            break;
-        case 'V': puts("blkship-primary " BLKSHIP_VERSION); return BS_EXIT_OK;
-        case 'h': usage(stdout); return BS_EXIT_OK;
-        default: usage(stderr); return BS_EXIT_USAGE;
-        }
+        char name[64];
+        r = apply_option(p, &so, opt, optarg, bs_config_opt_name(opts, opt, name, sizeof(name)));
+        if (r >= 0)
+            return r;
     }
     {
         const struct bs_opt_required required[] = {
             { "--writelog", p->writelog_path, false }, { "--connect", p->connect_addr, false },
-            { "--state-dir", state_dir, false },       { "--control", control, false },
-            { "--cert", tls.cert, false },             { "--key", tls.key, false },
-            { "--ca", tls.ca, false },                 { "--peer-name", tls.peer_name, false },
-            { "--crl", tls.crl, true },
         };
-        if (bs_opt_check_required(required, sizeof(required) / sizeof(required[0])) < 0)
+        if (bs_opt_check_required(required, sizeof(required) / sizeof(required[0])) < 0) {
+            if (cfg.path[0])
+                fprintf(stderr, "(or set it in [primary] of %s)\n", cfg.path);
             return BS_EXIT_USAGE;
+        }
     }
+    if (bs_agent_opts_check(&so.agent, "primary", cfg.path) < 0)
+        return BS_EXIT_USAGE;
+    p->heartbeat_ms = so.agent.heartbeat_ms;
+    p->peer_timeout_ms = so.agent.peer_timeout_ms;
+    p->on_split_brain = so.agent.on_split_brain;
     if (bs_opt_no_arguments(optind, argc, argv) < 0)
         return BS_EXIT_USAGE;
     if (bs_opt_hostport("--connect", p->connect_addr) < 0)
         return BS_EXIT_USAGE;
     signal(SIGPIPE, SIG_IGN);
 
-    if (bs_opt_check_peer_timing(p->heartbeat_ms, p->peer_timeout_ms) < 0)
+    if (bs_tls_new(&so.agent.tls, false, &p->tls) < 0)
         return BS_EXIT_USAGE;
-    if (bs_tls_new(&tls, false, &p->tls) < 0)
-        return BS_EXIT_USAGE;
+    if (so.agent.check) {
+        /* --check-config: every value parsed, the certificates loaded. */
+        if (cfg.path[0])
+            printf("blkship-primary: configuration OK (%s)\n", cfg.path);
+        else
+            printf("blkship-primary: configuration OK\n");
+        return BS_EXIT_OK;
+    }
     /* A name that cannot resolve is a mistake to report now; a resolver
      * that is down for the moment is retried with the connection. */
     r = resolve_at_start(p);
     if (r < 0 && r != -EAGAIN)
         return BS_EXIT_FAILURE;
-    r = bs_mkdir(state_dir);
+    r = bs_mkdir(so.agent.state_dir);
     if (r < 0) {
-        BS_ERR(MOD, "state directory %s: %s", state_dir, strerror(-r));
+        BS_ERR(MOD, "state directory %s: %s", so.agent.state_dir, strerror(-r));
         return BS_EXIT_FAILURE;
     }
-    bs_resource_name(resource, state_dir, p->resource, sizeof(p->resource));
-    snprintf(p->state_path, sizeof(p->state_path), "%s/primary.state", state_dir);
-    snprintf(p->dirty_path, sizeof(p->dirty_path), "%s/dirty.bitmap", state_dir);
-    snprintf(p->changes_path, sizeof(p->changes_path), "%s/demoted.changes", state_dir);
-    if (load_state(p, state_dir) < 0)
+    {
+        /* A configuration file names its resource. */
+        char from_file[256];
+        if (!so.agent.resource && bs_config_resource(&cfg, from_file, sizeof(from_file)))
+            bs_resource_name(from_file, so.agent.state_dir, p->resource, sizeof(p->resource));
+        else
+            bs_resource_name(so.agent.resource, so.agent.state_dir, p->resource, sizeof(p->resource));
+    }
+    snprintf(p->state_path, sizeof(p->state_path), "%s/primary.state", so.agent.state_dir);
+    snprintf(p->dirty_path, sizeof(p->dirty_path), "%s/dirty.bitmap", so.agent.state_dir);
+    snprintf(p->changes_path, sizeof(p->changes_path), "%s/demoted.changes", so.agent.state_dir);
+    if (load_state(p, so.agent.state_dir) < 0)
         return BS_EXIT_FAILURE;
     if (uv_mutex_init(&p->state_lock) < 0)
         return BS_EXIT_FAILURE;
@@ -662,14 +667,14 @@ int main(int argc, char **argv)
     p->retry.data = p->log_retry.data = p->tick.data = p->epoch_timer.data = p;
     p->start_ms = uv_now(p->loop);
     p->pump_soon.data = p;
-    p->hooks = bs_hooks_new(p->loop, p->resource, "primary", hook_timeout_ms);
+    p->hooks = bs_hooks_new(p->loop, p->resource, "primary", so.agent.hook_timeout_ms);
     if (!p->hooks) {
         BS_ERR(MOD, "out of memory for the hooks");
         return BS_EXIT_FAILURE;
     }
-    r = bs_ctl_start(p->loop, control, status_handler, p, &p->ctl);
+    r = bs_ctl_start(p->loop, so.agent.control, status_handler, p, &p->ctl);
     if (r < 0) {
-        BS_ERR(MOD, "control socket %s: %s", control, uv_strerror(r));
+        BS_ERR(MOD, "control socket %s: %s", so.agent.control, uv_strerror(r));
         return BS_EXIT_FAILURE;
     }
     bs_ctl_add_async(p->ctl, "checkpoint", on_checkpoint);

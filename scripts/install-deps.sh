@@ -8,6 +8,7 @@ packages=(
   build-essential cmake pkg-config
   libuv1-dev libssl-dev libxen-dev nbdkit-plugin-dev libcmocka-dev libjson-c-dev
   libxxhash-dev  # block checksums (checksum resync, verify)
+  libinih-dev  # one configuration file per resource (INI)
   # run and test
   nbdkit qemu-utils fio libnbd-bin openssl util-linux iproute2 iptables xxd procps
   python3   # the tests check JSON with its json module, and fake agents

@@ -19,6 +19,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "common/agentopt.h"
+#include "common/config.h"
 #include "common/ctl.h"
 #include "common/json.h"
 #include "common/log.h"
@@ -357,7 +359,13 @@ static void usage(FILE *f)
           "  --hook-timeout DUR       a hook still running after DUR is killed\n"
           "                           (default 30s; 100ms-1h)\n"
           "  --resource NAME          the name hooks and status give this replica\n"
-          "                           (default: the last component of --state-dir)\n"
+          "                           (default: the last component of --state-dir); its\n"
+          "                           configuration is /etc/blkship/NAME.conf if it exists\n"
+          "  --config FILE            the resource's configuration ([common] and\n"
+          "                           [secondary]: keys are these options' names; the\n"
+          "                           command line overrides them; docs/config.md)\n"
+          "  --check-config           check the options and the file, load the\n"
+          "                           certificates, and exit (0: OK)\n"
           "  --handshake-timeout DUR  a connection must finish TLS and its hello within\n"
           "                           DUR (default 5s; 1s-1h)\n"
           "  --journal PATH           the epoch journal (default: DIR/journal)\n"
@@ -371,142 +379,132 @@ static void usage(FILE *f)
           f);
 }
 
+static const struct option opts[] = {
+    { "listen", required_argument, NULL, 'l' },
+    { "device", required_argument, NULL, 'd' },
+    { "max-payload", required_argument, NULL, 'm' },
+    { "on-failover", required_argument, NULL, 'F' },
+    { "handshake-timeout", required_argument, NULL, 'H' },
+    { "journal", required_argument, NULL, 'j' },
+    { "journal-max", required_argument, NULL, 'J' },
+    BS_AGENT_OPTIONS,
+    { "version", no_argument, NULL, 'V' },
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 },
+};
+
+/* What the options set besides the agent's own fields. */
+struct start_opts {
+    struct bs_agent_opts agent;
+    const char *listen_addr, *device, *journal;
+    uint64_t journal_max;
+};
+
+/* Applies one option, from the command line or from the configuration
+ * file (common/config.h); `name` is how a message names it.  Returns -1 to
+ * go on, or the exit status. */
+static int apply_option(struct secondary *sec, struct start_opts *so, int opt, const char *arg,
+                        const char *name)
+{
+    uint64_t v;
+    int r = bs_agent_opt(&so->agent, opt, arg, name);
+
+    if (r)
+        return r < 0 ? BS_EXIT_USAGE : -1;
+    switch (opt) {
+    case 'l': so->listen_addr = arg; break;
+    case 'd': so->device = arg; break;
+    case 'm':
+        if (bs_opt_size(name, arg, BSR_SECTOR_SIZE, BSR_MAX_PAYLOAD_LIMIT, &v) < 0)
+            return BS_EXIT_USAGE;
+        if (v % BSR_SECTOR_SIZE) {
+            bs_usage_error("%s %s: not a multiple of 512", name, arg);
+            return BS_EXIT_USAGE;
+        }
+        sec->max_payload = (uint32_t)v;
+        break;
+    case 'F':
+        if (bs_opt_nonempty(name, arg) < 0)
+            return BS_EXIT_USAGE;
+        sec->on_failover = arg;
+        break;
+    case 'H':
+        if (bs_opt_duration_ms(name, arg, 1000, 1000, 3600000, &v) < 0)
+            return BS_EXIT_USAGE;
+        sec->handshake_timeout_ms = (unsigned)v;
+        break;
+    case 'j': so->journal = arg; break;
+    case 'J':
+        if (bs_opt_size(name, arg, BS_JOURNAL_MIN_BYTES, 1ull << 50,
+                        &so->journal_max) < 0)
+            return BS_EXIT_USAGE;
+        break;
+    case 'V': puts("blkship-secondary " BLKSHIP_VERSION); return BS_EXIT_OK;
+    case 'h': usage(stdout); return BS_EXIT_OK;
+    default: usage(stderr); return BS_EXIT_USAGE;
+    }
+    return -1;
+}
+
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        { "listen", required_argument, NULL, 'l' },
-        { "device", required_argument, NULL, 'd' },
-        { "state-dir", required_argument, NULL, 's' },
-        { "control", required_argument, NULL, 'c' },
-        { "cert", required_argument, NULL, 'C' },
-        { "key", required_argument, NULL, 'K' },
-        { "ca", required_argument, NULL, 'A' },
-        { "crl", required_argument, NULL, 'R' },
-        { "peer-name", required_argument, NULL, 'P' },
-        { "max-payload", required_argument, NULL, 'm' },
-        { "heartbeat-timeout", required_argument, NULL, 'O' },
-        { "peer-timeout-ms", required_argument, NULL, 't' },
-        { "heartbeat-ms", required_argument, NULL, 'b' },
-        { "on-failover", required_argument, NULL, 'F' },
-        { "on-split-brain", required_argument, NULL, 'S' },
-        { "hook-timeout", required_argument, NULL, 'T' },
-        { "resource", required_argument, NULL, 'N' },
-        { "handshake-timeout", required_argument, NULL, 'H' },
-        { "log-level", required_argument, NULL, 'L' },
-        { "journal", required_argument, NULL, 'j' },
-        { "journal-max", required_argument, NULL, 'J' },
-        { "version", no_argument, NULL, 'V' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
-    };
     struct secondary sec_s = { 0 }, *sec = &sec_s;
-    struct bs_tls_config tls = { 0 };
-    const char *listen_addr = NULL, *device = NULL, *state_dir = NULL, *control = NULL;
-    const char *journal = NULL;
+    struct start_opts so = { .journal_max = DEFAULT_JOURNAL_MAX };
+    static struct bs_config cfg; /* its values are the options' strings: kept */
     char journal_path[4096];
-    uint64_t journal_max = DEFAULT_JOURNAL_MAX;
-    unsigned hook_timeout_ms = BS_HOOK_DEFAULT_TIMEOUT_MS;
-    const char *resource = NULL;
-    uint64_t v;
     int opt, r;
 
     sec->max_payload = BSR_DEFAULT_MAX_PAYLOAD;
-    sec->heartbeat_ms = BS_HEARTBEAT_MS_DEFAULT;
-    sec->peer_timeout_ms = BS_PEER_TIMEOUT_MS_DEFAULT;
+    bs_agent_opts_init(&so.agent);
     sec->handshake_timeout_ms = 5000;
+    if (bs_config_load(argc, argv, "secondary", opts, &cfg) < 0)
+        return BS_EXIT_USAGE;
+    for (size_t i = 0; i < cfg.n; i++) {
+        char where[4200];
+        bs_config_where(&cfg, i, where, sizeof(where));
+        if (!cfg.e[i].value)
+            continue; /* a flag set to no */
+        r = apply_option(sec, &so, cfg.e[i].opt->val, cfg.e[i].value, where);
+        if (r >= 0)
+            return r;
+    }
     while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (opt) {
-        case 'l': listen_addr = optarg; break;
-        case 'd': device = optarg; break;
-        case 's': state_dir = optarg; break;
-        case 'c': control = optarg; break;
-        case 'C': tls.cert = optarg; break;
-        case 'K': tls.key = optarg; break;
-        case 'A': tls.ca = optarg; break;
-        case 'R': tls.crl = optarg; break;
-        case 'P': tls.peer_name = optarg; break;
-        case 'm':
-            if (bs_opt_size("--max-payload", optarg, BSR_SECTOR_SIZE, BSR_MAX_PAYLOAD_LIMIT, &v) < 0)
-                return BS_EXIT_USAGE;
-            if (v % BSR_SECTOR_SIZE) {
-                bs_usage_error("--max-payload %s: not a multiple of 512", optarg);
-                return BS_EXIT_USAGE;
-            }
-            sec->max_payload = (uint32_t)v;
-            break;
-        case 't':
-            if (bs_opt_peer_timeout_ms("--peer-timeout-ms", optarg, &sec->peer_timeout_ms) < 0)
-                return BS_EXIT_USAGE;
-            break;
-        case 'O': /* the old name: a bare number is seconds */
-            if (bs_opt_peer_timeout_ms("--heartbeat-timeout", optarg, &sec->peer_timeout_ms) < 0)
-                return BS_EXIT_USAGE;
-            break;
-        case 'b':
-            if (bs_opt_heartbeat_ms(optarg, &sec->heartbeat_ms) < 0)
-                return BS_EXIT_USAGE;
-            break;
-        case 'F':
-            if (bs_opt_nonempty("--on-failover", optarg) < 0)
-                return BS_EXIT_USAGE;
-            sec->on_failover = optarg;
-            break;
-        case 'S':
-            if (bs_opt_nonempty("--on-split-brain", optarg) < 0)
-                return BS_EXIT_USAGE;
-            sec->on_split_brain = optarg;
-            break;
-        case 'T':
-            if (bs_opt_duration_ms("--hook-timeout", optarg, 1000, 100, 3600000, &v) < 0)
-                return BS_EXIT_USAGE;
-            hook_timeout_ms = (unsigned)v;
-            break;
-        case 'N':
-            if (bs_opt_nonempty("--resource", optarg) < 0)
-                return BS_EXIT_USAGE;
-            resource = optarg;
-            break;
-        case 'H':
-            if (bs_opt_duration_ms("--handshake-timeout", optarg, 1000, 1000, 3600000, &v) < 0)
-                return BS_EXIT_USAGE;
-            sec->handshake_timeout_ms = (unsigned)v;
-            break;
-        case 'j': journal = optarg; break;
-        case 'J':
-            if (bs_opt_size("--journal-max", optarg, BS_JOURNAL_MIN_BYTES, 1ull << 50,
-                            &journal_max) < 0)
-                return BS_EXIT_USAGE;
-            break;
-        case 'L':
-            if (bs_opt_log_level(optarg) < 0)
-                return BS_EXIT_USAGE;
-            break;
-        case 'V': puts("blkship-secondary " BLKSHIP_VERSION); return BS_EXIT_OK;
-        case 'h': usage(stdout); return BS_EXIT_OK;
-        default: usage(stderr); return BS_EXIT_USAGE;
-        }
+        char name[64];
+        r = apply_option(sec, &so, opt, optarg, bs_config_opt_name(opts, opt, name, sizeof(name)));
+        if (r >= 0)
+            return r;
     }
     {
         const struct bs_opt_required required[] = {
-            { "--listen", listen_addr, false }, { "--device", device, false },
-            { "--state-dir", state_dir, false }, { "--control", control, false },
-            { "--cert", tls.cert, false },       { "--key", tls.key, false },
-            { "--ca", tls.ca, false },           { "--peer-name", tls.peer_name, false },
-            { "--crl", tls.crl, true },          { "--journal", journal, true },
+            { "--listen", so.listen_addr, false }, { "--device", so.device, false },
+            { "--journal", so.journal, true },
         };
-        if (bs_opt_check_required(required, sizeof(required) / sizeof(required[0])) < 0)
+        if (bs_opt_check_required(required, sizeof(required) / sizeof(required[0])) < 0) {
+            if (cfg.path[0])
+                fprintf(stderr, "(or set it in [secondary] of %s)\n", cfg.path);
             return BS_EXIT_USAGE;
+        }
     }
+    if (bs_agent_opts_check(&so.agent, "secondary", cfg.path) < 0)
+        return BS_EXIT_USAGE;
+    sec->heartbeat_ms = so.agent.heartbeat_ms;
+    sec->peer_timeout_ms = so.agent.peer_timeout_ms;
+    sec->on_split_brain = so.agent.on_split_brain;
     if (bs_opt_no_arguments(optind, argc, argv) < 0)
         return BS_EXIT_USAGE;
-    if (bs_opt_hostport("--listen", listen_addr) < 0)
+    if (bs_opt_hostport("--listen", so.listen_addr) < 0)
         return BS_EXIT_USAGE;
-    if (bs_opt_check_peer_timing(sec->heartbeat_ms, sec->peer_timeout_ms) < 0)
-        return BS_EXIT_USAGE;
-    bs_resource_name(resource, state_dir, sec->resource, sizeof(sec->resource));
-    if (journal_max < 2 * ((uint64_t)sec->max_payload + 4096) + 4096) {
+    {
+        /* A configuration file names its resource. */
+        char from_file[256];
+        if (!so.agent.resource && bs_config_resource(&cfg, from_file, sizeof(from_file)))
+            bs_resource_name(from_file, so.agent.state_dir, sec->resource, sizeof(sec->resource));
+        else
+            bs_resource_name(so.agent.resource, so.agent.state_dir, sec->resource, sizeof(sec->resource));
+    }
+    if (so.journal_max < 2 * ((uint64_t)sec->max_payload + 4096) + 4096) {
         bs_usage_error("--journal-max %" PRIu64 ": must hold two records of --max-payload %u",
-                       journal_max, sec->max_payload);
+                       so.journal_max, sec->max_payload);
         return BS_EXIT_USAGE;
     }
     if (epoch_parse_crash(getenv("BLKSHIP_TEST_CRASH"), &sec->crash) < 0) {
@@ -518,6 +516,7 @@ int main(int argc, char **argv)
     if (sec->crash != CRASH_NONE)
         BS_WARN(MOD, "BLKSHIP_TEST_CRASH is set: this secondary exits at a test crash point");
     if (getenv("BLKSHIP_TEST_APPLY_DELAY_MS")) {
+        uint64_t v;
         if (bs_opt_duration_ms("BLKSHIP_TEST_APPLY_DELAY_MS", getenv("BLKSHIP_TEST_APPLY_DELAY_MS"),
                                1, 0, 60000, &v) < 0)
             return BS_EXIT_USAGE;
@@ -528,12 +527,21 @@ int main(int argc, char **argv)
     pthread_mutex_init(&sec->state_lock, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (bs_tls_new(&tls, true, &sec->tls) < 0)
+    if (bs_tls_new(&so.agent.tls, true, &sec->tls) < 0)
         return BS_EXIT_USAGE;
-    if (bs_target_open(&sec->target, device) < 0)
+    if (so.agent.check) {
+        /* --check-config: every value parsed, the certificates loaded;
+         * the device is not claimed. */
+        if (cfg.path[0])
+            printf("blkship-secondary: configuration OK (%s)\n", cfg.path);
+        else
+            printf("blkship-secondary: configuration OK\n");
+        return BS_EXIT_OK;
+    }
+    if (bs_target_open(&sec->target, so.device) < 0)
         return start_failed(sec);
     if (sec->target.size_bytes == 0 || sec->target.size_bytes % BSR_SECTOR_SIZE) {
-        BS_ERR(MOD, "replica %s has size %" PRIu64 ": must be a positive multiple of 512", device,
+        BS_ERR(MOD, "replica %s has size %" PRIu64 ": must be a positive multiple of 512", so.device,
                sec->target.size_bytes);
         return start_failed(sec);
     }
@@ -547,42 +555,42 @@ int main(int argc, char **argv)
             return start_failed(sec);
         }
     }
-    r = bs_mkdir(state_dir);
+    r = bs_mkdir(so.agent.state_dir);
     if (r < 0) {
-        BS_ERR(MOD, "state directory %s: %s", state_dir, strerror(-r));
+        BS_ERR(MOD, "state directory %s: %s", so.agent.state_dir, strerror(-r));
         return start_failed(sec);
     }
-    snprintf(sec->state_path, sizeof(sec->state_path), "%s/secondary.state", state_dir);
-    snprintf(sec->changes_path, sizeof(sec->changes_path), "%s/demoted.changes", state_dir);
-    r = load_state(sec, state_dir);
+    snprintf(sec->state_path, sizeof(sec->state_path), "%s/secondary.state", so.agent.state_dir);
+    snprintf(sec->changes_path, sizeof(sec->changes_path), "%s/demoted.changes", so.agent.state_dir);
+    r = load_state(sec, so.agent.state_dir);
     if (r < 0) {
         start_failed(sec);
         return r == -EPERM ? BS_EXIT_USAGE : BS_EXIT_FAILURE;
     }
-    if (journal)
-        snprintf(journal_path, sizeof(journal_path), "%s", journal);
+    if (so.journal)
+        snprintf(journal_path, sizeof(journal_path), "%s", so.journal);
     else
-        snprintf(journal_path, sizeof(journal_path), "%s/journal", state_dir);
+        snprintf(journal_path, sizeof(journal_path), "%s/journal", so.agent.state_dir);
     /* Before listening: committed epochs reach the replica first. */
-    if (epoch_open(sec, journal_path, journal_max) < 0)
+    if (epoch_open(sec, journal_path, so.journal_max) < 0)
         return start_failed(sec);
 
     sec->loop = uv_default_loop();
-    sec->listen_fd = bs_tcp_listen(listen_addr);
+    sec->listen_fd = bs_tcp_listen(so.listen_addr);
     if (sec->listen_fd < 0)
         return start_failed(sec);
     uv_poll_init(sec->loop, &sec->listen_poll, sec->listen_fd);
     sec->listen_poll.data = sec;
     uv_poll_start(&sec->listen_poll, UV_READABLE, session_on_listen_readable);
-    r = bs_ctl_start(sec->loop, control, status_handler, sec, &sec->ctl);
+    r = bs_ctl_start(sec->loop, so.agent.control, status_handler, sec, &sec->ctl);
     if (r < 0) {
-        BS_ERR(MOD, "control socket %s: %s", control, uv_strerror(r));
+        BS_ERR(MOD, "control socket %s: %s", so.agent.control, uv_strerror(r));
         return start_failed(sec);
     }
     promote_init(sec);
     bs_ctl_add_async(sec->ctl, "promote", promote_request);
     bs_ctl_add_async(sec->ctl, "resolve", sgen_resolve_request);
-    sec->hooks = bs_hooks_new(sec->loop, sec->resource, "secondary", hook_timeout_ms);
+    sec->hooks = bs_hooks_new(sec->loop, sec->resource, "secondary", so.agent.hook_timeout_ms);
     if (!sec->hooks) {
         BS_ERR(MOD, "out of memory for the hooks");
         return start_failed(sec);
@@ -602,17 +610,17 @@ int main(int argc, char **argv)
     {
         char rid[33];
         bs_id_to_hex(sec->replica_id, rid);
-        BS_INFO(MOD, "replica %s (%s, %" PRIu64 " bytes, id %s) listening on %s", device,
-                sec->target.ops->name, sec->disk_bytes, rid, listen_addr);
+        BS_INFO(MOD, "replica %s (%s, %" PRIu64 " bytes, id %s) listening on %s", so.device,
+                sec->target.ops->name, sec->disk_bytes, rid, so.listen_addr);
         if (sec->target.dio_align)
             BS_INFO(MOD, "replica %s: %u-byte logical, %u-byte physical blocks; writes aligned to "
                          "%u bytes go direct, others through the page cache",
-                    device, sec->target.logical_block, sec->target.physical_block,
+                    so.device, sec->target.logical_block, sec->target.physical_block,
                     sec->target.dio_align);
         else
             BS_INFO(MOD, "replica %s: %u-byte logical, %u-byte physical blocks; no direct I/O, "
                          "every write through the page cache",
-                    device, sec->target.logical_block, sec->target.physical_block);
+                    so.device, sec->target.logical_block, sec->target.physical_block);
     }
     bs_notify("READY=1\nSTATUS=listening");
     uv_run(sec->loop, UV_RUN_DEFAULT);
@@ -631,7 +639,7 @@ int main(int argc, char **argv)
         close(sec->listen_fd);
     r = sec->promoted ? 0 : sec->target.ops->flush(&sec->target);
     if (r < 0)
-        BS_ERR(MOD, "final flush of %s: %s", device, strerror(-r));
+        BS_ERR(MOD, "final flush of %s: %s", so.device, strerror(-r));
     BS_INFO(MOD, "replica writes: %" PRIu64 " direct, %" PRIu64 " through the page cache",
             (uint64_t)sec->target.direct_writes, (uint64_t)sec->target.cached_writes);
     sec->target.ops->close(&sec->target);

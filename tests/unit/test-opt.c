@@ -172,20 +172,20 @@ static void test_peer_timing(void **state)
     unsigned v = 0;
 
     (void)state;
-    assert_int_equal(bs_opt_heartbeat_ms("100", &v), 0);
+    assert_int_equal(bs_opt_heartbeat_ms("--heartbeat-ms", "100", &v), 0);
     assert_int_equal(v, 100);
-    assert_int_equal(bs_opt_heartbeat_ms("1s", &v), 0);
+    assert_int_equal(bs_opt_heartbeat_ms("--heartbeat-ms", "1s", &v), 0);
     assert_int_equal(v, 1000);
-    assert_int_equal(bs_opt_heartbeat_ms("99ms", &v), -EINVAL);
-    assert_int_equal(bs_opt_heartbeat_ms("61s", &v), -EINVAL);
+    assert_int_equal(bs_opt_heartbeat_ms("--heartbeat-ms", "99ms", &v), -EINVAL);
+    assert_int_equal(bs_opt_heartbeat_ms("--heartbeat-ms", "61s", &v), -EINVAL);
     /* The new name counts bare numbers in milliseconds, the old in seconds. */
-    assert_int_equal(bs_opt_peer_timeout_ms("--peer-timeout-ms", "500", &v), 0);
+    assert_int_equal(bs_opt_peer_timeout_ms("--peer-timeout-ms", "500", 1, &v), 0);
     assert_int_equal(v, 500);
-    assert_int_equal(bs_opt_peer_timeout_ms("--peer-timeout-ms", "3", &v), -EINVAL);
-    assert_int_equal(bs_opt_peer_timeout_ms("--heartbeat-timeout", "3", &v), 0);
+    assert_int_equal(bs_opt_peer_timeout_ms("--peer-timeout-ms", "3", 1, &v), -EINVAL);
+    assert_int_equal(bs_opt_peer_timeout_ms("--heartbeat-timeout", "3", 1000, &v), 0);
     assert_int_equal(v, 3000);
-    assert_int_equal(bs_opt_peer_timeout_ms("--heartbeat-timeout", "400ms", &v), -EINVAL);
-    assert_int_equal(bs_opt_peer_timeout_ms("--peer-timeout-ms", "2h", &v), -EINVAL);
+    assert_int_equal(bs_opt_peer_timeout_ms("--heartbeat-timeout", "400ms", 1000, &v), -EINVAL);
+    assert_int_equal(bs_opt_peer_timeout_ms("--peer-timeout-ms", "2h", 1, &v), -EINVAL);
     assert_int_equal(bs_opt_check_peer_timing(1000, 2000), 0);
     assert_int_equal(bs_opt_check_peer_timing(1000, 1999), -EINVAL);
     assert_int_equal(bs_opt_check_peer_timing(100, 500), 0);
