@@ -618,6 +618,7 @@ int main(int argc, char **argv)
             printf("blkship-primary: configuration OK (%s)\n", cfg.path);
         else
             printf("blkship-primary: configuration OK\n");
+        bs_tls_free(p->tls);
         return BS_EXIT_OK;
     }
     /* A name that cannot resolve is a mistake to report now; a resolver

@@ -536,6 +536,7 @@ int main(int argc, char **argv)
             printf("blkship-secondary: configuration OK (%s)\n", cfg.path);
         else
             printf("blkship-secondary: configuration OK\n");
+        bs_tls_free(sec->tls);
         return BS_EXIT_OK;
     }
     if (bs_target_open(&sec->target, so.device) < 0)
