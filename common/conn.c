@@ -70,6 +70,7 @@ struct bs_conn {
 };
 
 static void on_poll(uv_poll_t *h, int status, int events);
+static void on_soon(uv_idle_t *h);
 static void finish_close(struct bs_conn *c);
 static void start_drain(struct bs_conn *c);
 
@@ -364,14 +365,28 @@ void bs_conn_handshake(struct bs_conn *c, bs_conn_cb *cb, void *arg)
 }
 
 /* Makes progress on the outstanding read.  Returns false if the connection
- * failed (or was closed by a callback). */
+ * failed (or was closed by a callback).
+ *
+ * A read callback usually asks for the next read at once, so against a
+ * sender faster than us this loop could go on for as long as the socket
+ * has data, and nothing else on the loop would run: no timer, no
+ * heartbeat, no acknowledgement of what was applied, and the peer would
+ * time us out while we worked.  After BS_CONN_READ_BUDGET bytes in one
+ * turn the rest waits for the next turn of the loop. */
 static bool do_read(struct bs_conn *c)
 {
+    size_t budget = BS_CONN_READ_BUDGET;
+
     while (c->rcb && c->state == CS_OPEN) {
         size_t got = 0;
+        if (budget == 0) {
+            uv_idle_start(&c->soon, on_soon); /* what is buffered: next turn */
+            break;
+        }
         int r = SSL_read_ex(c->ssl, c->rbuf + c->rdone, c->rlen - c->rdone, &got);
         if (r == 1) {
             c->rdone += got;
+            budget = got < budget ? budget - got : 0;
             if (c->rdone == c->rlen) {
                 bs_conn_cb *cb = c->rcb;
                 c->rcb = NULL;
@@ -397,14 +412,26 @@ static bool do_read(struct bs_conn *c)
     return c->state == CS_OPEN && !c->closed;
 }
 
+/* Makes progress on the queued writes; like do_read, at most
+ * BS_CONN_READ_BUDGET bytes in one turn of the loop (a socket that never
+ * fills, a queue refilled from the callbacks). */
 static bool do_write(struct bs_conn *c)
 {
+    size_t budget = BS_CONN_READ_BUDGET;
+
     while (c->wq_count && c->state == CS_OPEN) {
         struct write_op *w = &c->wq[c->wq_head];
         size_t put = 0;
-        int r = w->len ? SSL_write_ex(c->ssl, w->buf + w->done, w->len - w->done, &put) : 1;
+        int r;
+
+        if (budget == 0) {
+            uv_idle_start(&c->soon, on_soon); /* the rest: next turn */
+            break;
+        }
+        r = w->len ? SSL_write_ex(c->ssl, w->buf + w->done, w->len - w->done, &put) : 1;
         if (r == 1) {
             w->done += put;
+            budget = put < budget ? budget - put : 0;
             if (w->done == w->len) {
                 bs_conn_cb *cb = w->cb;
                 void *arg = w->arg;

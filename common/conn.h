@@ -20,6 +20,10 @@
 
 #define BS_CONN_MAX_WRITES 256
 #define BS_CONN_OBUF_SIZE (256 * 1024)
+/* Bytes one turn of the loop reads from a connection, and bytes it
+ * encrypts for it, before it lets the other handles (timers above all)
+ * run; see do_read in conn.c. */
+#define BS_CONN_READ_BUDGET (2u * 1024 * 1024)
 
 struct bs_conn;
 
