@@ -22,6 +22,8 @@ static void usage(FILE *f)
           "                                            by checksums, while it replicates\n"
           "  config check RESOURCE | --config FILE      validate a resource's configuration\n"
           "  wlog info|peek|getw|clrw|read SOCKET ...   look at and drive a write log\n"
+          "  writelog-exec RESOURCE [--print]           run nbdkit with the writelog filter\n"
+          "                                            as the resource's [writelog] says\n"
           "\n"
           "Run 'blkship wlog --help' for the write-log verbs.\n",
           f);
@@ -57,6 +59,8 @@ int main(int argc, char **argv)
         return cmd_config(argc - 1, argv + 1);
     if (strcmp(argv[1], "wlog") == 0)
         return cmd_wlog(argc - 1, argv + 1);
+    if (strcmp(argv[1], "writelog-exec") == 0)
+        return cmd_writelog_exec(argc - 1, argv + 1);
     fprintf(stderr, "blkship: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;

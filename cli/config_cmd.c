@@ -15,19 +15,9 @@
 #include <unistd.h>
 
 #include "cli/blkship.h"
+#include "cli/writelog_conf.h"
 #include "common/config.h"
 #include "common/opt.h"
-
-/* The [writelog] keys: nbdkit's command line (blkship-writelog@.service)
- * and the filter's parameters without their "writelog-" prefix. */
-static const struct option writelog_keys[] = {
-    { "disk", required_argument, NULL, 'd' },     { "plugin", required_argument, NULL, 'p' },
-    { "socket", required_argument, NULL, 'u' },   { "name", required_argument, NULL, 'n' },
-    { "dir", required_argument, NULL, 'D' },      { "grain", required_argument, NULL, 'g' },
-    { "readers", required_argument, NULL, 'r' },  { "cow-max", required_argument, NULL, 'c' },
-    { "cow-wait", required_argument, NULL, 'w' }, { "config", required_argument, NULL, 'F' },
-    { "resource", required_argument, NULL, 'N' }, { NULL, 0, NULL, 0 },
-};
 
 static void config_usage(FILE *f)
 {
@@ -44,35 +34,12 @@ static void config_usage(FILE *f)
 
 static int check_writelog(const char *path)
 {
-    struct bs_config cfg;
-    uint64_t v;
-    int bad = 0;
+    struct wl_conf wc;
 
-    if (bs_config_read(path, "writelog", writelog_keys, &cfg) < 0)
+    if (wl_conf_load(path, &wc) < 0)
         return -1;
-    for (size_t i = 0; i < cfg.n; i++) {
-        char where[4200];
-        const char *val = cfg.e[i].value;
-        bs_config_where(&cfg, i, where, sizeof(where));
-        switch (cfg.e[i].opt->val) {
-        case 'g':
-            bad |= bs_opt_size(where, val, 512, 1ull << 30, &v) < 0;
-            break;
-        case 'r':
-            bad |= bs_opt_u64(where, val, 1, 64, &v) < 0;
-            break;
-        case 'c':
-            bad |= bs_opt_size(where, val, 0, 64ull << 30, &v) < 0;
-            break;
-        case 'w':
-            bad |= bs_opt_duration_ms(where, val, 1, 0, 3600000, &v) < 0;
-            break;
-        default:
-            bad |= bs_opt_nonempty(where, val) < 0;
-        }
-    }
-    bs_config_free(&cfg);
-    return bad ? -1 : 0;
+    wl_conf_free(&wc);
+    return 0;
 }
 
 /* The agent next to this program: BLKSHIP_PRIMARY / BLKSHIP_SECONDARY, or
@@ -135,7 +102,7 @@ int cmd_config(int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    const char *file = NULL, *dir = getenv("BLKSHIP_CONFIG_DIR");
+    const char *file = NULL;
     char path[4096];
     struct bs_config cfg;
     int opt, bad = 0;
@@ -159,10 +126,8 @@ int cmd_config(int argc, char **argv)
     }
     if (file && optind == argc) {
         snprintf(path, sizeof(path), "%s", file);
-    } else if (!file && optind == argc - 1 && *argv[optind] && !strchr(argv[optind], '/')) {
-        snprintf(path, sizeof(path), "%s/%s.conf", dir && *dir ? dir : BS_CONFIG_DIR_DEFAULT,
-                 argv[optind]);
-    } else {
+    } else if (file || optind != argc - 1 ||
+               !bs_config_resource_path(argv[optind], path, sizeof(path))) {
         config_usage(stderr);
         return BS_EXIT_USAGE;
     }

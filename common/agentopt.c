@@ -1,7 +1,9 @@
 /* The options both agents take (see agentopt.h). */
 #include "common/agentopt.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "common/hook.h"
 #include "common/opt.h"
@@ -46,6 +48,12 @@ int bs_agent_opt(struct bs_agent_opts *o, int code, const char *arg, const char 
     case BS_AO_RESOURCE:
         if (bs_opt_nonempty(name, arg) < 0)
             return -1;
+        if (strchr(arg, '/') || arg[0] == '.') {
+            fprintf(stderr, "%s: %s '%s': a resource name has no '/' and does not begin "
+                            "with '.'\n",
+                    program_invocation_short_name, name, arg);
+            return -1;
+        }
         o->resource = arg;
         return 1;
     case BS_AO_CONFIG: return 1; /* read before any other option */
@@ -55,8 +63,18 @@ int bs_agent_opt(struct bs_agent_opts *o, int code, const char *arg, const char 
     }
 }
 
-int bs_agent_opts_check(const struct bs_agent_opts *o, const char *role, const char *config_path)
+int bs_agent_opts_check(struct bs_agent_opts *o, const char *role, const char *config_path)
 {
+    if (o->resource && !o->state_dir) {
+        snprintf(o->state_dir_buf, sizeof(o->state_dir_buf), "%s/%s", BS_STATE_DIR_DEFAULT,
+                 o->resource);
+        o->state_dir = o->state_dir_buf;
+    }
+    if (o->resource && !o->control) {
+        snprintf(o->control_buf, sizeof(o->control_buf), "%s/%s-%s.ctl", BS_RUN_DIR_DEFAULT,
+                 o->resource, role);
+        o->control = o->control_buf;
+    }
     const struct bs_opt_required required[] = {
         { "--state-dir", o->state_dir, false }, { "--control", o->control, false },
         { "--cert", o->tls.cert, false },       { "--key", o->tls.key, false },

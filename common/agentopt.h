@@ -51,11 +51,18 @@ enum {
     { "check-config", no_argument, NULL, BS_AO_CHECK_CONFIG },               \
     { "log-level", required_argument, NULL, BS_AO_LOG_LEVEL }
 
+/* Where a resource's agent keeps its state and its control socket when
+ * neither the command line nor the file says: DIR/RESOURCE and
+ * DIR/RESOURCE-ROLE.ctl (the units' StateDirectory= and RuntimeDirectory=). */
+#define BS_STATE_DIR_DEFAULT "/var/lib/blkship"
+#define BS_RUN_DIR_DEFAULT "/run/blkship"
+
 struct bs_agent_opts {
     struct bs_tls_config tls;
     const char *state_dir, *control, *resource, *on_split_brain;
     unsigned heartbeat_ms, peer_timeout_ms, hook_timeout_ms;
     bool check;             /* --check-config */
+    char state_dir_buf[4096], control_buf[4096]; /* the defaults from --resource */
 };
 
 /* The defaults (docs/hooks.md, docs/config.md). */
@@ -64,9 +71,11 @@ void bs_agent_opts_init(struct bs_agent_opts *o);
  * when it was one of these, 0 when it is the program's own, -1 for a bad
  * value (printed). */
 int bs_agent_opt(struct bs_agent_opts *o, int code, const char *arg, const char *name);
-/* The checks after every option: the required ones (named with the
- * configuration file, if any, where they may go), the peer timing.
- * 0 or -1 (printed). */
-int bs_agent_opts_check(const struct bs_agent_opts *o, const char *role, const char *config_path);
+/* The checks after every option: with --resource, the state directory
+ * and control socket default to BS_STATE_DIR_DEFAULT/RESOURCE and
+ * BS_RUN_DIR_DEFAULT/RESOURCE-ROLE.ctl; then the required ones (named
+ * with the configuration file, if any, where they may go), the peer
+ * timing.  0 or -1 (printed). */
+int bs_agent_opts_check(struct bs_agent_opts *o, const char *role, const char *config_path);
 
 #endif

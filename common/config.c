@@ -223,18 +223,25 @@ int bs_config_load(int argc, char **argv, const char *role, const struct option 
         }
         return bs_config_read(config, role, opts, cfg);
     }
-    if (resource && *resource && !strchr(resource, '/')) {
-        const char *dir = getenv("BLKSHIP_CONFIG_DIR");
-        FILE *f;
-        snprintf(path, sizeof(path), "%s/%s.conf", dir && *dir ? dir : BS_CONFIG_DIR_DEFAULT,
-                 resource);
-        f = fopen(path, "re");
+    if (resource && bs_config_resource_path(resource, path, sizeof(path))) {
+        FILE *f = fopen(path, "re");
         if (!f)
             return 0; /* no file for this resource: the command line alone */
         fclose(f);
         return bs_config_read(path, role, opts, cfg);
     }
     return 0;
+}
+
+bool bs_config_resource_path(const char *name, char *out, size_t size)
+{
+    const char *dir = getenv("BLKSHIP_CONFIG_DIR");
+    int n;
+
+    if (!name || !*name || strchr(name, '/') || name[0] == '.')
+        return false;
+    n = snprintf(out, size, "%s/%s.conf", dir && *dir ? dir : BS_CONFIG_DIR_DEFAULT, name);
+    return n > 0 && (size_t)n < size;
 }
 
 void bs_config_free(struct bs_config *cfg)

@@ -51,6 +51,10 @@ struct bs_config {
  * error(s) on stderr. */
 int bs_config_load(int argc, char **argv, const char *role, const struct option *opts,
                    struct bs_config *cfg);
+/* The file of resource `name`: NAME.conf in BLKSHIP_CONFIG_DIR (default
+ * BS_CONFIG_DIR_DEFAULT).  False for a name that is empty, has a '/' or
+ * begins with '.', or a path too long. */
+bool bs_config_resource_path(const char *name, char *out, size_t size);
 /* Reads path itself (the part of bs_config_load after finding it). */
 int bs_config_read(const char *path, const char *role, const struct option *opts,
                    struct bs_config *cfg);

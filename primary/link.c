@@ -273,6 +273,7 @@ static void on_welcome(struct bs_conn *c, int status, void *arg)
      * it writes in place, and an ACK means the data is on it. */
     flush_session_start(p, w.epoch == 0);
     p->ls = LS_STREAMING;
+    p->link_up_ms = uv_now(p->loop);
     p->last_rx_ms = uv_now(p->loop);
     BS_INFO(MOD, "replicating to %s (max payload %u bytes, %" PRIu64 " bytes dirty, replica's "
                  "newest committed epoch %" PRIu64 "%s)", p->peer, p->max_payload,
@@ -280,6 +281,7 @@ static void on_welcome(struct bs_conn *c, int status, void *arg)
             (uint64_t)w.epoch, p->in_place ? ": it writes in place" : "");
     read_frame(p);
     epoch_maybe_start(p);
+    primary_notify(p);
 }
 
 static void on_handshake(struct bs_conn *c, int status, void *arg)
@@ -464,6 +466,7 @@ void link_down(struct primary *p, const char *why)
         BS_WARN(MOD, "replication link to %s down: %s", p->peer, why);
     else
         BS_WARN(MOD, "connecting to %s failed: %s", p->connect_addr, why);
+    snprintf(p->last_down, sizeof(p->last_down), "%s", why);
     if (p->conn) {
         bs_conn_close(p->conn, false, NULL, NULL);
         p->conn = NULL;
@@ -480,4 +483,5 @@ void link_down(struct primary *p, const char *why)
     epoch_link_lost(p);
     p->session++;
     schedule_retry(p);
+    primary_notify(p);
 }

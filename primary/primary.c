@@ -313,6 +313,7 @@ static void on_tick(uv_timer_t *t)
     epoch_tick(p);
     if (p->log && p->cow_ok)
         epoch_request_cowc(p); /* fresh counters for the status */
+    primary_notify(p);
 }
 
 /* Every heartbeat_ms: the peer timeout, our heartbeat. */
@@ -370,6 +371,8 @@ static ssize_t status_handler(void *opaque, const char *request, char *reply, si
     bs_json_add_bool(&b, "connected", p->ls == LS_STREAMING);
     bs_json_add_str(&b, "state", names[p->ls]);
     bs_json_add_str(&b, "peer", p->connect_addr);
+    bs_json_add_str(&b, "last_disconnect", p->last_down);
+    bs_json_add_u64(&b, "connected_ms", p->ls == LS_STREAMING ? uv_now(p->loop) - p->link_up_ms : 0);
     bs_json_add_u64(&b, "disk_bytes", total);
     bs_json_add_u64(&b, "grain_bytes", p->grain ? grain_bytes(p) : 0);
     bs_json_add_u64(&b, "dirty_bytes", dirty);
@@ -407,7 +410,7 @@ static void on_signal(uv_signal_t *h, int signum)
     struct primary *p = h->data;
 
     BS_INFO(MOD, "signal %d: shutting down", signum);
-    bs_notify("STOPPING=1");
+    bs_notify_stopping(&p->notify, "shutting down");
     p->stopping = true;
     uv_stop(p->loop);
 }
@@ -691,7 +694,12 @@ int main(int argc, char **argv)
     uv_timer_start(&p->heartbeat, on_heartbeat, p->heartbeat_ms, p->heartbeat_ms);
     uv_timer_start(&p->log_retry, on_log_retry, 0, 0);
     seal_drain_start(p);
-    bs_notify("READY=1\nSTATUS=waiting for the write log and the secondary");
+    /* READY=1 waits for the write log (primary_notify). */
+    r = bs_notify_start(&p->notify, p->loop);
+    if (r < 0) {
+        BS_ERR(MOD, "systemd watchdog timer: %s", uv_strerror(r));
+        return BS_EXIT_FAILURE;
+    }
 
     uv_run(p->loop, UV_RUN_DEFAULT);
 
@@ -709,6 +717,7 @@ int main(int argc, char **argv)
     epoch_fail_all(p, "the primary is shutting down");
     verify_cancel(p, "the primary is shutting down");
     bs_ctl_stop(p->ctl);
+    bs_notify_close(&p->notify);
     bs_hooks_close(p->hooks);
     p->hooks = NULL;
     uv_close((uv_handle_t *)&p->retry, NULL);

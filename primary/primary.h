@@ -6,6 +6,7 @@
  *              framed in place
  *   link.c     the replication link: connecting, the handshake, control
  *              frames, acknowledgements
+ *   notify.c   what systemd is told: readiness, the status line
  * Everything runs on the agent's loop thread.
  *
  * Link states:
@@ -25,6 +26,7 @@
 #include "common/conn.h"
 #include "common/hook.h"
 #include "common/net.h"
+#include "common/notify.h"
 #include "common/opt.h"
 #include "common/tls.h"
 #include "primary/dirty.h"
@@ -206,6 +208,7 @@ struct primary {
     const char *on_split_brain;     /* hook; NULL: none */
     const char *on_out_of_sync;     /* hook: a verify found differences */
     char resource[256];
+    struct bs_notify notify;        /* systemd (primary/notify.c) */
 
     /* Write log. */
     struct log_link *log;
@@ -247,6 +250,8 @@ struct primary {
     struct bsr_limits rx_limits;
     uint32_t max_payload;           /* agreed */
     uint64_t last_rx_ms;
+    char last_down[128];            /* why the link last went down (or a connect failed) */
+    uint64_t link_up_ms;            /* when the current session began streaming */
     uint8_t ctrl[CTRL_SLOTS][BSR_FRAME_HDR_LEN + BSR_FRAME_CRC_LEN];
     unsigned ctrl_next;
     char peer[96];
@@ -336,6 +341,13 @@ int save_state(struct primary *p);
 void save_state_async(struct primary *p);
 /* The text of primary.state for the current fields. */
 void state_text(const struct primary *p, char *out, size_t size);
+
+/* notify.c */
+/* One line on what the replication does now, for systemd's STATUS=. */
+void primary_status_line(const struct primary *p, char *buf, size_t size);
+/* Tells systemd: READY=1 once the write log is held, then the status line
+ * whenever it changes.  Called on every tick and on each change of state. */
+void primary_notify(struct primary *p);
 
 /* seal.c */
 /* Drops the write log (and with it the link, whose queued frames point

@@ -9,10 +9,12 @@ packages=(
   libuv1-dev libssl-dev libxen-dev nbdkit-plugin-dev libcmocka-dev libjson-c-dev
   libxxhash-dev  # block checksums (checksum resync, verify)
   libinih-dev  # one configuration file per resource (INI)
+  libsystemd-dev  # sd_notify: readiness, status and the watchdog under systemd
   # run and test
   nbdkit qemu-utils fio libnbd-bin openssl util-linux iproute2 iptables xxd procps
   python3   # the tests check JSON with its json module, and fake agents
   python3-libnbd  # scripted NBD writers (tests/pit)
+  systemd   # systemd-analyze: the units checked (verify, the offline security rating)
   strace    # test-busy-report.sh delays connect() with its fault injection
   # fuzzing (tests/fuzz): clang and its libFuzzer and sanitizer runtimes
   clang clang-14 libclang-rt-14-dev

@@ -249,6 +249,7 @@ static ssize_t status_handler(void *opaque, const char *request, char *reply, si
     bs_json_add_str(&b, "role", "secondary");
     bs_json_add_bool(&b, "connected", sec->session != NULL);
     bs_json_add_str(&b, "peer", sec->session ? sec->peer : "");
+    bs_json_add_str(&b, "last_disconnect", sec->last_lost);
     bs_json_add_str(&b, "device", sec->target.path);
     bs_json_add_u64(&b, "disk_bytes", sec->disk_bytes);
     bs_json_add_str(&b, "replica_id", rid);
@@ -302,7 +303,7 @@ static void on_signal(uv_signal_t *h, int signum)
     struct secondary *sec = h->data;
 
     BS_INFO(MOD, "signal %d: shutting down", signum);
-    bs_notify("STOPPING=1");
+    bs_notify_stopping(&sec->notify, "shutting down");
     sec->stopping = true;
     if (sec->session)
         session_end(sec->session, "shutting down");
@@ -623,10 +624,22 @@ int main(int argc, char **argv)
                          "every write through the page cache",
                     so.device, sec->target.logical_block, sec->target.physical_block);
     }
-    bs_notify("READY=1\nSTATUS=listening");
+    sec->listen_addr = so.listen_addr;
+    r = bs_notify_start(&sec->notify, sec->loop);
+    if (r < 0) {
+        BS_ERR(MOD, "systemd watchdog timer: %s", uv_strerror(r));
+        return start_failed(sec);
+    }
+    {
+        /* Listening, with the replica open: primaries can connect. */
+        char line[BS_NOTIFY_STATUS_MAX];
+        sec_status_line(sec, line, sizeof(line));
+        bs_notify_ready(&sec->notify, line);
+    }
     uv_run(sec->loop, UV_RUN_DEFAULT);
 
     bs_ctl_stop(sec->ctl);
+    bs_notify_close(&sec->notify);
     uv_close((uv_handle_t *)&sec->listen_poll, NULL);
     uv_close((uv_handle_t *)&sec->tick, NULL);
     uv_close((uv_handle_t *)&sec->heartbeat, NULL);

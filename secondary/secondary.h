@@ -28,6 +28,7 @@
 
 #include "common/changes.h"
 #include "common/conn.h"
+#include "common/notify.h"
 #include "common/ctl.h"
 #include "common/hook.h"
 #include "common/tls.h"
@@ -254,6 +255,9 @@ struct secondary {
     uint64_t unflushed_bytes;   /* written, not yet covered by a finished fsync */
     uint64_t bad_frames;
     char peer[96];
+    char last_lost[128];        /* why the last accepted session ended */
+    const char *listen_addr;
+    struct bs_notify notify;    /* systemd (secondary/notify.c) */
     bool stopping;
 
     /* blkship promote (secondary/promote.c). */
@@ -445,6 +449,12 @@ void session_on_listen_readable(uv_poll_t *h, int status, int events);
 void session_on_tick(uv_timer_t *t);
 /* Every heartbeat_ms: the peer timeout, our heartbeat. */
 void session_on_heartbeat(uv_timer_t *t);
+
+/* ---- notify.c ---- */
+/* One line on what the secondary does now, for systemd's STATUS=. */
+void sec_status_line(const struct secondary *sec, char *buf, size_t size);
+/* Sends the status line to systemd if it changed (after READY=1). */
+void sec_notify(struct secondary *sec);
 
 /* ---- apply.c ---- */
 

@@ -440,6 +440,7 @@ static void on_hello(struct bs_conn *c, int status, void *arg)
     }
     s->limits.disk_sectors = sec->disk_bytes / BSR_SECTOR_SIZE;
     s->limits.max_payload = h.max_payload < sec->max_payload ? h.max_payload : sec->max_payload;
+    sec_notify(sec);
     BS_INFO(MOD, "primary %s connected (protocol version %u, max payload %u bytes)", sec->peer,
             s->limits.version, s->limits.max_payload);
     send_welcome(s, BSR_OK, NULL);
@@ -489,9 +490,11 @@ void session_end(struct session *s, const char *why)
 
     if (s->state == ST_CLOSED)
         return;
-    if (s->accepted)
+    if (s->accepted) {
         BS_WARN(MOD, "session with %s ended: %s", bs_conn_peer(s->conn), why);
-    else
+        if (sec->session == s)
+            snprintf(sec->last_lost, sizeof(sec->last_lost), "%s: %s", bs_conn_peer(s->conn), why);
+    } else
         BS_WARN(MOD, "connection from %s dropped: %s", bs_conn_peer(s->conn), why);
     s->state = ST_CLOSED;
     if (sec->session == s)
@@ -500,6 +503,7 @@ void session_end(struct session *s, const char *why)
     /* Queued control frames (an ERROR, a refusing welcome) still go out;
      * the session memory they live in is freed with the connection. */
     bs_conn_close(s->conn, true, on_session_conn_closed, s);
+    sec_notify(sec);
 }
 
 void session_on_listen_readable(uv_poll_t *h, int status, int events)
@@ -561,6 +565,7 @@ void session_on_tick(uv_timer_t *t)
 {
     struct secondary *sec = t->data;
 
+    sec_notify(sec);
     /* A connection has the handshake timeout to authenticate and say hello. */
     for (struct session *p = sec->pending, *next; p; p = next) {
         next = p->next_pending;

@@ -11,6 +11,12 @@
  * contexts of their own (COW_CONTEXTS, each behind a mutex), not through
  * the writer's connection: a writer takes a free one, or waits for one.
  * They are used only while a sealed epoch has unread grains.
+ *
+ * Under systemd (nbdkit -f in a Type=notify unit) the filter says READY=1
+ * once the write log serves: nbdkit 1.32 has bound and is listening on
+ * its NBD sockets before it calls after_fork, and the log's control
+ * socket is listening when wl_server_start returns, so both a guest and
+ * the agent can connect from then on.  nbdkit itself never notifies.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -21,6 +27,7 @@
 #include <string.h>
 
 #include <nbdkit-filter.h>
+#include <systemd/sd-daemon.h>
 
 #include "common/log.h"
 #include "common/opt.h"
@@ -297,6 +304,9 @@ static int writelog_after_fork(nbdkit_backend *backend)
         goto fail;
     }
     epochs = wl_server_epoch(server);
+    r = sd_notifyf(0, "READY=1\nSTATUS=serving; write log %s in %s", wl_name, wl_dir);
+    if (r < 0)
+        nbdkit_error("writelog: cannot notify systemd ($NOTIFY_SOCKET): %s", strerror(-r));
     return 0;
 fail:
     close_readers();
@@ -306,6 +316,7 @@ fail:
 static void writelog_cleanup(nbdkit_backend *backend)
 {
     (void)backend;
+    (void)sd_notify(0, "STOPPING=1\nSTATUS=stopping");
     wl_server_stop(server);
     server = NULL;
     epochs = NULL;

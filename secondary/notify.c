@@ -1,0 +1,38 @@
+/* What systemd is told about the secondary (common/notify.h): ready once
+ * it listens with its replica open; the status line says whom it
+ * replicates from and what the replica holds, or why nobody. */
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "secondary/secondary.h"
+
+void sec_status_line(const struct secondary *sec, char *buf, size_t size)
+{
+    const char *holds = sec->consistent ? "consistent" : "NOT consistent";
+    bool streaming = sec->session && sec->session->accepted;
+
+    if (sec->promoted)
+        snprintf(buf, size, "promoted: the replica is released at committed epoch %" PRIu64,
+                 sec->committed_epoch);
+    else if (sec->split_brain)
+        snprintf(buf, size, "SPLIT BRAIN with %s: nothing applied until resolved", sec->sb_peer);
+    else if (streaming)
+        snprintf(buf, size, "replicating from %s: committed epoch %" PRIu64 ", replica %s",
+                 sec->peer, sec->committed_epoch,
+                 sec->consistent ? "consistent" : "NOT consistent (being synced in place)");
+    else if (sec->last_lost[0])
+        snprintf(buf, size, "no primary (%s): replica at committed epoch %" PRIu64 ", %s",
+                 sec->last_lost, sec->committed_epoch, holds);
+    else
+        snprintf(buf, size, "listening on %s: no primary yet; replica at committed epoch %" PRIu64
+                            ", %s",
+                 sec->listen_addr, sec->committed_epoch, holds);
+}
+
+void sec_notify(struct secondary *sec)
+{
+    char line[BS_NOTIFY_STATUS_MAX];
+
+    sec_status_line(sec, line, sizeof(line));
+    bs_notify_status(&sec->notify, line);
+}

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# What `cmake --install` ships, checked as installed (into a DESTDIR):
+#  - the programs, the filter in nbdkit's own filter directory, the three
+#    templated units, the sysusers.d and tmpfiles.d files, the example;
+#  - `systemd-analyze verify` finds nothing to say about any unit (with
+#    their ExecStart= pointed into the DESTDIR, where the programs are);
+#  - `systemd-analyze security --offline=yes` rates each unit 3.0 or lower;
+#  - the units are Type=notify, bound and ordered as documented, and a
+#    configuration error (exit status 2) does not restart them;
+#  - `blkship writelog-exec RESOURCE`, the writelog unit's ExecStart, runs
+#    nbdkit with the filter as [writelog] says: the log answers on its
+#    control socket and the disk is served on its NBD socket.
+source "$(dirname "$0")/functions.sh"
+requires cmake
+requires systemd-analyze
+requires nbdkit
+requires pkg-config
+require_build
+make_workdir
+
+dest=$WORKDIR/dest
+DESTDIR=$dest cmake --install "$BLKSHIP_BUILD_DIR" >"$WORKDIR/install.log" 2>&1 ||
+    fail "cmake --install failed: $(tail -n 5 "$WORKDIR/install.log")"
+prefix=$(sed -n 's/^CMAKE_INSTALL_PREFIX:PATH=//p' "$BLKSHIP_BUILD_DIR/CMakeCache.txt")
+unitdir=$(sed -n 's/^BLKSHIP_SYSTEMD_UNITDIR:PATH=//p' "$BLKSHIP_BUILD_DIR/CMakeCache.txt")
+filterdir=$(pkg-config --variable=filterdir nbdkit)
+for f in "$prefix/sbin/blkship-primary" "$prefix/sbin/blkship-secondary" "$prefix/bin/blkship" \
+    "$filterdir/nbdkit-writelog-filter.so" "$unitdir/blkship-writelog@.service" \
+    "$unitdir/blkship-primary@.service" "$unitdir/blkship-secondary@.service" \
+    "$prefix/lib/sysusers.d/blkship.conf" "$prefix/lib/tmpfiles.d/blkship.conf" \
+    "$prefix/share/doc/blkship/example.conf"; do
+    [ -f "$dest$f" ] || fail "not installed: $f"$'\n'"$(cat "$WORKDIR/install.log")"
+done
+grep -q '^u blkship ' "$dest$prefix/lib/sysusers.d/blkship.conf" || fail "sysusers.d makes no blkship user"
+
+# The units as installed, but for ExecStart= pointing into the DESTDIR.
+check=$WORKDIR/units
+mkdir "$check"
+for u in writelog primary secondary; do
+    src=$dest$unitdir/blkship-$u@.service
+    grep -Eq "^ExecStart=$prefix/s?bin/blkship" "$src" || fail "blkship-$u@'s ExecStart= is not under $prefix"
+    sed "s|^ExecStart=$prefix/|ExecStart=$dest$prefix/|" "$src" >"$check/blkship-$u@.service"
+done
+
+for u in writelog primary secondary; do
+    f=$check/blkship-$u@.service
+    # Every unit is Type=notify with the main process notifying.
+    grep -qx 'Type=notify' "$f" || fail "blkship-$u@ is not Type=notify"
+    grep -qx 'NotifyAccess=main' "$f" || fail "blkship-$u@ lacks NotifyAccess=main"
+    grep -qx 'RestartPreventExitStatus=2' "$f" || fail "blkship-$u@ would restart on a configuration error"
+    grep -qx 'User=blkship' "$f" || fail "blkship-$u@ does not run as the blkship user"
+    # Verified as an instance, with the templates' directory searched.
+    # --man=no: the manual pages Documentation= names are not installed yet
+    # (their troff is issue 12, item 2).
+    out=$(cd "$check" && systemd-analyze verify --man=no "blkship-$u@vm1.service" 2>&1) && rc=0 || rc=$?
+    [ "$rc" = 0 ] && [ -z "$out" ] || fail "systemd-analyze verify blkship-$u@vm1.service (status $rc): $out"
+    score=$(systemd-analyze security --offline=yes "$f" 2>&1 |
+        sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
+    [ -n "$score" ] || fail "no security rating for blkship-$u@"
+    note "blkship-$u@.service: systemd-analyze security --offline=yes: $score"
+    awk -v s="$score" 'BEGIN { exit !(s <= 3.0) }' || fail "blkship-$u@ rates $score, above 3.0"
+    systemd-analyze security --offline=yes --threshold=30 "$f" >/dev/null 2>&1 ||
+        fail "blkship-$u@ fails systemd-analyze security --threshold=30"
+done
+for u in primary secondary; do
+    grep -Eq '^WatchdogSec=[1-9]' "$check/blkship-$u@.service" || fail "blkship-$u@ has no watchdog"
+done
+grep -qx 'BindsTo=blkship-writelog@%i.service' "$check/blkship-primary@.service" ||
+    fail "the primary is not bound to its write log"
+grep -Eq '^After=.*blkship-writelog@%i\.service' "$check/blkship-primary@.service" ||
+    fail "the primary is not ordered after its write log"
+
+# A unit's mistake is caught: verify must not be silent on a broken unit.
+sed 's|^ExecStart=.*|ExecStart=/nonexistent/blkship-primary --resource %i|' \
+    "$check/blkship-primary@.service" >"$check/blkship-broken@.service"
+out=$(cd "$check" && systemd-analyze verify --man=no blkship-broken@vm1.service 2>&1) && rc=0 || rc=$?
+[ "$rc" != 0 ] || [ -n "$out" ] || fail "systemd-analyze verify found nothing wrong with a missing program"
+
+# ---- blkship writelog-exec: the writelog unit's command -----------------------
+conf=$WORKDIR/etc
+mkdir "$conf"
+truncate -s 16M "$WORKDIR/disk.img"
+cat >"$conf/ut$$.conf" <<EOF
+[writelog]
+disk = $WORKDIR/disk.img
+dir = $WORKDIR
+socket = $WORKDIR/ut.nbd
+cow-max = 8M
+EOF
+cmd=$(BLKSHIP_CONFIG_DIR=$conf BLKSHIP_WRITELOG_FILTER=$FILTER "$BLKSHIP" writelog-exec "ut$$" --print)
+want="nbdkit -f --filter=$FILTER file $WORKDIR/disk.img writelog-name=ut$$ writelog-dir=$WORKDIR writelog-cow-max=8M -U $WORKDIR/ut.nbd"
+[ "$cmd" = "$want" ] || fail "writelog-exec --print: $cmd"$'\n'"expected: $want"
+printf '[writelog]\ndisk = %s\ngrain = 1000\n' "$WORKDIR/disk.img" >"$conf/bad$$.conf"
+out=$(BLKSHIP_CONFIG_DIR=$conf "$BLKSHIP" writelog-exec "bad$$" 2>&1) && rc=0 || rc=$?
+[ "$rc" = 2 ] || fail "a bad [writelog] gave status $rc, not 2: $out"
+grep -q "bad$$.conf:3: grain" <<<"$out" || fail "the error does not say FILE:LINE: key: $out"
+printf '[writelog]\ncow-max = 8M\n' >"$conf/nodisk$$.conf"
+out=$(BLKSHIP_CONFIG_DIR=$conf "$BLKSHIP" writelog-exec "nodisk$$" 2>&1) && rc=0 || rc=$?
+[ "$rc" = 2 ] && grep -q 'no disk' <<<"$out" || fail "a [writelog] without disk: status $rc: $out"
+
+_logs+=("$WORKDIR/nbdkit.log")
+cleanup_fn rm -f "/dev/shm/log_ut$$.wlog"
+BLKSHIP_CONFIG_DIR=$conf BLKSHIP_WRITELOG_FILTER=$FILTER "$BLKSHIP" writelog-exec "ut$$" \
+    >"$WORKDIR/nbdkit.log" 2>&1 &
+pid=$!
+cleanup_fn stop_pid "$pid"
+_serving() {
+    proc_alive "$pid" || fail "nbdkit (writelog-exec) exited: $(cat "$WORKDIR/nbdkit.log")"
+    [ -S "$WORKDIR/log_ut$$.ctl" ] && [ -S "$WORKDIR/ut.nbd" ]
+}
+poll_until 15 _serving || fail "writelog-exec: no sockets within 15 s"
+# The exec left nbdkit as the process we started (the unit's main process).
+[ "$(cat /proc/$pid/comm)" = nbdkit ] || fail "writelog-exec did not exec nbdkit: $(cat /proc/$pid/comm)"
+info=$("$BLKSHIP" wlog info "$WORKDIR/log_ut$$.ctl" --json) || fail "the log does not answer"
+grep -q '"disk_sectors": 32768' <<<"$info" || fail "the log serves another disk: $info"
+kill -TERM "$pid"
+poll_until 15 proc_gone "$pid" || fail "nbdkit did not stop on SIGTERM"
