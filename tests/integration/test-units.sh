@@ -7,6 +7,9 @@
 #  - `systemd-analyze security --offline=yes` rates each unit 3.0 or lower;
 #  - the units are Type=notify, bound and ordered as documented, and a
 #    configuration error (exit status 2) does not restart them;
+#  - blkship-generator gives each resource's writelog and secondary units
+#    exactly their own disk (DeviceAllow= for a device, ReadWritePaths= for
+#    a file) in drop-ins that verify cleanly, and skips what it cannot use;
 #  - `blkship writelog-exec RESOURCE`, the writelog unit's ExecStart, runs
 #    nbdkit with the filter as [writelog] says: the log answers on its
 #    control socket and the disk is served on its NBD socket.
@@ -28,7 +31,8 @@ for f in "$prefix/sbin/blkship-primary" "$prefix/sbin/blkship-secondary" "$prefi
     "$filterdir/nbdkit-writelog-filter.so" "$unitdir/blkship-writelog@.service" \
     "$unitdir/blkship-primary@.service" "$unitdir/blkship-secondary@.service" \
     "$prefix/lib/sysusers.d/blkship.conf" "$prefix/lib/tmpfiles.d/blkship.conf" \
-    "$prefix/share/doc/blkship/example.conf"; do
+    "$prefix/share/doc/blkship/example.conf" \
+    "$(sed -n 's/^BLKSHIP_SYSTEMD_GENERATORDIR:PATH=//p' "$BLKSHIP_BUILD_DIR/CMakeCache.txt")/blkship-generator"; do
     [ -f "$dest$f" ] || fail "not installed: $f"$'\n'"$(cat "$WORKDIR/install.log")"
 done
 grep -q '^u blkship ' "$dest$prefix/lib/sysusers.d/blkship.conf" || fail "sysusers.d makes no blkship user"
@@ -75,6 +79,37 @@ sed 's|^ExecStart=.*|ExecStart=/nonexistent/blkship-primary --resource %i|' \
     "$check/blkship-primary@.service" >"$check/blkship-broken@.service"
 out=$(cd "$check" && systemd-analyze verify --man=no blkship-broken@vm1.service 2>&1) && rc=0 || rc=$?
 [ "$rc" != 0 ] || [ -n "$out" ] || fail "systemd-analyze verify found nothing wrong with a missing program"
+
+# ---- blkship-generator: each unit its own disk -----------------------------------
+gen=$dest$(sed -n 's/^BLKSHIP_SYSTEMD_GENERATORDIR:PATH=//p' "$BLKSHIP_BUILD_DIR/CMakeCache.txt")/blkship-generator
+gconf=$WORKDIR/gconf
+gout=$WORKDIR/gen
+mkdir "$gconf" "$gout"
+BLKSHIP_CONFIG_DIR=$WORKDIR/none "$gen" "$gout" "$gout" "$gout" || fail "the generator failed with no configuration"
+[ -z "$(ls -A "$gout")" ] || fail "the generator wrote something with no configuration: $(ls "$gout")"
+printf '[writelog]\ndisk = /dev/vg0/r1\n[primary]\nconnect = dr:7789\n' >"$gconf/r1.conf"
+printf '[secondary]\ndevice = %s\njournal = %s\nlisten = 0.0.0.0:7789\n' \
+    "$WORKDIR/replica.img" "$WORKDIR/r2.journal" >"$gconf/r2.conf"
+printf '[secondary]\ndevice = relative/path\n' >"$gconf/r3.conf"
+printf 'not an ini file\n' >"$gconf/r4.conf"
+BLKSHIP_CONFIG_DIR=$gconf "$gen" "$gout" "$gout" "$gout" 2>"$WORKDIR/gen.err" ||
+    fail "the generator failed: $(cat "$WORKDIR/gen.err")"
+d1=$gout/blkship-writelog@r1.service.d/50-blkship-disk.conf
+d2=$gout/blkship-secondary@r2.service.d/50-blkship-disk.conf
+[ "$(grep -v '^#' "$d1")" = $'[Service]\nDeviceAllow=/dev/vg0/r1 rw' ] ||
+    fail "the writelog drop-in of r1: $(cat "$d1")"
+[ "$(grep -v '^#' "$d2")" = "[Service]"$'\n'"ReadWritePaths=$WORKDIR/replica.img"$'\n'"ReadWritePaths=$WORKDIR/r2.journal" ] ||
+    fail "the secondary drop-in of r2: $(cat "$d2")"
+[ "$(find "$gout" -type f | wc -l)" = 2 ] || fail "drop-ins for what has no disk: $(find "$gout" -type f)"
+grep -q 'r3.conf: \[secondary\] device relative/path: not an absolute path' "$WORKDIR/gen.err" ||
+    fail "a relative device was not reported: $(cat "$WORKDIR/gen.err")"
+grep -q 'r4.conf: not an INI file' "$WORKDIR/gen.err" || fail "a broken file was not reported: $(cat "$WORKDIR/gen.err")"
+# The drop-ins are good unit syntax: verified with their units.
+cp -r "$gout/blkship-writelog@r1.service.d" "$gout/blkship-secondary@r2.service.d" "$check/"
+for i in blkship-writelog@r1 blkship-secondary@r2; do
+    out=$(cd "$check" && systemd-analyze verify --man=no "$i.service" 2>&1) && rc=0 || rc=$?
+    [ "$rc" = 0 ] && [ -z "$out" ] || fail "systemd-analyze verify $i with its drop-in (status $rc): $out"
+done
 
 # ---- blkship writelog-exec: the writelog unit's command -----------------------
 conf=$WORKDIR/etc
