@@ -10,6 +10,7 @@ packages=(
   libxxhash-dev  # block checksums (checksum resync, verify)
   libinih-dev  # one configuration file per resource (INI)
   libsystemd-dev  # sd_notify: readiness, status and the watchdog under systemd
+  go-md2man  # the manual pages' troff, from their Markdown
   # run and test
   nbdkit qemu-utils fio libnbd-bin openssl util-linux iproute2 iptables xxd procps
   python3   # the tests check JSON with its json module, and fake agents
