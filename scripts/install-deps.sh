@@ -11,6 +11,7 @@ packages=(
   libinih-dev  # one configuration file per resource (INI)
   libsystemd-dev  # sd_notify: readiness, status and the watchdog under systemd
   go-md2man  # the manual pages' troff, from their Markdown
+  dpkg-dev man-db  # the Debian package (CPack, dpkg-shlibdeps) and its test
   # run and test
   nbdkit qemu-utils fio libnbd-bin openssl util-linux iproute2 iptables xxd procps
   python3   # the tests check JSON with its json module, and fake agents
