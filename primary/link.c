@@ -109,9 +109,15 @@ static void on_rx_hdr(struct bs_conn *c, int status, void *arg)
     struct primary *p = arg;
     const char *why = NULL;
 
-    (void)c;
     if (status < 0) {
-        link_down(p, status == -ECONNRESET ? "the secondary closed the connection" : "read error");
+        char down[96];
+        if (status == -ECONNRESET && bs_conn_peer_closed_cleanly(c))
+            snprintf(down, sizeof(down), "the secondary closed the connection");
+        else if (status == -ECONNRESET)
+            snprintf(down, sizeof(down), "the connection was reset (the secondary did not close it)");
+        else
+            snprintf(down, sizeof(down), "read error: %s", strerror(-status));
+        link_down(p, down);
         return;
     }
     if (bsr_frame_unpack(p->rx_hdr, &p->rx_limits, false, &p->rx, &why) < 0) {

@@ -383,6 +383,8 @@ static ssize_t status_handler(void *opaque, const char *request, char *reply, si
     bs_json_add_fixed(&b, "sync_percent", pct, 2);
     bs_json_add_fixed(&b, "rate_bytes_per_sec", p->rate, 0);
     bs_json_add_fixed(&b, "eta_seconds", eta, 0);
+    bs_json_add_u64(&b, "rate_limit_bytes_per_sec", p->rate_limit);
+    bs_json_add_u64(&b, "rate_limit_waits", p->rl.waits);
     epoch_status(p, &b);
     csync_status(p, &b);
     gen_status(p, &b);
@@ -456,6 +458,9 @@ static void usage(FILE *f)
           "  --on-split-brain CMD     run CMD (with /bin/sh -c) when the secondary says\n"
           "                           both disks changed since they parted (docs/hooks.md)\n"
           "  --on-out-of-sync CMD     run CMD when a verify finds the replica differs\n"
+          "  --rate-limit SIZE        send at most SIZE bytes of data per second (a WAN\n"
+          "                           link: 10M is 10 MiB/s; at least 64K; default 0, no\n"
+          "                           limit)\n"
           "  --hook-timeout DUR       a hook still running after DUR is killed\n"
           "                           (default 30s; 100ms-1h)\n"
           "  --resource NAME          the name hooks and status give this disk\n"
@@ -484,6 +489,7 @@ static const struct option opts[] = {
     { "max-payload", required_argument, NULL, 'm' },
     { "initial-sync", required_argument, NULL, 'I' },
     { "on-out-of-sync", required_argument, NULL, 'O' },
+    { "rate-limit", required_argument, NULL, 'R' },
     BS_AGENT_OPTIONS,
     { "version", no_argument, NULL, 'V' },
     { "help", no_argument, NULL, 'h' },
@@ -553,6 +559,16 @@ static int apply_option(struct primary *p, struct start_opts *so, int opt, const
         if (bs_opt_nonempty(name, arg) < 0)
             return BS_EXIT_USAGE;
         p->on_out_of_sync = arg;
+        break;
+    case 'R':
+        if (bs_opt_size(name, arg, 0, 1ull << 40, &v) < 0)
+            return BS_EXIT_USAGE;
+        if (v && v < 64 * 1024) {
+            bs_usage_error("%s %s: at least 64K (bytes per second), or 0 for no limit", name,
+                           arg);
+            return BS_EXIT_USAGE;
+        }
+        p->rate_limit = v;
         break;
     case 'V': puts("blkship-primary " BLKSHIP_VERSION); return BS_EXIT_OK;
     case 'h': usage(stdout); return BS_EXIT_OK;
@@ -665,6 +681,14 @@ int main(int argc, char **argv)
     uv_timer_init(p->loop, &p->vf_timer);
     p->vf_timer.data = p;
     uv_timer_init(p->loop, &p->dm_timer);
+    uv_timer_init(p->loop, &p->rl_timer);
+    p->rl_timer.data = p;
+    /* The bucket holds at least one whole frame of the largest payload. */
+    bs_rate_init(&p->rl, p->rate_limit,
+                 BSR_FRAME_HDR_LEN + (uint64_t)p->payload_pref + BSR_FRAME_CRC_LEN, uv_hrtime());
+    if (p->rate_limit)
+        BS_INFO(MOD, "data sent at most %" PRIu64 " bytes per second (bursts of %" PRIu64 ")",
+                p->rate_limit, p->rl.burst);
     p->dm_timer.data = p;
     p->drain_timer.data = p->dirty_poll.data = p;
     uv_idle_init(p->loop, &p->pump_soon);
@@ -729,6 +753,7 @@ int main(int argc, char **argv)
     uv_close((uv_handle_t *)&p->dirty_poll, NULL);
     uv_close((uv_handle_t *)&p->vf_timer, NULL);
     uv_close((uv_handle_t *)&p->dm_timer, NULL);
+    uv_close((uv_handle_t *)&p->rl_timer, NULL);
     uv_close((uv_handle_t *)&p->pump_soon, NULL);
     uv_close((uv_handle_t *)&p->sigterm, NULL);
     uv_close((uv_handle_t *)&p->sigint, NULL);

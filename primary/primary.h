@@ -27,6 +27,7 @@
 #include "common/hook.h"
 #include "common/net.h"
 #include "common/notify.h"
+#include "common/ratelimit.h"
 #include "common/opt.h"
 #include "common/tls.h"
 #include "primary/dirty.h"
@@ -169,6 +170,11 @@ struct primary {
     /* Online verify (primary/verify.c): the one running, or NULL. */
     struct verify *vf;
     uv_timer_t vf_timer;            /* paces batches at --rate */
+    /* --rate-limit (primary/pump.c): data frames wait for the bucket. */
+    uint64_t rate_limit;            /* bytes per second; 0: none */
+    struct bs_rate rl;
+    uv_timer_t rl_timer;
+    bool rl_waiting;                /* rl_timer runs: the pump waits for tokens */
     uint64_t vf_runs, vf_last_differing;
     uint64_t vf_seals_held;         /* times a seal waited for a batch's reads */
     uint64_t seal_seq;              /* counts seals started (either kind) */
@@ -369,6 +375,8 @@ void seal_drain_start(struct primary *p);
 void pump(struct primary *p);
 /* Coalesces wake-ups into one pump per loop turn. */
 void schedule_pump(struct primary *p);
+/* --rate-limit's timer: the bucket holds the next frame again. */
+void pump_on_rate_timer(uv_timer_t *t);
 void setup_slots(struct primary *p);
 void slot_release(struct primary *p, struct slot *s);
 /* First fit of n data-area pages; the first page, or -1 when none fit. */

@@ -64,6 +64,12 @@ static bool is_zero(const uint8_t *b, size_t len)
     return memcmp(b, zero, 64) == 0 && memcmp(b, b + 64, len - 64) == 0;
 }
 
+/* What a DATA frame of `count` sectors puts on the link. */
+static uint64_t frame_bytes(uint32_t count)
+{
+    return BSR_FRAME_HDR_LEN + (uint64_t)count * BSR_SECTOR_SIZE + BSR_FRAME_CRC_LEN;
+}
+
 static void send_slot(struct primary *p, struct slot *s)
 {
     uint8_t *base = log_link_data(p->log) + s->offset;
@@ -76,6 +82,7 @@ static void send_slot(struct primary *p, struct slot *s)
     if (is_zero(base + BSR_FRAME_HDR_LEN, plen)) {
         /* Zeroes travel as a range, not as data. */
         f.kind = BSR_ZERO;
+        bs_rate_refund(&p->rl, plen);
         plen = 0;
         p->zero_bytes += bytes;
     }
@@ -119,6 +126,8 @@ bool on_log_read(void *opaque, const log_response_t *rsp)
         p->read_errors++;
         BS_ERR(MOD, "the write log could not read sector %" PRIu64 " count %u: %s; will retry",
                s->sector, s->count, strerror((int)rsp->offset));
+        if (!s->hash)
+            bs_rate_refund(&p->rl, frame_bytes(s->count));
         bs_dirty_requeue(p->dirty, s->first, s->n);
         slot_release(p, s);
         return true;
@@ -204,8 +213,20 @@ void pump(struct primary *p)
         /* The frame is built around the data: header before, CRC after. */
         unsigned npages = (BSR_FRAME_HDR_LEN + count * BSR_SECTOR_SIZE + BSR_FRAME_CRC_LEN +
                            AREA_PAGE - 1) / AREA_PAGE;
+        uint64_t wait_ms = 0;
+        if (p->rl_waiting || !bs_rate_take(&p->rl, frame_bytes(count), uv_hrtime(), &wait_ms)) {
+            /* --rate-limit: the bucket refills before this frame is read. */
+            bs_dirty_requeue(p->dirty, first, n);
+            p->cursor = first;
+            if (!p->rl_waiting) {
+                p->rl_waiting = true;
+                uv_timer_start(&p->rl_timer, pump_on_rate_timer, wait_ms, 0);
+            }
+            break;
+        }
         int page = pages_alloc(p, npages);
         if (page < 0) {
+            bs_rate_refund(&p->rl, frame_bytes(count));
             /* The area is full of frames on their way: try again when one
              * has been sent. */
             bs_dirty_requeue(p->dirty, first, n);
@@ -219,6 +240,7 @@ void pump(struct primary *p)
         if (log_link_read(p->log, sector, count, s->offset + BSR_FRAME_HDR_LEN) < 0) {
             /* No ring entry free (there is one per slot, so only if the
              * log holds on to responses): try again after the next kick. */
+            bs_rate_refund(&p->rl, frame_bytes(count));
             slot_release(p, s);
             bs_dirty_requeue(p->dirty, first, n);
             p->cursor = first;
@@ -246,6 +268,14 @@ void pump(struct primary *p)
      * queued after them). */
     if (!reading)
         epoch_all_read(p);
+}
+
+void pump_on_rate_timer(uv_timer_t *t)
+{
+    struct primary *p = t->data;
+
+    p->rl_waiting = false;
+    schedule_pump(p);
 }
 
 static void on_pump_soon(uv_idle_t *h)

@@ -275,13 +275,19 @@ start_secondary() {
     fail "blkship-secondary ($tag): no free port after $tries tries"
 }
 
-# start_primary TAG WL_CTL ADDR [ARGS...]: blkship-primary for the log at
+# start_primary [--ns NS] TAG WL_CTL ADDR [ARGS...]: blkship-primary (in
+# network namespace NS if given) for the log at
 # WL_CTL, replicating to ADDR, with state in $WORKDIR/TAG.state (kept across
 # restarts), control socket $WORKDIR/TAG.ctl, stderr in $WORKDIR/TAG.N.log;
 # certificates from $CERTS unless ARGS give --cert etc.  Waits (bounded)
 # until its control socket answers.  Sets PRI_PID, PRI_CTL, PRI_LOG.
 start_primary() {
-    local tag=$1 wl=$2 addr=$3 pid certargs a
+    local wrap=() tag wl addr pid certargs a
+    if [ "${1:-}" = --ns ]; then
+        wrap=(ip netns exec "$2")
+        shift 2
+    fi
+    tag=$1 wl=$2 addr=$3
     shift 3
     certargs=(--cert "$CERTS/primary.crt" --key "$CERTS/primary.key" --ca "$CERTS/ca.crt"
               --peer-name secondary)
@@ -292,7 +298,7 @@ start_primary() {
     PRI_LOG=$WORKDIR/$tag.$_agent_count.log
     PRI_CTL=$WORKDIR/$tag.ctl
     _logs+=("$PRI_LOG")
-    "$PRIMARY" --writelog "$wl" --connect "$addr" --state-dir "$WORKDIR/$tag.state" \
+    "${wrap[@]}" "$PRIMARY" --writelog "$wl" --connect "$addr" --state-dir "$WORKDIR/$tag.state" \
         --control "$PRI_CTL" "${certargs[@]}" "$@" 2>"$PRI_LOG" &
     pid=$!
     PRI_PID=$pid
@@ -302,6 +308,18 @@ start_primary() {
         status "$PRI_CTL" >/dev/null
     }
     poll_until 15 _pri_ready || fail "blkship-primary ($tag) did not answer on $PRI_CTL within 15 s"
+}
+
+# ns_unrule NS RULE...: deletes every copy of each iptables RULE ("INPUT
+# -p tcp --dport 7789 -j DROP") in network namespace NS; never fails.
+ns_unrule() {
+    local ns=$1 r
+    shift
+    for r in "$@"; do
+        # shellcheck disable=SC2086
+        while ip netns exec "$ns" iptables -D $r 2>/dev/null; do :; done
+    done
+    return 0
 }
 
 # expect_alive PID WHAT: the agent has not died.

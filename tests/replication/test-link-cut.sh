@@ -65,14 +65,7 @@ note "in sync over the veth pair ($addr_root -> $addr_ns:$port)"
 # ---- Cut and restore ------------------------------------------------------------
 
 rules=()
-_unrule() {
-    local r
-    for r in "${rules[@]}"; do
-        # shellcheck disable=SC2086
-        while ip netns exec "$ns" iptables -D $r 2>/dev/null; do :; done
-    done
-    return 0
-}
+_unrule() { ns_unrule "$ns" "${rules[@]}"; }
 cleanup_fn _unrule
 
 # cut_link: drops the replication port both ways inside the namespace, and
