@@ -1,7 +1,7 @@
 /* The options both agents take (blkship-primary and blkship-secondary):
  * TLS, state and control paths, failure detection, the split-brain hook,
  * hooks' time bound, the resource and its configuration file, the log
- * level.  They are the keys a configuration file may put in [common]
+ * level, the metrics endpoint.  They are the keys a configuration file may put in [common]
  * (common/config.h).  Each program lists BS_AGENT_OPTIONS in its option
  * table and hands every option to bs_agent_opt first.
  */
@@ -31,6 +31,7 @@ enum {
     BS_AO_CONFIG,
     BS_AO_CHECK_CONFIG,
     BS_AO_LOG_LEVEL,
+    BS_AO_METRICS,
 };
 
 #define BS_AGENT_OPTIONS                                                     \
@@ -49,7 +50,8 @@ enum {
     { "resource", required_argument, NULL, BS_AO_RESOURCE },                 \
     { "config", required_argument, NULL, BS_AO_CONFIG },                     \
     { "check-config", no_argument, NULL, BS_AO_CHECK_CONFIG },               \
-    { "log-level", required_argument, NULL, BS_AO_LOG_LEVEL }
+    { "log-level", required_argument, NULL, BS_AO_LOG_LEVEL },                 \
+    { "metrics", required_argument, NULL, BS_AO_METRICS }
 
 /* Where a resource's agent keeps its state and its control socket when
  * neither the command line nor the file says: DIR/RESOURCE and
@@ -60,6 +62,7 @@ enum {
 struct bs_agent_opts {
     struct bs_tls_config tls;
     const char *state_dir, *control, *resource, *on_split_brain;
+    const char *metrics;    /* --metrics HOST:PORT, or NULL */
     unsigned heartbeat_ms, peer_timeout_ms, hook_timeout_ms;
     bool check;             /* --check-config */
     char state_dir_buf[4096], control_buf[4096]; /* the defaults from --resource */

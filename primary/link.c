@@ -280,6 +280,7 @@ static void on_welcome(struct bs_conn *c, int status, void *arg)
     flush_session_start(p, w.epoch == 0);
     p->ls = LS_STREAMING;
     p->link_up_ms = uv_now(p->loop);
+    p->sessions_up++;
     p->last_rx_ms = uv_now(p->loop);
     BS_INFO(MOD, "replicating to %s (max payload %u bytes, %" PRIu64 " bytes dirty, replica's "
                  "newest committed epoch %" PRIu64 "%s)", p->peer, p->max_payload,
@@ -473,6 +474,10 @@ void link_down(struct primary *p, const char *why)
     else
         BS_WARN(MOD, "connecting to %s failed: %s", p->connect_addr, why);
     snprintf(p->last_down, sizeof(p->last_down), "%s", why);
+    if (p->ls == LS_STREAMING)
+        p->link_downs++;
+    else
+        p->connect_failures++;
     if (p->conn) {
         bs_conn_close(p->conn, false, NULL, NULL);
         p->conn = NULL;

@@ -314,6 +314,7 @@ static void on_tick(uv_timer_t *t)
     if (p->log && p->cow_ok)
         epoch_request_cowc(p); /* fresh counters for the status */
     primary_notify(p);
+    primary_metrics_publish(p);
 }
 
 /* Every heartbeat_ms: the peer timeout, our heartbeat. */
@@ -471,6 +472,8 @@ static void usage(FILE *f)
           "                           overrides them; docs/config.md)\n"
           "  --check-config           check the options and the file, load the\n"
           "                           certificates, and exit (0: OK)\n"
+          "  --metrics HOST:PORT      serve Prometheus metrics on http://HOST:PORT/metrics\n"
+          "                           (docs/metrics.md)\n"
           "  --log-level LEVEL        err, warn, info (default) or debug\n"
           "  --version, --help\n"
           "\n"
@@ -700,6 +703,12 @@ int main(int argc, char **argv)
         BS_ERR(MOD, "out of memory for the hooks");
         return BS_EXIT_FAILURE;
     }
+    if (so.agent.metrics) {
+        r = bs_metrics_start(so.agent.metrics, &p->metrics);
+        if (r < 0)
+            return BS_EXIT_FAILURE;
+        primary_metrics_publish(p);
+    }
     r = bs_ctl_start(p->loop, so.agent.control, status_handler, p, &p->ctl);
     if (r < 0) {
         BS_ERR(MOD, "control socket %s: %s", so.agent.control, uv_strerror(r));
@@ -742,6 +751,8 @@ int main(int argc, char **argv)
     verify_cancel(p, "the primary is shutting down");
     bs_ctl_stop(p->ctl);
     bs_notify_close(&p->notify);
+    bs_metrics_stop(p->metrics);
+    p->metrics = NULL;
     bs_hooks_close(p->hooks);
     p->hooks = NULL;
     uv_close((uv_handle_t *)&p->retry, NULL);

@@ -7,6 +7,7 @@
  *   link.c     the replication link: connecting, the handshake, control
  *              frames, acknowledgements
  *   notify.c   what systemd is told: readiness, the status line
+ *   metrics.c  what Prometheus is told (--metrics)
  * Everything runs on the agent's loop thread.
  *
  * Link states:
@@ -26,6 +27,7 @@
 #include "common/conn.h"
 #include "common/hook.h"
 #include "common/net.h"
+#include "common/metrics.h"
 #include "common/notify.h"
 #include "common/ratelimit.h"
 #include "common/opt.h"
@@ -215,6 +217,10 @@ struct primary {
     const char *on_out_of_sync;     /* hook: a verify found differences */
     char resource[256];
     struct bs_notify notify;        /* systemd (primary/notify.c) */
+    struct bs_metrics *metrics;     /* --metrics, or NULL (primary/metrics.c) */
+    char metrics_text[BS_METRICS_MAX]; /* built on the loop, copied out */
+    uint64_t sessions_up;           /* sessions that reached streaming */
+    uint64_t link_downs, connect_failures;
 
     /* Write log. */
     struct log_link *log;
@@ -347,6 +353,10 @@ int save_state(struct primary *p);
 void save_state_async(struct primary *p);
 /* The text of primary.state for the current fields. */
 void state_text(const struct primary *p, char *out, size_t size);
+
+/* metrics.c */
+/* Builds the Prometheus text and hands it to the endpoint (every tick). */
+void primary_metrics_publish(struct primary *p);
 
 /* notify.c */
 /* One line on what the replication does now, for systemd's STATUS=. */

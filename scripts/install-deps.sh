@@ -10,6 +10,7 @@ packages=(
   libxxhash-dev  # block checksums (checksum resync, verify)
   libinih-dev  # one configuration file per resource (INI)
   libsystemd-dev  # sd_notify: readiness, status and the watchdog under systemd
+  libmicrohttpd-dev  # the agents' Prometheus endpoint
   go-md2man  # the manual pages' troff, from their Markdown
   dpkg-dev man-db  # the Debian package (CPack, dpkg-shlibdeps) and its test
   # run and test
@@ -17,6 +18,7 @@ packages=(
   python3   # the tests check JSON with its json module, and fake agents
   python3-libnbd  # scripted NBD writers (tests/pit)
   systemd   # systemd-analyze: the units checked (verify, the offline security rating)
+  prometheus curl  # promtool checks the agents' metrics; curl scrapes them
   strace    # test-busy-report.sh delays connect() with its fault injection
   # fuzzing (tests/fuzz): clang and its libFuzzer and sanitizer runtimes
   clang clang-14 libclang-rt-14-dev

@@ -372,6 +372,8 @@ static void usage(FILE *f)
           "  --journal PATH           the epoch journal (default: DIR/journal)\n"
           "  --journal-max SIZE       its size when it is created (default 256M; at\n"
           "                           least 1M and twice --max-payload)\n"
+          "  --metrics HOST:PORT      serve Prometheus metrics on http://HOST:PORT/metrics\n"
+          "                           (docs/metrics.md)\n"
           "  --log-level LEVEL        err, warn, info (default) or debug\n"
           "  --version, --help\n"
           "\n"
@@ -625,6 +627,12 @@ int main(int argc, char **argv)
                     so.device, sec->target.logical_block, sec->target.physical_block);
     }
     sec->listen_addr = so.listen_addr;
+    if (so.agent.metrics) {
+        r = bs_metrics_start(so.agent.metrics, &sec->metrics);
+        if (r < 0)
+            return start_failed(sec);
+        sec_metrics_publish(sec);
+    }
     r = bs_notify_start(&sec->notify, sec->loop);
     if (r < 0) {
         BS_ERR(MOD, "systemd watchdog timer: %s", uv_strerror(r));
@@ -640,6 +648,8 @@ int main(int argc, char **argv)
 
     bs_ctl_stop(sec->ctl);
     bs_notify_close(&sec->notify);
+    bs_metrics_stop(sec->metrics);
+    sec->metrics = NULL;
     uv_close((uv_handle_t *)&sec->listen_poll, NULL);
     uv_close((uv_handle_t *)&sec->tick, NULL);
     uv_close((uv_handle_t *)&sec->heartbeat, NULL);

@@ -28,6 +28,7 @@
 
 #include "common/changes.h"
 #include "common/conn.h"
+#include "common/metrics.h"
 #include "common/notify.h"
 #include "common/ctl.h"
 #include "common/hook.h"
@@ -258,6 +259,8 @@ struct secondary {
     char last_lost[128];        /* why the last accepted session ended */
     const char *listen_addr;
     struct bs_notify notify;    /* systemd (secondary/notify.c) */
+    struct bs_metrics *metrics; /* --metrics, or NULL (secondary/metrics.c) */
+    char metrics_text[BS_METRICS_MAX]; /* built on the loop, copied out */
     bool stopping;
 
     /* blkship promote (secondary/promote.c). */
@@ -449,6 +452,10 @@ void session_on_listen_readable(uv_poll_t *h, int status, int events);
 void session_on_tick(uv_timer_t *t);
 /* Every heartbeat_ms: the peer timeout, our heartbeat. */
 void session_on_heartbeat(uv_timer_t *t);
+
+/* ---- metrics.c ---- */
+/* Builds the Prometheus text and hands it to the endpoint (every tick). */
+void sec_metrics_publish(struct secondary *sec);
 
 /* ---- notify.c ---- */
 /* One line on what the secondary does now, for systemd's STATUS=. */

@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# The agents' Prometheus endpoints (--metrics HOST:PORT), scraped with curl
+# and checked with promtool:
+#  - both pass `promtool check metrics` (names, types, HELP);
+#  - their values are the status' (sent, received, connected, dirty, the
+#    committed epoch) once the replica is in sync and idle;
+#  - only GET /metrics is served (404 elsewhere, 405 for POST);
+#  - a client that connects and says nothing holds no scrape back and does
+#    not slow the replication: writes made meanwhile reach the replica;
+#  - the secondary killed: the primary's blkship_connected goes to 0 and
+#    its link_down errors count it;
+#  - a bad --metrics address is a usage error (2), a port in use a start
+#    failure (1), each said in the log.
+source "$(dirname "$0")/functions.sh"
+requires_root
+requires nbdkit
+requires losetup
+requires openssl
+requires curl
+requires promtool
+requires_nbd_python
+require_build
+make_workdir
+
+size=64M
+bytes=$(numfmt --from=iec $size)
+img=$WORKDIR/disk.img
+rep=$WORKDIR/replica.img
+random_file "$img" $size "mt-$$"
+truncate -s $size "$rep"
+make_loop "$rep"
+CERTS=$WORKDIR/pki
+make_certs "$CERTS"
+
+mp=$(random_port)
+ms=$(random_port)
+while [ "$ms" = "$mp" ]; do ms=$(random_port); done
+start_nbdkit "$WORKDIR" "rtmt$$" "$img"
+start_secondary sec "$LOOP" --metrics "$TEST_HOST:$ms" --heartbeat-ms 500 --peer-timeout-ms 2000
+sec_pid=$SEC_PID sec_ctl=$SEC_CTL sec_log=$SEC_LOG
+start_primary pri "$WL_CTL" "$SEC_ADDR" --metrics "$TEST_HOST:$mp" --heartbeat-ms 500 \
+    --peer-timeout-ms 2000
+pri_ctl=$PRI_CTL pri_log=$PRI_LOG
+expect_log "Prometheus metrics on http://$TEST_HOST:$mp/metrics" "$pri_log"
+expect_log "Prometheus metrics on http://$TEST_HOST:$ms/metrics" "$sec_log"
+wait_synced "$pri_ctl" 60
+expect_same "$img" "$LOOP" "replica after the sync"
+
+# scrape PORT: the metrics text.
+scrape() { curl -sf --max-time 5 "http://$TEST_HOST:$1/metrics"; }
+# metric TEXT NAME: the value of the one sample of NAME.
+metric() { awk -v n="$2" '$1 ~ "^"n"[{]" { print $2; exit }' <<<"$1"; }
+
+sleep 1.5 # a tick: the snapshot is taken after the sync
+pm=$(scrape "$mp") || fail "the primary's endpoint does not answer"
+sm=$(scrape "$ms") || fail "the secondary's endpoint does not answer"
+ps=$(status "$pri_ctl")
+ss=$(status "$sec_ctl")
+for who in primary secondary; do
+    [ "$who" = primary ] && text=$pm || text=$sm
+    out=$(promtool check metrics <<<"$text" 2>&1) && rc=0 || rc=$?
+    [ "$rc" = 0 ] || fail "promtool check metrics on the $who's endpoint (status $rc): $out"$'\n'"$text"
+    note "$who: promtool check metrics: OK, $(grep -c '^# TYPE' <<<"$text") metrics"
+    grep -q "^blkship_up{resource=\"[^\"]*\",role=\"$who\"} 1\$" <<<"$text" ||
+        fail "the $who's blkship_up lacks its labels: $(grep blkship_up <<<"$text")"
+done
+[ "$(metric "$pm" blkship_connected)" = 1 ] || fail "the primary's blkship_connected is not 1"
+[ "$(metric "$sm" blkship_connected)" = 1 ] || fail "the secondary's blkship_connected is not 1"
+[ "$(metric "$pm" blkship_sent_bytes_total)" = "$(jget "$ps" sent_bytes)" ] ||
+    fail "blkship_sent_bytes_total $(metric "$pm" blkship_sent_bytes_total) is not the status' $(jget "$ps" sent_bytes)"
+[ "$(metric "$pm" blkship_sent_bytes_total)" -ge "$bytes" ] || fail "the full sync is not in blkship_sent_bytes_total"
+[ "$(metric "$sm" blkship_received_bytes_total)" = "$(jget "$ss" received_bytes)" ] ||
+    fail "blkship_received_bytes_total is not the status' received_bytes"
+[ "$(metric "$pm" blkship_dirty_bytes)" = 0 ] || fail "in sync, yet blkship_dirty_bytes $(metric "$pm" blkship_dirty_bytes)"
+[ "$(metric "$pm" blkship_sync_ratio)" = 1 ] || fail "in sync, yet blkship_sync_ratio $(metric "$pm" blkship_sync_ratio)"
+[ "$(metric "$sm" blkship_replica_consistent)" = 1 ] || fail "the secondary's replica is not shown consistent"
+[ "$(metric "$pm" blkship_committed_epoch)" -ge 1 ] || fail "no committed epoch in the primary's metrics"
+# Epochs go on while idle: the snapshot (at most a tick old) is not ahead.
+e=$(metric "$sm" blkship_committed_epoch)
+[ "$e" -ge 1 ] && [ "$e" -le "$(jget "$ss" committed_epoch)" ] ||
+    fail "the secondary's blkship_committed_epoch $e; the status says $(jget "$ss" committed_epoch)"
+grep -q '^# TYPE blkship_sent_bytes_total counter$' <<<"$pm" || fail "blkship_sent_bytes_total is not a counter"
+grep -q '^# TYPE blkship_dirty_bytes gauge$' <<<"$pm" || fail "blkship_dirty_bytes is not a gauge"
+grep -q "^blkship_build_info{.*version=\"[0-9.]*\"} 1\$" <<<"$pm" || fail "no blkship_build_info"
+
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://$TEST_HOST:$mp/other")
+[ "$code" = 404 ] || fail "GET /other answered $code, not 404"
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://$TEST_HOST:$mp/metrics")
+[ "$code" = 405 ] || fail "POST /metrics answered $code, not 405"
+
+# A client that connects and sends nothing.
+exec 7<>"/dev/tcp/$TEST_HOST/$mp" || fail "cannot connect to the metrics port"
+cleanup_fn exec 7>&-
+t0=$(now_ms)
+scrape "$mp" >/dev/null || fail "a silent client held a scrape back"
+took=$(($(now_ms) - t0))
+[ "$took" -lt 2000 ] || fail "a scrape beside a silent client took $took ms"
+"$NBD_PY" - "$NBD_URI" <<'PY' || fail "the NBD writes failed"
+import sys, nbd
+h = nbd.NBD()
+h.connect_uri(sys.argv[1])
+for i in range(64):
+    h.pwrite(bytes([i % 251]) * 65536, (i * 7919 % 1000) * 65536)
+h.flush()
+h.shutdown()
+PY
+wait_synced "$pri_ctl" 30
+"$NBD_PY" - "$NBD_URI" "$img.now" <<'PY' || fail "cannot read the disk back"
+import sys, nbd
+h = nbd.NBD()
+h.connect_uri(sys.argv[1])
+size = h.get_size()
+with open(sys.argv[2], "wb") as f:
+    for off in range(0, size, 1 << 20):
+        f.write(h.pread(min(1 << 20, size - off), off))
+h.shutdown()
+PY
+expect_same "$img.now" "$LOOP" "replica after writes made beside a silent metrics client"
+exec 7>&-
+
+# The secondary lost.
+kill -KILL "$sec_pid"
+_gone() { [ "$(metric "$(scrape "$mp")" blkship_connected)" = 0 ]; }
+poll_until 10 _gone || fail "the primary's blkship_connected stayed 1 with its secondary killed"
+pm=$(scrape "$mp")
+n=$(awk '$1 ~ /^blkship_errors_total[{].*kind="link_down"/ { print $2 }' <<<"$pm")
+[ "${n:-0}" -ge 1 ] || fail "the lost link is not counted: $(grep blkship_errors_total <<<"$pm")"
+
+# Bad addresses.
+out=$("$SECONDARY" --metrics nonsense --listen "$TEST_HOST:1" --device "$LOOP" \
+    --state-dir "$WORKDIR/x.state" --control "$WORKDIR/x.ctl" --cert "$CERTS/secondary.crt" \
+    --key "$CERTS/secondary.key" --ca "$CERTS/ca.crt" --peer-name primary 2>&1) && rc=0 || rc=$?
+[ "$rc" = 2 ] && grep -q -- '--metrics' <<<"$out" || fail "--metrics nonsense: status $rc: $out"
+out=$("$SECONDARY" --metrics "$TEST_HOST:$mp" --listen "$TEST_HOST:$(random_port)" --device "$LOOP" \
+    --state-dir "$WORKDIR/sec.state" --control "$WORKDIR/y.ctl" --cert "$CERTS/secondary.crt" \
+    --key "$CERTS/secondary.key" --ca "$CERTS/ca.crt" --peer-name primary 2>&1) && rc=0 || rc=$?
+[ "$rc" = 1 ] && grep -q "metrics: cannot listen on $TEST_HOST:$mp" <<<"$out" ||
+    fail "--metrics on a port in use: status $rc: $out"
