@@ -515,7 +515,7 @@ int bs_status_view(const char *reply, size_t len, enum bs_status_view_mode mode,
     if (r < 0)
         return r;
     r = check_status(obj, err, errsize);
-    if (r == 0) {
+    if (r == 0 && out) {
         if (mode == BS_STATUS_JSON) {
             r = bs_json_print(obj, out);
         } else {

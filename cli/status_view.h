@@ -14,7 +14,8 @@ enum bs_status_view_mode {
 };
 
 /* Checks reply[0, len) (need not be NUL-terminated) and writes it to out
- * in the mode given.  Returns 0; or, with nothing written to out and a
+ * in the mode given (out NULL: only checks).  Returns 0; or, with nothing
+ * written to out and a
  * one-line reason in err (errsize bytes, always terminated):
  *   -EBADMSG          not JSON, not an object, or a field this view reads
  *                     is missing or of the wrong type or range;

@@ -179,6 +179,18 @@ _scan_sanitizer_reports() {
 
 # ---- Polling --------------------------------------------------------------------
 
+# bs_status ARGS...: `$BLKSHIP status ARGS`, with the exit statuses that
+# tell the resource's health (3 degraded, 4 syncing, 5 split brain; see
+# blkship(8)) counted as success: a failure is 1 or 2.
+bs_status() {
+    local rc=0
+    "$BLKSHIP" status "$@" || rc=$?
+    case $rc in
+    0 | 3 | 4 | 5) return 0 ;;
+    *) return "$rc" ;;
+    esac
+}
+
 # poll_until SECONDS CMD...: runs CMD every 50 ms until it succeeds; returns
 # 1 after SECONDS.
 poll_until() {

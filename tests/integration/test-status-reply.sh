@@ -162,3 +162,50 @@ expect_status 2 "$BLKSHIP" wlog frobnicate "$sock"
 expect_status 1 "$BLKSHIP" status --control "$WORKDIR/nothing-here.ctl"
 expect_status 0 "$BLKSHIP" --version
 "$BLKSHIP" --version | grep -Eq '^blkship [0-9]+\.[0-9]+\.[0-9]+$' || fail "--version: $("$BLKSHIP" --version)"
+
+# ---- Health: the exit status of blkship status --------------------------------------
+
+# with_fields KEY=JSON...: the good reply with each KEY set to its JSON value.
+with_fields() {
+    python3 -c '
+import json, sys
+o = json.loads(sys.argv[1])
+for kv in sys.argv[2:]:
+    k, v = kv.split("=", 1)
+    o[k] = json.loads(v)
+print(json.dumps(o))' "$good" "$@"
+}
+# expect_health CODE REASON_ERE [KEY=JSON...]: both modes exit CODE; with
+# --quiet nothing is printed on stdout and, unless CODE is 0, stderr says
+# REASON.
+expect_health() {
+    local want=$1 re=$2 mode rc
+    shift 2
+    with_fields "$@" >"$reply"
+    for mode in "" --json; do
+        rc=0
+        "$BLKSHIP" status --control "$sock" $mode >"$WORKDIR/out" 2>"$WORKDIR/err" || rc=$?
+        [ "$rc" = "$want" ] || fail "health of $* ($mode): exit status $rc, expected $want: $(cat "$WORKDIR/err")"
+        [ -s "$WORKDIR/out" ] || fail "health of $* ($mode): the status was not printed"
+    done
+    rc=0
+    "$BLKSHIP" status --control "$sock" --quiet >"$WORKDIR/out" 2>"$WORKDIR/err" || rc=$?
+    [ "$rc" = "$want" ] || fail "health of $* (--quiet): exit status $rc, expected $want"
+    [ ! -s "$WORKDIR/out" ] || fail "--quiet printed: $(cat "$WORKDIR/out")"
+    if [ "$want" != 0 ]; then
+        grep -Eq -- "$re" "$WORKDIR/err" || fail "health of $*: stderr does not match /$re/: $(cat "$WORKDIR/err")"
+    fi
+    # --watch runs until stopped; its status is not the health.
+    note "health $want: $* ${re:+($(cat "$WORKDIR/err"))}"
+}
+expect_health 0 ""
+expect_health 3 'not connected: the link dropped' connected=false 'last_disconnect="the link dropped"'
+expect_health 3 'write log is not held' log_connected=false
+expect_health 4 'full resync under way' 'resync="full"'
+expect_health 4 'checksum resync under way' 'resync="checksum"'
+expect_health 0 "" 'resync="bitmap"'
+expect_health 5 'split brain' split_brain=true
+expect_health 5 'the secondary was promoted' peer_promoted=true
+expect_health 4 'not consistent' 'role="secondary"' replica_consistent=false
+expect_health 3 'promoted' 'role="secondary"' replica_consistent=true promoted=true
+expect_health 0 "" 'role="secondary"' replica_consistent=true

@@ -163,9 +163,10 @@ start_nbdkit() {
 # ---- Agents -----------------------------------------------------------------------
 
 # status CTL: one line of `blkship status --json`, or nothing.  Its stderr
-# goes to $WORKDIR/cli.log, which is scanned for sanitizer reports.
+# goes to $WORKDIR/cli.log, which is scanned for sanitizer reports.  The
+# exit statuses that tell the resource's health (3-5) count as success.
 status() {
-    "$BLKSHIP" status --control "$1" --json 2>>"$WORKDIR/cli.log"
+    bs_status --control "$1" --json 2>>"$WORKDIR/cli.log"
 }
 
 # jget JSON KEY: a field of the flat JSON (numbers, booleans, strings

@@ -83,8 +83,8 @@ s=$(status "$PRI_CTL")
 # The secondary takes the primary's generation when it accepts the session.
 [ "$(jget "$s" peer_generation)" = "$(jget "$s" generation)" ] && [ "$(jget "$s" generation)" -gt 1 ] ||
     fail "the replica did not take the primary's generation: $s"
-"$BLKSHIP" status --control "$PRI_CTL" | grep -qx "resync      FULL: the whole disk is being sent (a new pairing)" ||
-    fail "the human status does not show the full resync: $("$BLKSHIP" status --control "$PRI_CTL")"
+bs_status --control "$PRI_CTL" | grep -qx "resync      FULL: the whole disk is being sent (a new pairing)" ||
+    fail "the human status does not show the full resync: $(bs_status --control "$PRI_CTL")"
 checkpoint --timeout 60s
 [ "$CK_RC" = 0 ] || fail "the first checkpoint failed ($CK_RC): $CK_OUT"
 e=$CK_OUT

@@ -183,7 +183,7 @@ expect_log "failover hook \(pid [0-9]+\) failed with exit status 3" "$SEC_LOG"
 s=$(status "$SEC_CTL")
 [ "$(jget "$s" primaries_lost)" = 3 ] || fail "C: primaries_lost after three losses: $s"
 note "hooks: $(field "$SEC_CTL" started) started, last result $(field "$SEC_CTL" last_result)"
-human=$("$BLKSHIP" status --control "$SEC_CTL") || fail "blkship status failed"
+human=$(bs_status --control "$SEC_CTL") || fail "blkship status failed"
 grep -qx "heartbeat   every 100 ms, peer lost after 500 ms; primary lost 3 time(s)" <<<"$human" ||
     fail "the human status does not show the losses:"$'\n'"$human"
 grep -qx "hooks       3 run, 1 failed, 1 timed out, 0 running; last: failover (exit status 3)" <<<"$human" ||

@@ -51,6 +51,9 @@ scrape() { curl -sf --max-time 5 "http://$TEST_HOST:$1/metrics"; }
 # metric TEXT NAME: the value of the one sample of NAME.
 metric() { awk -v n="$2" '$1 ~ "^"n"[{]" { print $2; exit }' <<<"$1"; }
 
+# The health in blkship status' exit status, from real agents.
+"$BLKSHIP" status --control "$pri_ctl" --quiet || fail "in sync, the primary's status exits $?"
+"$BLKSHIP" status --control "$sec_ctl" --quiet || fail "in sync, the secondary's status exits $?"
 sleep 1.5 # a tick: the snapshot is taken after the sync
 pm=$(scrape "$mp") || fail "the primary's endpoint does not answer"
 sm=$(scrape "$ms") || fail "the secondary's endpoint does not answer"
@@ -122,6 +125,10 @@ exec 7>&-
 kill -KILL "$sec_pid"
 _gone() { [ "$(metric "$(scrape "$mp")" blkship_connected)" = 0 ]; }
 poll_until 10 _gone || fail "the primary's blkship_connected stayed 1 with its secondary killed"
+rc=0
+"$BLKSHIP" status --control "$pri_ctl" --quiet 2>"$WORKDIR/health.err" || rc=$?
+[ "$rc" = 3 ] || fail "with the secondary gone, the primary's status exits $rc, not 3 (degraded)"
+grep -q 'not connected' "$WORKDIR/health.err" || fail "the degraded status says: $(cat "$WORKDIR/health.err")"
 pm=$(scrape "$mp")
 n=$(awk '$1 ~ /^blkship_errors_total[{].*kind="link_down"/ { print $2 }' <<<"$pm")
 [ "${n:-0}" -ge 1 ] || fail "the lost link is not counted: $(grep blkship_errors_total <<<"$pm")"

@@ -79,13 +79,13 @@ sys.exit("; ".join(bad) if bad else 0)' "$WORKDIR/sec.json" "$dev" ||
     fail "the secondary's status is wrong: $(cat "$WORKDIR/sec.json")"
 
 # The CLI: --json keeps the path, human output shows it.
-"$BLKSHIP" status --control "$SEC_CTL" --json >"$WORKDIR/cli.json" || fail "blkship status --json failed"
+bs_status --control "$SEC_CTL" --json >"$WORKDIR/cli.json" || fail "blkship status --json failed"
 python3 -c '
 import json, sys
 d = json.load(open(sys.argv[1], encoding="utf-8"))["device"]
 sys.exit(0 if d == sys.argv[2] else "device %r" % d)' "$WORKDIR/cli.json" "$dev" ||
     fail "blkship status --json changed the device path: $(cat "$WORKDIR/cli.json")"
-"$BLKSHIP" status --control "$SEC_CTL" >"$WORKDIR/human" || fail "blkship status failed"
+bs_status --control "$SEC_CTL" >"$WORKDIR/human" || fail "blkship status failed"
 shown="device      $WORKDIR/"'replica "q" back\\slash\ttab é€ ✓.img'
 grep -qxF "$shown" "$WORKDIR/human" ||
     fail "the human status does not show the device as '$shown':"$'\n'"$(cat -A "$WORKDIR/human")"
@@ -119,7 +119,7 @@ checks = [
 bad = [m for ok, m in checks if not ok]
 sys.exit("; ".join(bad) if bad else 0)' "$WORKDIR/pri.json" "$SEC_ADDR" ||
     fail "the primary's status is wrong: $(cat "$WORKDIR/pri.json")"
-"$BLKSHIP" status --control "$PRI_CTL" >"$WORKDIR/pri-human" || fail "blkship status of the primary failed"
+bs_status --control "$PRI_CTL" >"$WORKDIR/pri-human" || fail "blkship status of the primary failed"
 grep -q '^in sync     \[#\{40\}\] 100.0%$' "$WORKDIR/pri-human" ||
     fail "the primary's human status has no full progress bar: $(cat "$WORKDIR/pri-human")"
 # The secondary now names its peer.
