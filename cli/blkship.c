@@ -11,6 +11,7 @@ static void usage(FILE *f)
           "\n"
           "Commands:\n"
           "  status --control SOCK [--json]            state of a primary or secondary agent\n"
+          "  events --control SOCK [--json]            follow an agent's events as they happen\n"
           "  checkpoint --control SOCK                 seal an epoch; wait for its commit\n"
           "  promote --control SOCK [--force]          hand a secondary's replica over as a\n"
           "                                            primary's disk\n"
@@ -59,6 +60,8 @@ int main(int argc, char **argv)
         return cmd_config(argc - 1, argv + 1);
     if (strcmp(argv[1], "wlog") == 0)
         return cmd_wlog(argc - 1, argv + 1);
+    if (strcmp(argv[1], "events") == 0)
+        return cmd_events(argc - 1, argv + 1);
     if (strcmp(argv[1], "writelog-exec") == 0)
         return cmd_writelog_exec(argc - 1, argv + 1);
     fprintf(stderr, "blkship: unknown command '%s'\n", argv[1]);

@@ -14,6 +14,7 @@ int cmd_resolve(int argc, char **argv);
 int cmd_demote(int argc, char **argv);
 int cmd_config(int argc, char **argv);
 int cmd_writelog_exec(int argc, char **argv);
+int cmd_events(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 
 #endif

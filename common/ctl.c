@@ -27,7 +27,7 @@ struct bs_ctl {
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     bs_ctl_handler *handler;
     void *opaque;
-    struct async_verb async[4];
+    struct async_verb async[8];
     unsigned nasync;
 };
 

@@ -50,7 +50,7 @@ int bs_ctl_start(uv_loop_t *loop, const char *path, bs_ctl_handler *handler, voi
  * pending request must have been answered. */
 void bs_ctl_stop(struct bs_ctl *ctl);
 /* Requests whose first word is verb go to handler instead of the
- * synchronous handler.  At most 4 verbs; returns 0 or -ENOSPC. */
+ * synchronous handler.  At most 8 verbs; returns 0 or -ENOSPC. */
 int bs_ctl_add_async(struct bs_ctl *ctl, const char *verb, bs_ctl_async_handler *handler);
 /* The reply (len bytes, one JSON object ending in a newline) to a pending
  * request.  A len of BS_CTL_MAX_REPLY or more sends an error object. */

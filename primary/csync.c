@@ -115,6 +115,7 @@ static void finish(struct primary *p)
     p->cs_active = false;
     p->cs_resyncs++;
     save_state_async(p);
+    primary_events_tick(p);
     BS_INFO(MOD, "checksum resync done (%s): %" PRIu64 " bytes compared in %.1f s (%.0f MB/s), "
                  "%" PRIu64 " bytes differ (%.2f%%) and will be sent",
             p->cs_reason, p->cs_compared_bytes, (double)ms / 1000.0,

@@ -438,6 +438,7 @@ bool epoch_committed(struct primary *p, uint64_t epoch)
     p->in_place = false;
     p->acked_bytes += p->ep_bytes - p->ep_acked_bytes;
     p->committed_epoch = epoch;
+    primary_events_tick(p); /* a full sync done */
     p->committed_seal_ms = p->ep_sealed_ms;
     p->last_commit_ms = now - p->ep_sealed_ms;
     p->epochs_committed++;

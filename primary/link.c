@@ -288,6 +288,9 @@ static void on_welcome(struct bs_conn *c, int status, void *arg)
             (uint64_t)w.epoch, p->in_place ? ": it writes in place" : "");
     read_frame(p);
     epoch_maybe_start(p);
+    primary_event(p, "connected", p->in_place ? "the replica writes in place until its first commit"
+                                             : "");
+    primary_events_tick(p);
     primary_notify(p);
 }
 
@@ -474,9 +477,10 @@ void link_down(struct primary *p, const char *why)
     else
         BS_WARN(MOD, "connecting to %s failed: %s", p->connect_addr, why);
     snprintf(p->last_down, sizeof(p->last_down), "%s", why);
-    if (p->ls == LS_STREAMING)
+    if (p->ls == LS_STREAMING) {
         p->link_downs++;
-    else
+        primary_event(p, "disconnected", why);
+    } else
         p->connect_failures++;
     if (p->conn) {
         bs_conn_close(p->conn, false, NULL, NULL);

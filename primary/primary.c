@@ -315,6 +315,7 @@ static void on_tick(uv_timer_t *t)
         epoch_request_cowc(p); /* fresh counters for the status */
     primary_notify(p);
     primary_metrics_publish(p);
+    primary_events_tick(p);
 }
 
 /* Every heartbeat_ms: the peer timeout, our heartbeat. */
@@ -401,6 +402,13 @@ static ssize_t status_handler(void *opaque, const char *request, char *reply, si
     bs_json_add_u64(&b, "read_errors", p->read_errors);
     bs_json_add_str(&b, "replica_id", rid);
     return bs_json_finish(&b, reply, size);
+}
+
+static void on_events(void *opaque, const char *request, struct bs_ctl_pending *pending)
+{
+    struct primary *p = opaque;
+
+    bs_events_request(&p->events, request, pending);
 }
 
 static void on_checkpoint(void *opaque, const char *request, struct bs_ctl_pending *pending)
@@ -698,6 +706,7 @@ int main(int argc, char **argv)
     p->retry.data = p->log_retry.data = p->tick.data = p->epoch_timer.data = p;
     p->start_ms = uv_now(p->loop);
     p->pump_soon.data = p;
+    bs_events_init(&p->events, p->resource, "primary");
     p->hooks = bs_hooks_new(p->loop, p->resource, "primary", so.agent.hook_timeout_ms);
     if (!p->hooks) {
         BS_ERR(MOD, "out of memory for the hooks");
@@ -718,6 +727,7 @@ int main(int argc, char **argv)
     bs_ctl_add_async(p->ctl, "resolve", gen_resolve_request);
     bs_ctl_add_async(p->ctl, "verify", verify_request);
     bs_ctl_add_async(p->ctl, "demote", demote_request);
+    bs_ctl_add_async(p->ctl, "events", on_events);
     uv_signal_init(p->loop, &p->sigterm);
     uv_signal_init(p->loop, &p->sigint);
     p->sigterm.data = p->sigint.data = p;
@@ -749,6 +759,7 @@ int main(int argc, char **argv)
         uv_cancel((uv_req_t *)&p->resolve_req);
     epoch_fail_all(p, "the primary is shutting down");
     verify_cancel(p, "the primary is shutting down");
+    bs_events_close(&p->events, p->committed_epoch);
     bs_ctl_stop(p->ctl);
     bs_notify_close(&p->notify);
     bs_metrics_stop(p->metrics);

@@ -8,6 +8,7 @@
  *              frames, acknowledgements
  *   notify.c   what systemd is told: readiness, the status line
  *   metrics.c  what Prometheus is told (--metrics)
+ *   events.c   the event stream (blkship events)
  * Everything runs on the agent's loop thread.
  *
  * Link states:
@@ -27,6 +28,7 @@
 #include "common/conn.h"
 #include "common/hook.h"
 #include "common/net.h"
+#include "common/events.h"
 #include "common/metrics.h"
 #include "common/notify.h"
 #include "common/ratelimit.h"
@@ -221,6 +223,9 @@ struct primary {
     char metrics_text[BS_METRICS_MAX]; /* built on the loop, copied out */
     uint64_t sessions_up;           /* sessions that reached streaming */
     uint64_t link_downs, connect_failures;
+    struct bs_events events;        /* "events" on the control socket (primary/events.c) */
+    const char *ev_resync;          /* the state last reported */
+    bool ev_split_brain, ev_peer_promoted, ev_demoted;
 
     /* Write log. */
     struct log_link *log;
@@ -353,6 +358,12 @@ int save_state(struct primary *p);
 void save_state_async(struct primary *p);
 /* The text of primary.state for the current fields. */
 void state_text(const struct primary *p, char *out, size_t size);
+
+/* events.c */
+/* Records an event with the peer and the committed epoch. */
+void primary_event(struct primary *p, const char *event, const char *reason);
+/* Once a tick: the events the state's changes make. */
+void primary_events_tick(struct primary *p);
 
 /* metrics.c */
 /* Builds the Prometheus text and hands it to the endpoint (every tick). */

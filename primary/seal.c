@@ -30,6 +30,7 @@ void log_down(struct primary *p, const char *why)
     p->sealing = false;
     epoch_log_lost(p);
     primary_notify(p);
+    primary_event(p, "log-lost", why);
     /* Reads the log had not answered will never be: their grains go back
      * to the bitmap. */
     for (unsigned i = 0; i < p->nslots; i++) {
@@ -316,6 +317,7 @@ static void on_log_connected(void *opaque, int status, struct log_link *l)
     BS_INFO(MOD, "write log %s: %" PRIu64 " sectors, grain %u, log id %016" PRIx64,
             p->writelog_path, p->disk_sectors, p->grain, p->log_id);
     primary_notify(p); /* READY=1: every write is recorded from here on */
+    primary_event(p, "log-connected", p->writelog_path);
     /* An epoch is a point in time only if the log keeps the sealed image
      * while the guest writes on. */
     p->cow_ok = info->version >= 2 && (info->flags & WL_IF_COW);

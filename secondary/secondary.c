@@ -298,6 +298,13 @@ static ssize_t status_handler(void *opaque, const char *request, char *reply, si
     return bs_json_finish(&b, reply, size);
 }
 
+static void on_events(void *opaque, const char *request, struct bs_ctl_pending *pending)
+{
+    struct secondary *sec = opaque;
+
+    bs_events_request(&sec->events, request, pending);
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     struct secondary *sec = h->data;
@@ -586,6 +593,8 @@ int main(int argc, char **argv)
     uv_poll_init(sec->loop, &sec->listen_poll, sec->listen_fd);
     sec->listen_poll.data = sec;
     uv_poll_start(&sec->listen_poll, UV_READABLE, session_on_listen_readable);
+    bs_events_init(&sec->events, sec->resource, "secondary");
+    sec->ev_consistent = epoch_replica_consistent(sec);
     r = bs_ctl_start(sec->loop, so.agent.control, status_handler, sec, &sec->ctl);
     if (r < 0) {
         BS_ERR(MOD, "control socket %s: %s", so.agent.control, uv_strerror(r));
@@ -594,6 +603,7 @@ int main(int argc, char **argv)
     promote_init(sec);
     bs_ctl_add_async(sec->ctl, "promote", promote_request);
     bs_ctl_add_async(sec->ctl, "resolve", sgen_resolve_request);
+    bs_ctl_add_async(sec->ctl, "events", on_events);
     sec->hooks = bs_hooks_new(sec->loop, sec->resource, "secondary", so.agent.hook_timeout_ms);
     if (!sec->hooks) {
         BS_ERR(MOD, "out of memory for the hooks");
@@ -646,6 +656,7 @@ int main(int argc, char **argv)
     }
     uv_run(sec->loop, UV_RUN_DEFAULT);
 
+    bs_events_close(&sec->events, sec->committed_epoch);
     bs_ctl_stop(sec->ctl);
     bs_notify_close(&sec->notify);
     bs_metrics_stop(sec->metrics);

@@ -28,6 +28,7 @@
 
 #include "common/changes.h"
 #include "common/conn.h"
+#include "common/events.h"
 #include "common/metrics.h"
 #include "common/notify.h"
 #include "common/ctl.h"
@@ -261,6 +262,8 @@ struct secondary {
     struct bs_notify notify;    /* systemd (secondary/notify.c) */
     struct bs_metrics *metrics; /* --metrics, or NULL (secondary/metrics.c) */
     char metrics_text[BS_METRICS_MAX]; /* built on the loop, copied out */
+    struct bs_events events;    /* "events" on the control socket (secondary/events.c) */
+    bool ev_consistent, ev_split_brain, ev_promoted; /* the state last reported */
     bool stopping;
 
     /* blkship promote (secondary/promote.c). */
@@ -452,6 +455,12 @@ void session_on_listen_readable(uv_poll_t *h, int status, int events);
 void session_on_tick(uv_timer_t *t);
 /* Every heartbeat_ms: the peer timeout, our heartbeat. */
 void session_on_heartbeat(uv_timer_t *t);
+
+/* ---- events.c ---- */
+/* Records an event with the committed epoch. */
+void sec_event(struct secondary *sec, const char *event, const char *peer, const char *reason);
+/* Once a tick: the events the state's changes make. */
+void sec_events_tick(struct secondary *sec);
 
 /* ---- metrics.c ---- */
 /* Builds the Prometheus text and hands it to the endpoint (every tick). */

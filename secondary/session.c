@@ -241,6 +241,7 @@ static void session_peer_lost(struct session *s, const char *why)
            why, sec->committed_epoch,
            sec->consistent ? "" : " (and is NOT consistent: it was being written in place)");
     epoch_session_lost(sec);
+    sec_event(sec, "primary-lost", peer, why);
     if (sec->on_failover && sec->hooks) {
         struct bs_hook_event ev = { .event = "failover", .peer = peer,
                                     .epoch = sec->committed_epoch,
@@ -441,6 +442,7 @@ static void on_hello(struct bs_conn *c, int status, void *arg)
     s->limits.disk_sectors = sec->disk_bytes / BSR_SECTOR_SIZE;
     s->limits.max_payload = h.max_payload < sec->max_payload ? h.max_payload : sec->max_payload;
     sec_notify(sec);
+    sec_event(sec, "connected", sec->peer, "");
     BS_INFO(MOD, "primary %s connected (protocol version %u, max payload %u bytes)", sec->peer,
             s->limits.version, s->limits.max_payload);
     send_welcome(s, BSR_OK, NULL);
@@ -492,8 +494,10 @@ void session_end(struct session *s, const char *why)
         return;
     if (s->accepted) {
         BS_WARN(MOD, "session with %s ended: %s", bs_conn_peer(s->conn), why);
-        if (sec->session == s)
+        if (sec->session == s) {
             snprintf(sec->last_lost, sizeof(sec->last_lost), "%s: %s", bs_conn_peer(s->conn), why);
+            sec_event(sec, "disconnected", bs_conn_peer(s->conn), why);
+        }
     } else
         BS_WARN(MOD, "connection from %s dropped: %s", bs_conn_peer(s->conn), why);
     s->state = ST_CLOSED;
@@ -567,6 +571,7 @@ void session_on_tick(uv_timer_t *t)
 
     sec_notify(sec);
     sec_metrics_publish(sec);
+    sec_events_tick(sec);
     /* A connection has the handshake timeout to authenticate and say hello. */
     for (struct session *p = sec->pending, *next; p; p = next) {
         next = p->next_pending;
