@@ -11,13 +11,16 @@
 #include <unistd.h>
 
 #include "cli/blkship.h"
+#include "common/ctl.h"
 #include "common/json.h"
 #include "common/opt.h"
 #include "primary/writelog/wl_client.h"
+#include "primary/writelog/wl_json.h"
 
 static void wlog_usage(FILE *f)
 {
     fputs("Usage: blkship wlog VERB SOCKET [ARGS] [--json] [--force]\n"
+          "       blkship wlog info|cowc --control AGENT-SOCK [--json]\n"
           "\n"
           "SOCKET is the log's control socket, e.g. /run/blkship/log_NAME.ctl.\n"
           "\n"
@@ -34,7 +37,10 @@ static void wlog_usage(FILE *f)
           "  cowc                 copy-before-write counters of the sealed epoch\n"
           "\n"
           "Extents print as 'SECTOR COUNT' lines in 512-byte sectors, or as JSON\n"
-          "with --json.\n",
+          "with --json.\n"
+          "\n"
+          "The log takes one client: while blkship-primary holds it, ask the agent\n"
+          "instead: blkship wlog info|cowc --control AGENT-SOCK [--json].\n",
           f);
 }
 
@@ -103,9 +109,8 @@ static uint64_t print_extents(const struct wl_client *c, struct extent_out *eo)
     return n;
 }
 
-static int do_info(struct wl_client *c, bool json)
+static int show_info(const struct wl_info_reply *i, bool json)
 {
-    const struct wl_info_reply *i = &c->info;
     struct bs_json_builder b;
     char id[17];
     int r;
@@ -113,20 +118,7 @@ static int do_info(struct wl_client *c, bool json)
     snprintf(id, sizeof(id), "%016" PRIx64, (uint64_t)i->log_id);
     if (json) {
         bs_json_begin(&b);
-        bs_json_add_u64(&b, "version", i->version);
-        bs_json_add_u64(&b, "disk_sectors", i->disk_sectors);
-        bs_json_add_u64(&b, "disk_bytes", (uint64_t)i->disk_sectors * WL_SECTOR_SIZE);
-        bs_json_add_u64(&b, "sector_size", i->sector_size);
-        bs_json_add_u64(&b, "grain_sectors", i->grain_sectors);
-        bs_json_add_u64(&b, "export_max", i->export_max);
-        bs_json_add_u64(&b, "ring_max_sectors", i->ring_max_sectors);
-        bs_json_add_str(&b, "log_id", id);
-        bs_json_add_u64(&b, "epoch", i->epoch);
-        bs_json_add_u64(&b, "live_grains", i->live_grains);
-        bs_json_add_u64(&b, "pending_grains", i->pending_grains);
-        bs_json_add_u64(&b, "flags", i->flags);
-        bs_json_add_bool(&b, "broken", (i->flags & WL_EF_BROKEN) != 0);
-        bs_json_add_bool(&b, "cow", (i->flags & WL_IF_COW) != 0);
+        wl_json_add_info(&b, i);
         r = bs_json_finish_print(&b, stdout);
         return r < 0 ? fail("info", r) : 0;
     }
@@ -145,29 +137,23 @@ static int do_info(struct wl_client *c, bool json)
     return 0;
 }
 
-static int do_cowc(struct wl_client *c, bool json)
+static int do_info(struct wl_client *c, bool json)
 {
-    struct wl_cowc_reply w;
+    return show_info(&c->info, json);
+}
+
+static int show_cowc(const struct wl_cowc_reply *wp, bool json)
+{
+    struct wl_cowc_reply w = *wp;
     struct bs_json_builder b;
     bool broken;
-    int r = wl_client_cowc(c, &w);
+    int r;
 
-    if (r < 0)
-        return fail("cowc", r);
     broken = (w.flags & WL_EF_BROKEN) != 0;
     if (json) {
         bs_json_begin(&b);
         bs_json_add_bool(&b, "enabled", w.max_bytes != 0);
-        bs_json_add_u64(&b, "epoch", w.epoch);
-        bs_json_add_bool(&b, "broken", broken);
-        bs_json_add_u64(&b, "bytes_now", w.bytes_now);
-        bs_json_add_u64(&b, "bytes_peak", w.bytes_peak);
-        bs_json_add_u64(&b, "max_bytes", w.max_bytes);
-        bs_json_add_u64(&b, "preserved", w.preserved);
-        bs_json_add_u64(&b, "waits", w.waits);
-        bs_json_add_u64(&b, "wait_ms", w.wait_ms);
-        bs_json_add_u64(&b, "breaks", w.breaks);
-        bs_json_add_u64(&b, "drain_timeouts", w.drain_timeouts);
+        wl_json_add_cowc(&b, &w);
         r = bs_json_finish_print(&b, stdout);
         return r < 0 ? fail("cowc", r) : 0;
     }
@@ -183,6 +169,90 @@ static int do_cowc(struct wl_client *c, bool json)
     printf("epochs broken     %" PRIu64 "\n", (uint64_t)w.breaks);
     printf("drain timeouts    %" PRIu64 "\n", (uint64_t)w.drain_timeouts);
     return 0;
+}
+
+static int do_cowc(struct wl_client *c, bool json)
+{
+    struct wl_cowc_reply w;
+    int r = wl_client_cowc(c, &w);
+
+    if (r < 0)
+        return fail("cowc", r);
+    return show_cowc(&w, json);
+}
+
+/* The number `key` of the agent's reply (0 if absent). */
+static uint64_t ju64(struct json_object *o, const char *key)
+{
+    struct json_object *v;
+
+    return json_object_object_get_ex(o, key, &v) ? (uint64_t)json_object_get_int64(v) : 0;
+}
+
+/* info or cowc asked of the agent that holds the log: the log takes one
+ * client, and while the agent runs it is that client. */
+static int via_agent(const char *control, const char *verb, bool json)
+{
+    char req[32], err[256], *reply = malloc(BS_CTL_MAX_REPLY);
+    struct json_object *o = NULL, *v;
+    int n, r;
+
+    if (!reply)
+        return fail(control, -ENOMEM);
+    snprintf(req, sizeof(req), "wlog %s", verb);
+    n = bs_ctl_call(control, req, reply, BS_CTL_MAX_REPLY);
+    if (n < 0) {
+        free(reply);
+        return fail(control, n);
+    }
+    if (bs_json_parse(reply, (size_t)n, &o, err, sizeof(err)) < 0 ||
+        !json_object_is_type(o, json_type_object)) {
+        fprintf(stderr, "blkship wlog: %s: not a reply: %s\n", control, err);
+        json_object_put(o);
+        free(reply);
+        return 1;
+    }
+    free(reply);
+    if (json_object_object_get_ex(o, "error", &v)) {
+        fprintf(stderr, "blkship wlog: %s: %s\n", control, json_object_get_string(v));
+        json_object_put(o);
+        return 1;
+    }
+    if (!strcmp(verb, "info")) {
+        struct wl_info_reply i = { .version = (uint32_t)ju64(o, "version"),
+                                   .disk_sectors = ju64(o, "disk_sectors"),
+                                   .sector_size = (uint32_t)ju64(o, "sector_size"),
+                                   .grain_sectors = (uint32_t)ju64(o, "grain_sectors"),
+                                   .export_max = (uint32_t)ju64(o, "export_max"),
+                                   .ring_max_sectors = (uint32_t)ju64(o, "ring_max_sectors"),
+                                   .epoch = ju64(o, "epoch"),
+                                   .live_grains = ju64(o, "live_grains"),
+                                   .pending_grains = ju64(o, "pending_grains"),
+                                   .flags = (uint32_t)ju64(o, "flags") };
+        struct json_object *id;
+        if (json_object_object_get_ex(o, "log_id", &id))
+            i.log_id = strtoull(json_object_get_string(id), NULL, 16);
+        r = show_info(&i, json);
+    } else {
+        struct wl_cowc_reply w = { .epoch = ju64(o, "epoch"),
+                                   .bytes_now = ju64(o, "bytes_now"),
+                                   .bytes_peak = ju64(o, "bytes_peak"),
+                                   .max_bytes = ju64(o, "max_bytes"),
+                                   .preserved = ju64(o, "preserved"),
+                                   .waits = ju64(o, "waits"), .wait_ms = ju64(o, "wait_ms"),
+                                   .breaks = ju64(o, "breaks"),
+                                   .drain_timeouts = ju64(o, "drain_timeouts") };
+        struct json_object *b;
+        if (json_object_object_get_ex(o, "broken", &b) && json_object_get_boolean(b))
+            w.flags = WL_EF_BROKEN;
+        r = show_cowc(&w, json);
+    }
+    if (!json && r == 0)
+        printf("(as the agent holding %s had it %" PRIu64 " ms ago)\n",
+               json_object_object_get_ex(o, "log", &v) ? json_object_get_string(v) : "the log",
+               ju64(o, "age_ms"));
+    json_object_put(o);
+    return r;
 }
 
 static int do_peek(struct wl_client *c, bool json)
@@ -359,7 +429,7 @@ int cmd_wlog(int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    const char *output = NULL;
+    const char *output = NULL, *control = NULL;
     bool json = false, force = false;
     struct wl_client c;
     int opt, r;
@@ -384,12 +454,21 @@ int cmd_wlog(int argc, char **argv)
         } else if ((strcmp(argv[i], "--output") == 0 || strcmp(argv[i], "-o") == 0) &&
                    i + 1 < argc) {
             output = argv[++i];
+        } else if (strcmp(argv[i], "--control") == 0 && i + 1 < argc) {
+            control = argv[++i];
         } else if (npos < 8) {
             pos[npos++] = argv[i];
         } else {
             wlog_usage(stderr);
             return 2;
         }
+    }
+    if (control) {
+        if (npos != 1 || (strcmp(pos[0], "info") != 0 && strcmp(pos[0], "cowc") != 0)) {
+            wlog_usage(stderr);
+            return 2;
+        }
+        return via_agent(control, pos[0], json);
     }
     if (npos < 2) {
         wlog_usage(stderr);
@@ -409,6 +488,13 @@ int cmd_wlog(int argc, char **argv)
         return 2;
     }
     r = wl_client_open(&c, sock);
+    if (r == -EBUSY && (!strcmp(verb, "info") || !strcmp(verb, "cowc"))) {
+        fail(sock, r);
+        fprintf(stderr, "blkship wlog: another client holds the log (blkship-primary, while it "
+                        "runs): ask it with 'blkship wlog %s --control AGENT-CONTROL-SOCKET'\n",
+                verb);
+        return 1;
+    }
     if (r < 0)
         return fail(sock, r);
     if (!strcmp(verb, "info"))

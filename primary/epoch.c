@@ -39,6 +39,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "primary/primary.h"
+#include "primary/writelog/wl_json.h"
 
 #define MOD "primary"
 
@@ -161,6 +162,7 @@ static void on_dirty_poll(uv_timer_t *t)
 void epoch_on_info(struct primary *p, const struct wl_info_reply *rep)
 {
     p->info_inflight = false;
+    p->info_at_ms = uv_now(p->loop);
     p->log_live_bytes = rep->live_grains * grain_bytes(p);
     if (p->ep_state != EP_IDLE || p->mode != MODE_ASYNC || p->log_live_bytes < p->epoch_max_dirty)
         return;
@@ -500,14 +502,6 @@ void epoch_status(struct primary *p, struct bs_json_builder *b)
     bs_json_add_u64(b, "peer_generation", p->peer_generation);
     bs_json_begin(&cow);
     bs_json_add_bool(&cow, "enabled", p->cow_ok);
-    bs_json_add_u64(&cow, "bytes_now", p->cow.bytes_now);
-    bs_json_add_u64(&cow, "bytes_peak", p->cow.bytes_peak);
-    bs_json_add_u64(&cow, "max_bytes", p->cow.max_bytes);
-    bs_json_add_u64(&cow, "preserved", p->cow.preserved);
-    bs_json_add_u64(&cow, "waits", p->cow.waits);
-    bs_json_add_u64(&cow, "wait_ms", p->cow.wait_ms);
-    bs_json_add_u64(&cow, "breaks", p->cow.breaks);
-    bs_json_add_u64(&cow, "drain_timeouts", p->cow.drain_timeouts);
-    bs_json_add_bool(&cow, "broken", (p->cow.flags & WL_EF_BROKEN) != 0);
+    wl_json_add_cowc(&cow, &p->cow);
     bs_json_add_builder(b, "cow", &cow);
 }

@@ -313,6 +313,8 @@ static void on_tick(uv_timer_t *t)
     epoch_tick(p);
     if (p->log && p->cow_ok)
         epoch_request_cowc(p); /* fresh counters for the status */
+    if (p->log && !p->info_inflight && log_link_info_refresh(p->log) == 0)
+        p->info_inflight = true; /* fresh counts for `blkship wlog info --control` */
     primary_notify(p);
     primary_metrics_publish(p);
     primary_events_tick(p);
@@ -351,6 +353,8 @@ static ssize_t status_handler(void *opaque, const char *request, char *reply, si
     struct bs_json_builder b;
     char rid[33];
 
+    if (strcmp(request, "wlog info") == 0 || strcmp(request, "wlog cowc") == 0)
+        return log_status_reply(p, request, reply, size);
     bs_json_begin(&b);
     bs_json_add_i64(&b, "schema", BS_CTL_SCHEMA);
     if (strcmp(request, "status") != 0) {
@@ -399,6 +403,11 @@ static ssize_t status_handler(void *opaque, const char *request, char *reply, si
     bs_json_add_u64(&b, "log_epoch", p->ep_log_epoch);
     bs_json_add_bool(&b, "in_place", p->in_place);
     bs_json_add_bool(&b, "log_connected", p->log != NULL);
+    {
+        char lid[17];
+        snprintf(lid, sizeof(lid), "%016" PRIx64, p->log_id);
+        bs_json_add_str(&b, "log_id", lid);
+    }
     bs_json_add_u64(&b, "read_errors", p->read_errors);
     bs_json_add_str(&b, "replica_id", rid);
     return bs_json_finish(&b, reply, size);

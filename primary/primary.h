@@ -9,6 +9,7 @@
  *   notify.c   what systemd is told: readiness, the status line
  *   metrics.c  what Prometheus is told (--metrics)
  *   events.c   the event stream (blkship events)
+ *   logstatus.c  the write log's counters, for blkship wlog --control
  * Everything runs on the agent's loop thread.
  *
  * Link states:
@@ -224,6 +225,7 @@ struct primary {
     uint64_t sessions_up;           /* sessions that reached streaming */
     uint64_t link_downs, connect_failures;
     struct bs_events events;        /* "events" on the control socket (primary/events.c) */
+    uint64_t info_at_ms;            /* when the log's info reply last came (logstatus.c) */
     const char *ev_resync;          /* the state last reported */
     bool ev_split_brain, ev_peer_promoted, ev_demoted;
 
@@ -358,6 +360,11 @@ int save_state(struct primary *p);
 void save_state_async(struct primary *p);
 /* The text of primary.state for the current fields. */
 void state_text(const struct primary *p, char *out, size_t size);
+
+/* logstatus.c */
+/* Answers "wlog info" and "wlog cowc" on the control socket: the log's
+ * counters as the agent last had them. */
+ssize_t log_status_reply(struct primary *p, const char *request, char *reply, size_t size);
 
 /* events.c */
 /* Records an event with the peer and the committed epoch. */

@@ -316,6 +316,7 @@ static void on_log_connected(void *opaque, int status, struct log_link *l)
     }
     BS_INFO(MOD, "write log %s: %" PRIu64 " sectors, grain %u, log id %016" PRIx64,
             p->writelog_path, p->disk_sectors, p->grain, p->log_id);
+    p->info_at_ms = uv_now(p->loop);
     primary_notify(p); /* READY=1: every write is recorded from here on */
     primary_event(p, "log-connected", p->writelog_path);
     /* An epoch is a point in time only if the log keeps the sealed image

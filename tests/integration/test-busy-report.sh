@@ -39,6 +39,9 @@ done
     fail "the server did not log its refusals"
 summary=$(sed "s|$CTL|SOCKET|" "$WORKDIR/outcomes" | sort | uniq -c)
 echo "$summary"
-if grep -v 'Device or resource busy' "$WORKDIR/outcomes" >/dev/null; then
+if grep -v -e 'Device or resource busy' -e 'another client holds the log' "$WORKDIR/outcomes" >/dev/null; then
     fail "blkship wlog did not always report busy; outcomes:"$'\n'"$summary"
 fi
+# Each refusal says what to do instead: ask the agent.
+[ "$(grep -c "another client holds the log .*ask it with 'blkship wlog info --control" "$WORKDIR/outcomes")" = 33 ] ||
+    fail "not every busy report says to ask the agent; outcomes:"$'\n'"$summary"

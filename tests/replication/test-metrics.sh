@@ -51,6 +51,18 @@ scrape() { curl -sf --max-time 5 "http://$TEST_HOST:$1/metrics"; }
 # metric TEXT NAME: the value of the one sample of NAME.
 metric() { awk -v n="$2" '$1 ~ "^"n"[{]" { print $2; exit }' <<<"$1"; }
 
+# The write log, held by the primary: asked directly it is busy, and the
+# tool says to ask the agent; asked through the agent it answers.
+out=$("$BLKSHIP" wlog info "$WL_CTL" 2>&1) && rc=0 || rc=$?
+[ "$rc" = 1 ] && grep -q -- "--control" <<<"$out" || fail "wlog info on a held log: status $rc: $out"
+wi=$("$BLKSHIP" wlog info --control "$pri_ctl" --json) || fail "wlog info --control failed"
+[ "$(jget "$wi" disk_sectors)" = $((bytes / 512)) ] || fail "wlog info through the agent: $wi"
+[ "$(jget "$wi" log_id)" = "$(field "$pri_ctl" log_id)" ] || fail "the log id differs from the status': $wi"
+"$BLKSHIP" wlog cowc --control "$pri_ctl" | grep -q '^copies made' || fail "wlog cowc --control failed"
+"$BLKSHIP" wlog info --control "$pri_ctl" | grep -q 'as the agent holding .* had it [0-9]* ms ago' ||
+    fail "wlog info --control does not say where it came from"
+! "$BLKSHIP" wlog info --control "$sec_ctl" >/dev/null 2>&1 || fail "the secondary answered wlog info"
+
 # The health in blkship status' exit status, from real agents.
 "$BLKSHIP" status --control "$pri_ctl" --quiet || fail "in sync, the primary's status exits $?"
 "$BLKSHIP" status --control "$sec_ctl" --quiet || fail "in sync, the secondary's status exits $?"
