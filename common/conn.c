@@ -43,6 +43,7 @@ struct bs_conn {
     enum conn_state state;
     int error;
     char peer[96];
+    char identity[256];       /* the peer certificate's subject and fingerprint */
     int events;               /* what the poll handle is watching */
 
     bs_conn_cb *hs_cb;
@@ -216,6 +217,11 @@ int bs_conn_new(uv_loop_t *loop, SSL_CTX *ctx, int fd, bool server, const char *
     return 0;
 }
 
+const char *bs_conn_peer_identity(const struct bs_conn *c)
+{
+    return c->identity;
+}
+
 const char *bs_conn_peer(const struct bs_conn *c)
 {
     return c->peer;
@@ -321,6 +327,27 @@ static void fail(struct bs_conn *c, int status)
     cb(c, status, arg);
 }
 
+/* Who the peer's certificate says it is: its subject and the start of its
+ * SHA-256 fingerprint, for the status and the logs. */
+static void note_identity(struct bs_conn *c)
+{
+    X509 *x = SSL_get1_peer_certificate(c->ssl);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    char subject[160] = "";
+
+    if (!x)
+        return;
+    X509_NAME_oneline(X509_get_subject_name(x), subject, sizeof(subject));
+    if (X509_digest(x, EVP_sha256(), md, &mdlen) == 1 && mdlen >= 8)
+        snprintf(c->identity, sizeof(c->identity),
+                 "%s (sha256 %02x%02x%02x%02x%02x%02x%02x%02x...)", subject, md[0], md[1], md[2],
+                 md[3], md[4], md[5], md[6], md[7]);
+    else
+        snprintf(c->identity, sizeof(c->identity), "%s", subject);
+    X509_free(x);
+}
+
 static void do_handshake(struct bs_conn *c)
 {
     int r = SSL_do_handshake(c->ssl);
@@ -350,6 +377,7 @@ static void do_handshake(struct bs_conn *c)
         bs_conn_cb *cb = c->hs_cb;
         c->hs_cb = NULL;
         c->state = CS_OPEN;
+        note_identity(c);
         update_poll(c);
         cb(c, 0, c->hs_arg);
         return;

@@ -55,6 +55,9 @@ void bs_conn_close(struct bs_conn *c, bool flush, bs_conn_closed_cb *closed_cb, 
 #define BS_CONN_LINGER_MS 2000
 
 const char *bs_conn_peer(const struct bs_conn *c);
+/* The peer certificate's subject and SHA-256 fingerprint prefix, once the
+ * handshake is done ("" before). */
+const char *bs_conn_peer_identity(const struct bs_conn *c);
 /* Whether the peer ended TLS with a close_notify (a deliberate close),
  * rather than the connection dropping under it (a crash, a reset). */
 bool bs_conn_peer_closed_cleanly(const struct bs_conn *c);

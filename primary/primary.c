@@ -378,6 +378,15 @@ static ssize_t status_handler(void *opaque, const char *request, char *reply, si
     bs_json_add_str(&b, "state", names[p->ls]);
     bs_json_add_str(&b, "peer", p->connect_addr);
     bs_json_add_str(&b, "last_disconnect", p->last_down);
+    bs_json_add_str(&b, "peer_certificate",
+                    p->ls == LS_STREAMING && p->conn ? bs_conn_peer_identity(p->conn) : "");
+    bs_json_add_u64(&b, "reconnects", p->sessions_up ? p->sessions_up - 1 : 0);
+    /* The replica as this side knows it: a copy that follows the disk
+     * (changes may be on their way), one being made, or not known yet. */
+    bs_json_add_str(&b, "disk_state",
+                    p->cs_active || p->full_resync_reason ? "syncing"
+                    : p->committed_epoch                  ? "consistent"
+                                                          : "unknown");
     bs_json_add_u64(&b, "connected_ms", p->ls == LS_STREAMING ? uv_now(p->loop) - p->link_up_ms : 0);
     bs_json_add_u64(&b, "disk_bytes", total);
     bs_json_add_u64(&b, "grain_bytes", p->grain ? grain_bytes(p) : 0);

@@ -250,6 +250,13 @@ static ssize_t status_handler(void *opaque, const char *request, char *reply, si
     bs_json_add_bool(&b, "connected", sec->session != NULL);
     bs_json_add_str(&b, "peer", sec->session ? sec->peer : "");
     bs_json_add_str(&b, "last_disconnect", sec->last_lost);
+    bs_json_add_str(&b, "peer_certificate",
+                    sec->session && sec->session->accepted ? bs_conn_peer_identity(sec->session->conn)
+                                                           : "");
+    bs_json_add_u64(&b, "reconnects", sec->sessions_accepted ? sec->sessions_accepted - 1 : 0);
+    bs_json_add_str(&b, "disk_state", epoch_replica_consistent(sec) ? "consistent"
+                                      : sec->session && sec->session->accepted ? "syncing"
+                                                                               : "inconsistent");
     bs_json_add_str(&b, "device", sec->target.path);
     bs_json_add_u64(&b, "disk_bytes", sec->disk_bytes);
     bs_json_add_str(&b, "replica_id", rid);

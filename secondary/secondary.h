@@ -258,6 +258,7 @@ struct secondary {
     uint64_t bad_frames;
     char peer[96];
     char last_lost[128];        /* why the last accepted session ended */
+    uint64_t sessions_accepted;
     const char *listen_addr;
     struct bs_notify notify;    /* systemd (secondary/notify.c) */
     struct bs_metrics *metrics; /* --metrics, or NULL (secondary/metrics.c) */

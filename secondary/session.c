@@ -432,6 +432,7 @@ static void on_hello(struct bs_conn *c, int status, void *arg)
     pending_remove(s);
     sec->session = s;
     s->accepted = true;
+    sec->sessions_accepted++;
     snprintf(sec->peer, sizeof(sec->peer), "%s", bs_conn_peer(s->conn));
     if (bs_id_is_zero(sec->primary_id) || sec->generation != h.generation) {
         if (sec_save_pairing(sec, h.primary_id, h.generation) < 0) {

@@ -59,6 +59,7 @@ poll_until 10 _sec_consistent || fail "the secondary sent no consistent event: $
 "$BLKSHIP" events --control "$pri_ctl" --count 1 --json >"$WORKDIR/new.events" 2>&1 &
 new_follow=$!
 cleanup_fn stop_pid "$new_follow" 5
+sleep 1 # its request is in before the next event (nothing else happens meanwhile)
 
 kill -KILL "$sec_pid"
 _disc() { has_event "$WORKDIR/pri.events" disconnected; }
@@ -76,6 +77,7 @@ start_secondary --port "$port" sec "$LOOP" "${timing[@]}"
 _again() { [ "$(events "$WORKDIR/pri.events" | grep -cx connected)" -ge 2 ]; }
 poll_until 30 _again || fail "no second connected event: $(cat "$WORKDIR/pri.events")"
 wait_synced "$pri_ctl" 60
+[ "$(field "$pri_ctl" reconnects)" = 1 ] || fail "one reconnect, but the status counts $(field "$pri_ctl" reconnects)"
 kill -TERM "$pri_pid"
 poll_until 15 proc_gone "$pri_follow" || fail "the primary's follower did not end with the primary"
 wait "$pri_follow" || fail "the primary's follower ended with status $?: $(cat "$WORKDIR/pri.events.err")"

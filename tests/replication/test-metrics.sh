@@ -71,6 +71,15 @@ pm=$(scrape "$mp") || fail "the primary's endpoint does not answer"
 sm=$(scrape "$ms") || fail "the secondary's endpoint does not answer"
 ps=$(status "$pri_ctl")
 ss=$(status "$sec_ctl")
+# Who the peer is, and what the replica is, in each status.
+[[ "$(jget "$ps" peer_certificate)" == *CN=secondary*sha256* ]] ||
+    fail "the primary's status does not name the secondary's certificate: $ps"
+[[ "$(jget "$ss" peer_certificate)" == *CN=primary*sha256* ]] ||
+    fail "the secondary's status does not name the primary's certificate: $(jget "$ss" peer_certificate)"
+[ "$(jget "$ps" disk_state)" = consistent ] && [ "$(jget "$ss" disk_state)" = consistent ] ||
+    fail "in sync, the disk states are $(jget "$ps" disk_state) / $(jget "$ss" disk_state)"
+[ "$(jget "$ps" reconnects)" = 0 ] || fail "reconnects on a link never lost: $(jget "$ps" reconnects)"
+
 for who in primary secondary; do
     [ "$who" = primary ] && text=$pm || text=$sm
     out=$(promtool check metrics <<<"$text" 2>&1) && rc=0 || rc=$?
