@@ -12,6 +12,7 @@ static void usage(FILE *f)
           "Commands:\n"
           "  status --control SOCK [--json]            state of a primary or secondary agent\n"
           "  events --control SOCK [--json]            follow an agent's events as they happen\n"
+          "  xen discover DOMAIN [--json]              a Xen domain's disks, as resources\n"
           "  checkpoint --control SOCK                 seal an epoch; wait for its commit\n"
           "  promote --control SOCK [--force]          hand a secondary's replica over as a\n"
           "                                            primary's disk\n"
@@ -60,6 +61,8 @@ int main(int argc, char **argv)
         return cmd_config(argc - 1, argv + 1);
     if (strcmp(argv[1], "wlog") == 0)
         return cmd_wlog(argc - 1, argv + 1);
+    if (strcmp(argv[1], "xen") == 0)
+        return cmd_xen(argc - 1, argv + 1);
     if (strcmp(argv[1], "events") == 0)
         return cmd_events(argc - 1, argv + 1);
     if (strcmp(argv[1], "writelog-exec") == 0)

@@ -15,6 +15,7 @@ int cmd_demote(int argc, char **argv);
 int cmd_config(int argc, char **argv);
 int cmd_writelog_exec(int argc, char **argv);
 int cmd_events(int argc, char **argv);
+int cmd_xen(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 
 #endif

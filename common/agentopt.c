@@ -59,6 +59,11 @@ int bs_agent_opt(struct bs_agent_opts *o, int code, const char *arg, const char 
     case BS_AO_CONFIG: return 1; /* read before any other option */
     case BS_AO_CHECK_CONFIG: o->check = true; return 1;
     case BS_AO_LOG_LEVEL: return bs_opt_log_level(name, arg) < 0 ? -1 : 1;
+    case BS_AO_XEN_DOMAIN:
+        if (bs_opt_nonempty(name, arg) < 0)
+            return -1;
+        o->xen_domain = arg;
+        return 1;
     case BS_AO_METRICS:
         if (bs_opt_hostport(name, arg) < 0)
             return -1;

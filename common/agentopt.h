@@ -32,6 +32,7 @@ enum {
     BS_AO_CHECK_CONFIG,
     BS_AO_LOG_LEVEL,
     BS_AO_METRICS,
+    BS_AO_XEN_DOMAIN,
 };
 
 #define BS_AGENT_OPTIONS                                                     \
@@ -51,7 +52,8 @@ enum {
     { "config", required_argument, NULL, BS_AO_CONFIG },                     \
     { "check-config", no_argument, NULL, BS_AO_CHECK_CONFIG },               \
     { "log-level", required_argument, NULL, BS_AO_LOG_LEVEL },                 \
-    { "metrics", required_argument, NULL, BS_AO_METRICS }
+    { "metrics", required_argument, NULL, BS_AO_METRICS },                   \
+    { "xen-domain", required_argument, NULL, BS_AO_XEN_DOMAIN }
 
 /* Where a resource's agent keeps its state and its control socket when
  * neither the command line nor the file says: DIR/RESOURCE and
@@ -63,6 +65,7 @@ struct bs_agent_opts {
     struct bs_tls_config tls;
     const char *state_dir, *control, *resource, *on_split_brain;
     const char *metrics;    /* --metrics HOST:PORT, or NULL */
+    const char *xen_domain; /* --xen-domain ID|NAME, or NULL */
     unsigned heartbeat_ms, peer_timeout_ms, hook_timeout_ms;
     bool check;             /* --check-config */
     char state_dir_buf[4096], control_buf[4096]; /* the defaults from --resource */

@@ -535,7 +535,13 @@ static void on_poll(uv_poll_t *h, int status, int events)
         return;
     }
     if (status < 0) {
-        fail(c, status);
+        /* libuv reports a socket error (POLLERR) as EBADF; the socket
+         * knows what it was (a reset, a refusal). */
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err == 0)
+            err = ECONNRESET;
+        fail(c, -err);
         return;
     }
     (void)events;

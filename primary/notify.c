@@ -4,6 +4,7 @@
  * doing now, and why not when it is not. */
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "primary/primary.h"
 
@@ -45,6 +46,35 @@ void primary_status_line(const struct primary *p, char *buf, size_t size)
         snprintf(buf, size, "replicating to %s: committed epoch %" PRIu64 ", %" PRIu64
                             " bytes to send",
                  p->connect_addr, p->committed_epoch, left);
+}
+
+void primary_xen_publish(struct primary *p)
+{
+    struct bs_xen_state st;
+
+    if (!p->xen)
+        return;
+    memset(&st, 0, sizeof(st));
+    snprintf(st.role, sizeof(st.role), "primary");
+    if (p->stopping)
+        snprintf(st.state, sizeof(st.state), "stopped");
+    else
+        primary_status_line(p, st.state, sizeof(st.state));
+    snprintf(st.disk_state, sizeof(st.disk_state), "%s", primary_disk_state(p));
+    snprintf(st.peer, sizeof(st.peer), "%s", p->connect_addr);
+    st.connected = p->ls == LS_STREAMING;
+    st.committed_epoch = p->committed_epoch;
+    st.rpo_ms = uv_now(p->loop) - (p->committed_seal_ms ? p->committed_seal_ms : p->start_ms);
+    bs_xen_publish(p->xen, &st);
+}
+
+const char *primary_disk_state(const struct primary *p)
+{
+    /* The replica as this side knows it: a copy that follows the disk
+     * (changes may be on their way), one being made, or not known yet. */
+    return p->cs_active || p->full_resync_reason ? "syncing"
+           : p->committed_epoch                  ? "consistent"
+                                                 : "unknown";
 }
 
 void primary_notify(struct primary *p)

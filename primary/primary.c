@@ -318,6 +318,7 @@ static void on_tick(uv_timer_t *t)
     primary_notify(p);
     primary_metrics_publish(p);
     primary_events_tick(p);
+    primary_xen_publish(p);
 }
 
 /* Every heartbeat_ms: the peer timeout, our heartbeat. */
@@ -381,12 +382,7 @@ static ssize_t status_handler(void *opaque, const char *request, char *reply, si
     bs_json_add_str(&b, "peer_certificate",
                     p->ls == LS_STREAMING && p->conn ? bs_conn_peer_identity(p->conn) : "");
     bs_json_add_u64(&b, "reconnects", p->sessions_up ? p->sessions_up - 1 : 0);
-    /* The replica as this side knows it: a copy that follows the disk
-     * (changes may be on their way), one being made, or not known yet. */
-    bs_json_add_str(&b, "disk_state",
-                    p->cs_active || p->full_resync_reason ? "syncing"
-                    : p->committed_epoch                  ? "consistent"
-                                                          : "unknown");
+    bs_json_add_str(&b, "disk_state", primary_disk_state(p));
     bs_json_add_u64(&b, "connected_ms", p->ls == LS_STREAMING ? uv_now(p->loop) - p->link_up_ms : 0);
     bs_json_add_u64(&b, "disk_bytes", total);
     bs_json_add_u64(&b, "grain_bytes", p->grain ? grain_bytes(p) : 0);
@@ -500,6 +496,8 @@ static void usage(FILE *f)
           "                           certificates, and exit (0: OK)\n"
           "  --metrics HOST:PORT      serve Prometheus metrics on http://HOST:PORT/metrics\n"
           "                           (docs/metrics.md)\n"
+          "  --xen-domain ID|NAME     publish the state in that domain's xenstore area\n"
+          "                           (docs/xen.md)\n"
           "  --log-level LEVEL        err, warn, info (default) or debug\n"
           "  --version, --help\n"
           "\n"
@@ -730,6 +728,15 @@ int main(int argc, char **argv)
         BS_ERR(MOD, "out of memory for the hooks");
         return BS_EXIT_FAILURE;
     }
+    if (so.agent.xen_domain) {
+        r = bs_xen_open(p->loop, so.agent.xen_domain, p->resource, &p->xen);
+        if (r == -ENOTSUP) {
+            BS_ERR(MOD, "--xen-domain: this blkship was built without libxenstore");
+            return BS_EXIT_USAGE;
+        }
+        if (r < 0)
+            return BS_EXIT_FAILURE;
+    }
     if (so.agent.metrics) {
         r = bs_metrics_start(so.agent.metrics, &p->metrics);
         if (r < 0)
@@ -778,6 +785,9 @@ int main(int argc, char **argv)
     epoch_fail_all(p, "the primary is shutting down");
     verify_cancel(p, "the primary is shutting down");
     bs_events_close(&p->events, p->committed_epoch);
+    primary_xen_publish(p); /* "stopped" */
+    bs_xen_close(p->xen);
+    p->xen = NULL;
     bs_ctl_stop(p->ctl);
     bs_notify_close(&p->notify);
     bs_metrics_stop(p->metrics);

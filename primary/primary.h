@@ -6,7 +6,7 @@
  *              framed in place
  *   link.c     the replication link: connecting, the handshake, control
  *              frames, acknowledgements
- *   notify.c   what systemd is told: readiness, the status line
+ *   notify.c   what systemd and xenstore are told: readiness, the status line
  *   metrics.c  what Prometheus is told (--metrics)
  *   events.c   the event stream (blkship events)
  *   logstatus.c  the write log's counters, for blkship wlog --control
@@ -33,6 +33,7 @@
 #include "common/metrics.h"
 #include "common/notify.h"
 #include "common/ratelimit.h"
+#include "common/xen.h"
 #include "common/opt.h"
 #include "common/tls.h"
 #include "primary/dirty.h"
@@ -221,6 +222,7 @@ struct primary {
     char resource[256];
     struct bs_notify notify;        /* systemd (primary/notify.c) */
     struct bs_metrics *metrics;     /* --metrics, or NULL (primary/metrics.c) */
+    struct bs_xen *xen;             /* --xen-domain, or NULL (primary/notify.c) */
     char metrics_text[BS_METRICS_MAX]; /* built on the loop, copied out */
     uint64_t sessions_up;           /* sessions that reached streaming */
     uint64_t link_downs, connect_failures;
@@ -382,6 +384,11 @@ void primary_status_line(const struct primary *p, char *buf, size_t size);
 /* Tells systemd: READY=1 once the write log is held, then the status line
  * whenever it changes.  Called on every tick and on each change of state. */
 void primary_notify(struct primary *p);
+/* Writes the state into the domain's xenstore area (--xen-domain), off
+ * the loop; every tick and at the stop. */
+void primary_xen_publish(struct primary *p);
+/* consistent, syncing or unknown: the replica as this side knows it. */
+const char *primary_disk_state(const struct primary *p);
 
 /* seal.c */
 /* Drops the write log (and with it the link, whose queued frames point

@@ -3,6 +3,7 @@
  * replicates from and what the replica holds, or why nobody. */
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "secondary/secondary.h"
 
@@ -27,6 +28,32 @@ void sec_status_line(const struct secondary *sec, char *buf, size_t size)
         snprintf(buf, size, "listening on %s: no primary yet; replica at committed epoch %" PRIu64
                             ", %s",
                  sec->listen_addr, sec->committed_epoch, holds);
+}
+
+const char *sec_disk_state(struct secondary *sec)
+{
+    return epoch_replica_consistent(sec)            ? "consistent"
+           : sec->session && sec->session->accepted ? "syncing"
+                                                    : "inconsistent";
+}
+
+void sec_xen_publish(struct secondary *sec)
+{
+    struct bs_xen_state st;
+
+    if (!sec->xen)
+        return;
+    memset(&st, 0, sizeof(st));
+    snprintf(st.role, sizeof(st.role), "secondary");
+    if (sec->stopping)
+        snprintf(st.state, sizeof(st.state), "stopped");
+    else
+        sec_status_line(sec, st.state, sizeof(st.state));
+    snprintf(st.disk_state, sizeof(st.disk_state), "%s", sec_disk_state(sec));
+    snprintf(st.peer, sizeof(st.peer), "%s", sec->session ? sec->peer : "");
+    st.connected = sec->session && sec->session->accepted;
+    st.committed_epoch = sec->committed_epoch;
+    bs_xen_publish(sec->xen, &st); /* rpo-ms 0: only the primary knows it */
 }
 
 void sec_notify(struct secondary *sec)

@@ -254,9 +254,7 @@ static ssize_t status_handler(void *opaque, const char *request, char *reply, si
                     sec->session && sec->session->accepted ? bs_conn_peer_identity(sec->session->conn)
                                                            : "");
     bs_json_add_u64(&b, "reconnects", sec->sessions_accepted ? sec->sessions_accepted - 1 : 0);
-    bs_json_add_str(&b, "disk_state", epoch_replica_consistent(sec) ? "consistent"
-                                      : sec->session && sec->session->accepted ? "syncing"
-                                                                               : "inconsistent");
+    bs_json_add_str(&b, "disk_state", sec_disk_state(sec));
     bs_json_add_str(&b, "device", sec->target.path);
     bs_json_add_u64(&b, "disk_bytes", sec->disk_bytes);
     bs_json_add_str(&b, "replica_id", rid);
@@ -388,6 +386,8 @@ static void usage(FILE *f)
           "                           least 1M and twice --max-payload)\n"
           "  --metrics HOST:PORT      serve Prometheus metrics on http://HOST:PORT/metrics\n"
           "                           (docs/metrics.md)\n"
+          "  --xen-domain ID|NAME     publish the state in that domain's xenstore area\n"
+          "                           (docs/xen.md)\n"
           "  --log-level LEVEL        err, warn, info (default) or debug\n"
           "  --version, --help\n"
           "\n"
@@ -644,6 +644,15 @@ int main(int argc, char **argv)
                     so.device, sec->target.logical_block, sec->target.physical_block);
     }
     sec->listen_addr = so.listen_addr;
+    if (so.agent.xen_domain) {
+        r = bs_xen_open(sec->loop, so.agent.xen_domain, sec->resource, &sec->xen);
+        if (r == -ENOTSUP) {
+            BS_ERR(MOD, "--xen-domain: this blkship was built without libxenstore");
+            return start_failed(sec);
+        }
+        if (r < 0)
+            return start_failed(sec);
+    }
     if (so.agent.metrics) {
         r = bs_metrics_start(so.agent.metrics, &sec->metrics);
         if (r < 0)
@@ -664,6 +673,9 @@ int main(int argc, char **argv)
     uv_run(sec->loop, UV_RUN_DEFAULT);
 
     bs_events_close(&sec->events, sec->committed_epoch);
+    sec_xen_publish(sec); /* "stopped" */
+    bs_xen_close(sec->xen);
+    sec->xen = NULL;
     bs_ctl_stop(sec->ctl);
     bs_notify_close(&sec->notify);
     bs_metrics_stop(sec->metrics);

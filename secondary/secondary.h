@@ -31,6 +31,7 @@
 #include "common/events.h"
 #include "common/metrics.h"
 #include "common/notify.h"
+#include "common/xen.h"
 #include "common/ctl.h"
 #include "common/hook.h"
 #include "common/tls.h"
@@ -262,6 +263,7 @@ struct secondary {
     const char *listen_addr;
     struct bs_notify notify;    /* systemd (secondary/notify.c) */
     struct bs_metrics *metrics; /* --metrics, or NULL (secondary/metrics.c) */
+    struct bs_xen *xen;         /* --xen-domain, or NULL (secondary/notify.c) */
     char metrics_text[BS_METRICS_MAX]; /* built on the loop, copied out */
     struct bs_events events;    /* "events" on the control socket (secondary/events.c) */
     bool ev_consistent, ev_split_brain, ev_promoted; /* the state last reported */
@@ -472,6 +474,10 @@ void sec_metrics_publish(struct secondary *sec);
 void sec_status_line(const struct secondary *sec, char *buf, size_t size);
 /* Sends the status line to systemd if it changed (after READY=1). */
 void sec_notify(struct secondary *sec);
+/* Writes the state into the domain's xenstore area (--xen-domain). */
+void sec_xen_publish(struct secondary *sec);
+/* consistent, syncing or inconsistent. */
+const char *sec_disk_state(struct secondary *sec);
 
 /* ---- apply.c ---- */
 

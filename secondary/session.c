@@ -573,6 +573,7 @@ void session_on_tick(uv_timer_t *t)
     sec_notify(sec);
     sec_metrics_publish(sec);
     sec_events_tick(sec);
+    sec_xen_publish(sec);
     /* A connection has the handshake timeout to authenticate and say hello. */
     for (struct session *p = sec->pending, *next; p; p = next) {
         next = p->next_pending;
