@@ -56,7 +56,8 @@ static int judge(struct json_object *o, char *why, size_t size)
         snprintf(why, size, "%s resync under way: the replica is not yet a copy", resync);
         return BS_HEALTH_SYNCING;
     }
-    if (!primary && !flag(o, "replica_consistent")) {
+    const char *ds = text(o, "disk_state");
+    if (!primary && strcmp(ds, "applying") != 0 && !flag(o, "replica_consistent")) {
         snprintf(why, size, "the replica is not consistent yet");
         return BS_HEALTH_SYNCING;
     }

@@ -32,9 +32,14 @@ void sec_status_line(const struct secondary *sec, char *buf, size_t size)
 
 const char *sec_disk_state(struct secondary *sec)
 {
-    return epoch_replica_consistent(sec)            ? "consistent"
-           : sec->session && sec->session->accepted ? "syncing"
-                                                    : "inconsistent";
+    if (epoch_replica_consistent(sec))
+        return "consistent";
+    /* A committed epoch being copied in from the journal: the device is
+     * between two images for that while (so not "consistent"), and a crash
+     * now replays it. */
+    if (sec->consistent && sec->applying && !sec->ap_inplace && !sec->ap_try_oversize)
+        return "applying";
+    return sec->session && sec->session->accepted ? "syncing" : "inconsistent";
 }
 
 void sec_xen_publish(struct secondary *sec)

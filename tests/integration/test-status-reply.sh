@@ -209,3 +209,4 @@ expect_health 5 'the secondary was promoted' peer_promoted=true
 expect_health 4 'not consistent' 'role="secondary"' replica_consistent=false
 expect_health 3 'promoted' 'role="secondary"' replica_consistent=true promoted=true
 expect_health 0 "" 'role="secondary"' replica_consistent=true
+expect_health 0 "" 'role="secondary"' replica_consistent=false 'disk_state="applying"' 

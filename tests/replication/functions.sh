@@ -311,6 +311,21 @@ start_primary() {
     poll_until 15 _pri_ready || fail "blkship-primary ($tag) did not answer on $PRI_CTL within 15 s"
 }
 
+# pair_setup SIZE SEED: the usual start of a pair's test: a disk image
+# $img of SIZE random bytes (seeded), an empty replica $rep of that size
+# behind a loop device ($LOOP), certificates in $CERTS; sets size, bytes.
+pair_setup() {
+    size=$1
+    bytes=$(numfmt --from=iec "$size")
+    img=$WORKDIR/disk.img
+    rep=$WORKDIR/replica.img
+    random_file "$img" "$size" "$2"
+    truncate -s "$size" "$rep"
+    make_loop "$rep"
+    CERTS=$WORKDIR/pki
+    make_certs "$CERTS"
+}
+
 # ns_unrule NS RULE...: deletes every copy of each iptables RULE ("INPUT
 # -p tcp --dport 7789 -j DROP") in network namespace NS; never fails.
 ns_unrule() {

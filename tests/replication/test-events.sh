@@ -18,14 +18,7 @@ requires python3
 require_build
 make_workdir
 
-size=64M
-img=$WORKDIR/disk.img
-rep=$WORKDIR/replica.img
-random_file "$img" $size "ev-$$"
-truncate -s $size "$rep"
-make_loop "$rep"
-CERTS=$WORKDIR/pki
-make_certs "$CERTS"
+pair_setup 64M "ev-$$"
 
 timing=(--heartbeat-ms 500 --peer-timeout-ms 2000)
 start_nbdkit "$WORKDIR" "rtev$$" "$img"

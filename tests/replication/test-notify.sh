@@ -42,14 +42,7 @@ last_status() { grep -o 'STATUS=[^|]*' "$1" | tail -n 1 | cut -d= -f2-; }
 # status_seen MSGS REGEX: some STATUS= so far matched REGEX.
 status_seen() { grep -o 'STATUS=[^|]*' "$1" | cut -d= -f2- | grep -Eq -- "$2"; }
 
-size=64M
-img=$WORKDIR/disk.img
-rep=$WORKDIR/replica.img
-random_file "$img" $size "notify-$$"
-truncate -s $size "$rep"
-make_loop "$rep"
-CERTS=$WORKDIR/pki
-make_certs "$CERTS"
+pair_setup 64M "notify-$$"
 
 # ---- The secondary: READY once listening; the watchdog ----------------------
 listen_notify sec

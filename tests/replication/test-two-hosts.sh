@@ -45,15 +45,7 @@ done
 ip netns exec "$nsa" ip link set "$veth_a" up
 ip netns exec "$nsb" ip link set "$veth_b" up
 
-size=256M
-bytes=$(numfmt --from=iec $size)
-img=$WORKDIR/disk.img
-rep=$WORKDIR/replica.img
-random_file "$img" $size "th-$$"
-truncate -s $size "$rep"
-make_loop "$rep"
-CERTS=$WORKDIR/pki
-make_certs "$CERTS"
+pair_setup 256M "th-$$"
 
 limit=$((8 << 20))
 timing=(--heartbeat-ms 500 --peer-timeout-ms 3000)

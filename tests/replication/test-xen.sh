@@ -66,14 +66,7 @@ out=$(XENSTORED_PATH=$WORKDIR/none "$BLKSHIP" xen discover vm7 2>&1) && rc=0 || 
 [ "$rc" = 1 ] && grep -q 'cannot connect to xenstore' <<<"$out" || fail "no xenstore: status $rc: $out"
 
 # ---- The primary publishes its state ------------------------------------------------
-size=32M
-img=$WORKDIR/disk.img
-rep=$WORKDIR/replica.img
-random_file "$img" $size "xen-$$"
-truncate -s $size "$rep"
-make_loop "$rep"
-CERTS=$WORKDIR/pki
-make_certs "$CERTS"
+pair_setup 32M "xen-$$"
 start_nbdkit "$WORKDIR" "rtxen$$" "$img"
 # The secondary publishes too (domain 8 here: both agents share this
 # xenstore, where two hosts would each have their own).
