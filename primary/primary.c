@@ -722,12 +722,7 @@ int main(int argc, char **argv)
     p->retry.data = p->log_retry.data = p->tick.data = p->epoch_timer.data = p;
     p->start_ms = uv_now(p->loop);
     p->pump_soon.data = p;
-    bs_events_init(&p->events, p->resource, "primary");
-    p->hooks = bs_hooks_new(p->loop, p->resource, "primary", so.agent.hook_timeout_ms);
-    if (!p->hooks) {
-        BS_ERR(MOD, "out of memory for the hooks");
-        return BS_EXIT_FAILURE;
-    }
+    /* Before anything a failed start would have to undo. */
     if (so.agent.xen_domain) {
         r = bs_xen_open(p->loop, so.agent.xen_domain, p->resource, &p->xen);
         if (r == -ENOTSUP) {
@@ -739,10 +734,18 @@ int main(int argc, char **argv)
     }
     if (so.agent.metrics) {
         r = bs_metrics_start(so.agent.metrics, &p->metrics);
-        if (r < 0)
+        if (r < 0) {
+            bs_xen_close(p->xen);
             return BS_EXIT_FAILURE;
-        primary_metrics_publish(p);
+        }
     }
+    bs_events_init(&p->events, p->resource, "primary");
+    p->hooks = bs_hooks_new(p->loop, p->resource, "primary", so.agent.hook_timeout_ms);
+    if (!p->hooks) {
+        BS_ERR(MOD, "out of memory for the hooks");
+        return BS_EXIT_FAILURE;
+    }
+    primary_metrics_publish(p);
     r = bs_ctl_start(p->loop, so.agent.control, status_handler, p, &p->ctl);
     if (r < 0) {
         BS_ERR(MOD, "control socket %s: %s", so.agent.control, uv_strerror(r));

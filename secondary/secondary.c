@@ -329,6 +329,10 @@ static void on_signal(uv_signal_t *h, int signum)
  * context, the target's claim, the buffers); returns main's exit status. */
 static int start_failed(struct secondary *sec)
 {
+    bs_metrics_stop(sec->metrics);
+    sec->metrics = NULL;
+    bs_xen_close(sec->xen);
+    sec->xen = NULL;
     epoch_close(sec);
     if (sec->target.ops)
         sec->target.ops->close(&sec->target);
@@ -600,6 +604,21 @@ int main(int argc, char **argv)
     uv_poll_init(sec->loop, &sec->listen_poll, sec->listen_fd);
     sec->listen_poll.data = sec;
     uv_poll_start(&sec->listen_poll, UV_READABLE, session_on_listen_readable);
+    /* Before anything the failure paths would have to undo. */
+    if (so.agent.xen_domain) {
+        r = bs_xen_open(sec->loop, so.agent.xen_domain, sec->resource, &sec->xen);
+        if (r == -ENOTSUP) {
+            BS_ERR(MOD, "--xen-domain: this blkship was built without libxenstore");
+            return start_failed(sec);
+        }
+        if (r < 0)
+            return start_failed(sec);
+    }
+    if (so.agent.metrics) {
+        r = bs_metrics_start(so.agent.metrics, &sec->metrics);
+        if (r < 0)
+            return start_failed(sec);
+    }
     bs_events_init(&sec->events, sec->resource, "secondary");
     sec->ev_consistent = epoch_replica_consistent(sec);
     r = bs_ctl_start(sec->loop, so.agent.control, status_handler, sec, &sec->ctl);
@@ -644,21 +663,7 @@ int main(int argc, char **argv)
                     so.device, sec->target.logical_block, sec->target.physical_block);
     }
     sec->listen_addr = so.listen_addr;
-    if (so.agent.xen_domain) {
-        r = bs_xen_open(sec->loop, so.agent.xen_domain, sec->resource, &sec->xen);
-        if (r == -ENOTSUP) {
-            BS_ERR(MOD, "--xen-domain: this blkship was built without libxenstore");
-            return start_failed(sec);
-        }
-        if (r < 0)
-            return start_failed(sec);
-    }
-    if (so.agent.metrics) {
-        r = bs_metrics_start(so.agent.metrics, &sec->metrics);
-        if (r < 0)
-            return start_failed(sec);
-        sec_metrics_publish(sec);
-    }
+    sec_metrics_publish(sec);
     r = bs_notify_start(&sec->notify, sec->loop);
     if (r < 0) {
         BS_ERR(MOD, "systemd watchdog timer: %s", uv_strerror(r));

@@ -71,7 +71,10 @@ grep -q '^ExecStart=/usr/bin/blkship writelog-exec %i$' /lib/systemd/system/blks
 # The filter by its name, as the user typed it.
 _logs+=("$WORKDIR/nbdkit.log")
 cleanup_fn rm -f "/dev/shm/log_deb$$.wlog"
-nbdkit -f --filter=writelog memory 16M writelog-name="deb$$" writelog-dir="$WORKDIR" \
+# The installed filter is built plain: nbdkit without a sanitizer's runtime
+# (in a sanitizer build the harness puts a wrapper that preloads one first
+# on the PATH, and its leak report would cover the plain filter's frames).
+"${_real_nbdkit:-nbdkit}" -f --filter=writelog memory 16M writelog-name="deb$$" writelog-dir="$WORKDIR" \
     -U "$WORKDIR/nbd.sock" >"$WORKDIR/nbdkit.log" 2>&1 &
 pid=$!
 cleanup_fn stop_pid "$pid"
