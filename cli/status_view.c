@@ -228,6 +228,19 @@ static void put_field_text(FILE *f, struct json_object *obj, const char *key)
     put_text(f, json_object_get_string(v), (size_t)json_object_get_string_len(v));
 }
 
+/* "LABEL VALUE" for an optional string member that is there and not
+ * empty (newer agents' fields: an older agent's reply lacks them). */
+static void optional_line(FILE *f, struct json_object *obj, const char *label, const char *key)
+{
+    struct json_object *v = member(obj, key);
+
+    if (!v || !json_object_is_type(v, json_type_string) || json_object_get_string_len(v) == 0)
+        return;
+    fputs(label, f);
+    put_field_text(f, obj, key);
+    fputc('\n', f);
+}
+
 static void human_bytes(double b, char *out, size_t size)
 {
     static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
@@ -397,9 +410,11 @@ static void print_human(struct json_object *obj, FILE *f)
     double eta = num(obj, "eta_seconds");
     char a[64], b[64], c[64];
 
+    optional_line(f, obj, "resource    ", "resource");
     fputs("role        ", f);
     put_field_text(f, obj, "role");
     fputc('\n', f);
+    optional_line(f, obj, "disk        ", "disk_state");
     print_replica(obj, f);
     print_failover(obj, f);
     fprintf(f, "connected   %s",
@@ -409,6 +424,15 @@ static void print_human(struct json_object *obj, FILE *f)
         put_field_text(f, obj, "peer");
     }
     fputc('\n', f);
+    if (json_object_get_boolean(member(obj, "connected")))
+        optional_line(f, obj, "peer cert   ", "peer_certificate");
+    else
+        optional_line(f, obj, "last down   ", "last_disconnect");
+    {
+        struct json_object *rc = member(obj, "reconnects");
+        if (rc && is_number(rc) && json_object_get_int64(rc) > 0)
+            fprintf(f, "reconnects  %" PRId64 "\n", json_object_get_int64(rc));
+    }
     if (member(obj, "device")) {
         fputs("device      ", f);
         put_field_text(f, obj, "device");

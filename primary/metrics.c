@@ -68,7 +68,11 @@ void primary_metrics_publish(struct primary *p)
     bs_prom_counter(&b, "blkship_checksum_differing_bytes_total",
                     "found different by checksum resync", p->cs_differ_bytes);
     bs_prom_gauge(&b, "blkship_verify_running", "1 while an online verify runs", p->vf != NULL);
+    bs_prom_gauge(&b, "blkship_verify_progress_ratio",
+                  "share of the running verify's range read (0 to 1)", verify_progress(p));
     bs_prom_counter(&b, "blkship_verify_runs_total", "online verifies begun", p->vf_runs);
+    bs_prom_gauge(&b, "blkship_verify_differing_bytes", "bytes the last verify found different",
+                  (double)p->vf_last_differing);
     bs_prom_gauge(&b, "blkship_rate_limit_bytes_per_second", "--rate-limit (0: none)",
                   (double)p->rate_limit);
     bs_prom_counter(&b, "blkship_rate_limit_waits_total", "times the pump waited for the limit",

@@ -473,6 +473,8 @@ bool verify_on_hashed(struct primary *p, uint64_t sector, uint32_t blocks, const
 void verify_link_down(struct primary *p);
 /* Ends a running verify with an error answer (shutdown). */
 void verify_cancel(struct primary *p, const char *why);
+/* The running verify's share of its range read (0 to 1; 0 when none). */
+double verify_progress(const struct primary *p);
 void verify_status(struct primary *p, struct bs_json_builder *b);
 
 /* generation.c */

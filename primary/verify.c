@@ -610,6 +610,15 @@ void verify_cancel(struct primary *p, const char *why)
         finish(p, why);
 }
 
+double verify_progress(const struct primary *p)
+{
+    const struct verify *v = p->vf;
+
+    if (!v || v->end <= v->start)
+        return 0;
+    return (double)(v->pos - v->start) / (double)(v->end - v->start);
+}
+
 void verify_status(struct primary *p, struct bs_json_builder *b)
 {
     struct bs_json_builder o;

@@ -72,6 +72,9 @@ ss=$(status "$sec_ctl")
 [ "$(jget "$ps" disk_state)" = consistent ] && [[ "$(jget "$ss" disk_state)" =~ ^(consistent|applying)$ ]] ||
     fail "in sync, the disk states are $(jget "$ps" disk_state) / $(jget "$ss" disk_state)"
 [ "$(jget "$ps" reconnects)" = 0 ] || fail "reconnects on a link never lost: $(jget "$ps" reconnects)"
+human=$(bs_status --control "$pri_ctl") || fail "blkship status failed"
+grep -qx 'disk        consistent' <<<"$human" && grep -q '^peer cert   .*CN=secondary' <<<"$human" &&
+    grep -q '^resource    ' <<<"$human" || fail "the human status lacks disk, peer cert or resource:"$'\n'"$human"
 
 for who in primary secondary; do
     [ "$who" = primary ] && text=$pm || text=$sm
@@ -143,6 +146,7 @@ rc=0
 "$BLKSHIP" status --control "$pri_ctl" --quiet 2>"$WORKDIR/health.err" || rc=$?
 [ "$rc" = 3 ] || fail "with the secondary gone, the primary's status exits $rc, not 3 (degraded)"
 grep -q 'not connected' "$WORKDIR/health.err" || fail "the degraded status says: $(cat "$WORKDIR/health.err")"
+bs_status --control "$pri_ctl" | grep -q '^last down   .' || fail "the human status does not say why the link went down"
 pm=$(scrape "$mp")
 n=$(awk '$1 ~ /^blkship_errors_total[{].*kind="link_down"/ { print $2 }' <<<"$pm")
 [ "${n:-0}" -ge 1 ] || fail "the lost link is not counted: $(grep blkship_errors_total <<<"$pm")"
