@@ -56,6 +56,12 @@ static int judge(struct json_object *o, char *why, size_t size)
         snprintf(why, size, "%s resync under way: the replica is not yet a copy", resync);
         return BS_HEALTH_SYNCING;
     }
+    if (primary && *text(o, "disk_state") && strcmp(text(o, "disk_state"), "consistent") != 0) {
+        /* No epoch committed yet: the first sync is still being written in
+         * place (also after a restart of the primary in the middle of it). */
+        snprintf(why, size, "the replica has committed no epoch yet");
+        return BS_HEALTH_SYNCING;
+    }
     const char *ds = text(o, "disk_state");
     if (!primary && strcmp(ds, "applying") != 0 && !flag(o, "replica_consistent")) {
         snprintf(why, size, "the replica is not consistent yet");

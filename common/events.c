@@ -29,7 +29,7 @@ static void answer(struct bs_events *e, struct bs_ctl_pending *pending, const st
                    uint64_t missed)
 {
     struct bs_json_builder b;
-    char reply[1024];
+    char reply[4096];
     ssize_t n;
 
     bs_json_begin(&b);
@@ -94,6 +94,7 @@ void bs_events_request(void *opaque, const char *request, struct bs_ctl_pending 
     struct bs_events *e = opaque;
     const char *arg = request + strlen("events");
     uint64_t after = e->next_seq - 1, missed;
+    bool stale;
     const struct bs_event *first;
     char *end;
 
@@ -107,6 +108,11 @@ void bs_events_request(void *opaque, const char *request, struct bs_ctl_pending 
             return;
         }
     }
+    /* A number this agent has not reached comes from an earlier run of it
+     * (the numbers start at 1 with each): all it keeps is news. */
+    stale = after >= e->next_seq;
+    if (stale)
+        after = 0;
     first = first_after(e, after, &missed);
     if (first) {
         answer(e, pending, first, missed);

@@ -122,8 +122,7 @@ void bs_metrics_stop(struct bs_metrics *m)
 {
     if (!m)
         return;
-    MHD_stop_daemon(m->d);
-    close(m->fd);
+    MHD_stop_daemon(m->d); /* closes the listening socket it was given too */
     pthread_mutex_destroy(&m->lock);
     free(m);
 }

@@ -42,6 +42,7 @@ struct bs_xen {
     uv_loop_t *loop;
     uv_work_t req;
     bool running;           /* req is queued or running */
+    bool closing;           /* bs_xen_close was called: freed once idle */
     bool dirty;             /* pending differs from what was written */
     bool failing;           /* the last write failed (logged once) */
     char domain[64];
@@ -54,6 +55,7 @@ struct bs_xen {
     struct xs_handle *xs;        /* the worker's */
     unsigned domid;
     bool have_domid;
+    bool by_name;                /* x->domain is a name, not an id */
 };
 
 /* The domain's id: a number, or the domain whose name it is. */
@@ -69,6 +71,7 @@ static int resolve(struct bs_xen *x)
         x->have_domid = true;
         return 0;
     }
+    x->by_name = true;
     ids = xs_directory(x->xs, XBT_NULL, "/local/domain", &n);
     if (!ids)
         return -errno;
@@ -102,14 +105,32 @@ static int write_state(struct bs_xen *x)
     char base[400], num[32];
     xs_transaction_t t;
     bool ok;
+    int r;
 
     if (!x->xs && !(x->xs = xs_open(0))) {
         snprintf(x->why, sizeof(x->why), "cannot connect to xenstore");
         return -errno ? -errno : -EIO;
     }
-    if (resolve(x) < 0) {
-        snprintf(x->why, sizeof(x->why), "no domain %s in xenstore", x->domain);
-        return -ENOENT;
+    if (x->have_domid && x->by_name) {
+        /* A domain named, not numbered, gets a new id when it restarts. */
+        char p[64], *name;
+        unsigned len;
+        snprintf(p, sizeof(p), "/local/domain/%u/name", x->domid);
+        name = xs_read(x->xs, XBT_NULL, p, &len);
+        if (!name || strcmp(name, x->domain) != 0)
+            x->have_domid = false;
+        free(name);
+    }
+    r = resolve(x);
+    if (r < 0) {
+        if (r == -ENOENT) {
+            snprintf(x->why, sizeof(x->why), "no domain %s in xenstore", x->domain);
+            return r;
+        }
+        snprintf(x->why, sizeof(x->why), "cannot list the domains: %s", strerror(-r));
+        xs_close(x->xs);
+        x->xs = NULL;
+        return r;
     }
     snprintf(base, sizeof(base), "/local/domain/%u/blkship/%s", x->domid, x->resource);
     for (int attempt = 0; attempt < 3; attempt++) {
@@ -160,12 +181,18 @@ static void work(uv_work_t *req)
 }
 
 static void start(struct bs_xen *x);
+static void release(struct bs_xen *x);
 
 static void done(uv_work_t *req, int status)
 {
     struct bs_xen *x = req->data;
 
     x->running = false;
+    if (x->closing && (x->failing || !x->dirty || status < 0 || x->result < 0)) {
+        /* Closing: the last state is written, or cannot be. */
+        release(x);
+        return;
+    }
     if (status == 0 && x->result == 0) {
         if (x->failing)
             BS_INFO(MOD, "xenstore: publishing again under /local/domain/%u/blkship/%s",
@@ -199,8 +226,17 @@ static void start(struct bs_xen *x)
 
 int bs_xen_open(uv_loop_t *loop, const char *domain, const char *resource, struct bs_xen **out)
 {
-    struct bs_xen *x = calloc(1, sizeof(*x));
+    struct bs_xen *x;
 
+    /* xenstore takes letters, digits, "_", "@" and "-" in a node's name. */
+    if (!*resource || strspn(resource, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                       "0123456789_@-") != strlen(resource)) {
+        BS_ERR(MOD, "--xen-domain: the resource name '%s' cannot be a xenstore node (letters, "
+                    "digits, '_', '@' and '-' only): give --resource another",
+               resource);
+        return -EINVAL;
+    }
+    x = calloc(1, sizeof(*x));
     if (!x)
         return -ENOMEM;
     x->loop = loop;
@@ -212,27 +248,44 @@ int bs_xen_open(uv_loop_t *loop, const char *domain, const char *resource, struc
 
 void bs_xen_publish(struct bs_xen *x, const struct bs_xen_state *st)
 {
-    if (!x)
+    if (!x || x->closing)
         return;
-    if (memcmp(st, &x->written, sizeof(*st)) == 0 && !x->failing)
-        return;
-    if (memcmp(st, &x->pending, sizeof(*st)) != 0 || x->failing) {
+    if (x->running || x->dirty) {
+        /* A write is under way or waiting: the newest state goes next,
+         * even if it is the one written last (A, B, then A again). */
+        x->pending = *st;
+        x->dirty = memcmp(st, &x->written, sizeof(*st)) != 0 || x->running;
+    } else if (memcmp(st, &x->written, sizeof(*st)) != 0 || x->failing) {
         x->pending = *st;
         x->dirty = true;
     }
     start(x);
 }
 
+static void release(struct bs_xen *x)
+{
+    if (x->xs)
+        xs_close(x->xs);
+    free(x);
+}
+
 void bs_xen_close(struct bs_xen *x)
 {
     if (!x)
         return;
-    /* The last state ("stopped") goes out first. */
-    while (x->running)
-        uv_run(x->loop, UV_RUN_ONCE);
-    if (x->xs)
-        xs_close(x->xs);
-    free(x);
+    /* The last state ("stopped") still goes out: the write in flight, and
+     * the one after it, finish in the loop's last run (after every other
+     * handle is closed), and the last of them frees x.  The loop is not
+     * run here: the agent's timers and connections are still live. */
+    x->closing = true;
+    if (x->running)
+        return;
+    if (x->dirty && !x->failing) {
+        start(x);
+        if (x->running)
+            return;
+    }
+    release(x);
 }
 
 #endif

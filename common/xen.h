@@ -35,8 +35,10 @@ struct bs_xen;
 int bs_xen_open(uv_loop_t *loop, const char *domain, const char *resource, struct bs_xen **out);
 /* Publishes st if it differs from the last one written. */
 void bs_xen_publish(struct bs_xen *x, const struct bs_xen_state *st);
-/* Waits for the writes in flight (the last state published, "stopped",
- * stays for the toolstack to read) and frees.  NULL is ignored. */
+/* Ends publishing: the writes in flight and the last state published
+ * ("stopped", which stays for the toolstack to read) are finished by the
+ * loop's next runs, and x is freed after them (at once if idle).  Call it
+ * before the loop's final run.  NULL is ignored. */
 void bs_xen_close(struct bs_xen *x);
 
 #endif

@@ -288,6 +288,8 @@ static void on_welcome(struct bs_conn *c, int status, void *arg)
             (uint64_t)w.epoch, p->in_place ? ": it writes in place" : "");
     read_frame(p);
     epoch_maybe_start(p);
+    if (p->ls != LS_STREAMING)
+        return; /* lost again at once: link_down said so */
     primary_event(p, "connected", p->in_place ? "the replica writes in place until its first commit"
                                              : "");
     primary_events_tick(p);

@@ -725,10 +725,10 @@ int main(int argc, char **argv)
     /* Before anything a failed start would have to undo. */
     if (so.agent.xen_domain) {
         r = bs_xen_open(p->loop, so.agent.xen_domain, p->resource, &p->xen);
-        if (r == -ENOTSUP) {
+        if (r == -ENOTSUP)
             BS_ERR(MOD, "--xen-domain: this blkship was built without libxenstore");
+        if (r == -ENOTSUP || r == -EINVAL)
             return BS_EXIT_USAGE;
-        }
         if (r < 0)
             return BS_EXIT_FAILURE;
     }

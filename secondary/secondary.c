@@ -607,9 +607,11 @@ int main(int argc, char **argv)
     /* Before anything the failure paths would have to undo. */
     if (so.agent.xen_domain) {
         r = bs_xen_open(sec->loop, so.agent.xen_domain, sec->resource, &sec->xen);
-        if (r == -ENOTSUP) {
+        if (r == -ENOTSUP)
             BS_ERR(MOD, "--xen-domain: this blkship was built without libxenstore");
-            return start_failed(sec);
+        if (r == -ENOTSUP || r == -EINVAL) {
+            start_failed(sec);
+            return BS_EXIT_USAGE;
         }
         if (r < 0)
             return start_failed(sec);

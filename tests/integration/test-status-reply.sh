@@ -204,6 +204,8 @@ expect_health 3 'write log is not held' log_connected=false
 expect_health 4 'full resync under way' 'resync="full"'
 expect_health 4 'checksum resync under way' 'resync="checksum"'
 expect_health 0 "" 'resync="bitmap"'
+expect_health 0 "" 'resync="bitmap"' 'disk_state="consistent"'
+expect_health 4 'committed no epoch yet' 'resync="bitmap"' 'disk_state="unknown"'
 expect_health 5 'split brain' split_brain=true
 expect_health 5 'the secondary was promoted' peer_promoted=true
 expect_health 4 'not consistent' 'role="secondary"' replica_consistent=false

@@ -49,6 +49,12 @@ poll_until 10 _sec_consistent || fail "the secondary sent no consistent event: $
     fail "a late follower failed"
 [ "$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["seq"])' "$WORKDIR/late.events")" = 1 ] ||
     fail "--since 0 did not start at event 1: $(cat "$WORKDIR/late.events")"
+# A number from an earlier run of the agent (beyond its newest event):
+# everything it keeps, from event 1.
+"$BLKSHIP" events --control "$pri_ctl" --since 100000 --count 1 --json >"$WORKDIR/stale.events" ||
+    fail "a follower from an earlier run failed"
+[ "$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["seq"])' "$WORKDIR/stale.events")" = 1 ] ||
+    fail "--since beyond the newest event did not start at event 1: $(cat "$WORKDIR/stale.events")"
 "$BLKSHIP" events --control "$pri_ctl" --count 1 --json >"$WORKDIR/new.events" 2>&1 &
 new_follow=$!
 cleanup_fn stop_pid "$new_follow" 5

@@ -116,3 +116,9 @@ expect_log 'xenstore: publishing again' "$pri_log"
 kill -TERM "$pri_pid"
 poll_until 15 proc_gone "$pri_pid" || fail "the primary did not stop"
 [ "$(xsget $base/state)" = stopped ] || fail "after the stop, state: $(xsget $base/state)"
+
+# A resource name xenstore cannot take is refused at start.
+out=$("$PRIMARY" --writelog "$WL_CTL" --connect "$SEC_ADDR" --state-dir "$WORKDIR/x.state" \
+    --control "$WORKDIR/x.ctl" --cert "$CERTS/primary.crt" --key "$CERTS/primary.key" \
+    --ca "$CERTS/ca.crt" --peer-name secondary --xen-domain vm7 --resource vm7.disk0 2>&1) && rc=0 || rc=$?
+[ "$rc" = 2 ] && grep -q "cannot be a xenstore node" <<<"$out" || fail "--resource vm7.disk0: status $rc: $out"
