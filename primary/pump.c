@@ -214,7 +214,9 @@ void pump(struct primary *p)
         unsigned npages = (BSR_FRAME_HDR_LEN + count * BSR_SECTOR_SIZE + BSR_FRAME_CRC_LEN +
                            AREA_PAGE - 1) / AREA_PAGE;
         uint64_t wait_ms = 0;
-        if (p->rl_waiting || !bs_rate_take(&p->rl, frame_bytes(count), uv_hrtime(), &wait_ms)) {
+        /* Without --rate-limit no clock is read per frame. */
+        if (p->rate_limit &&
+            (p->rl_waiting || !bs_rate_take(&p->rl, frame_bytes(count), uv_hrtime(), &wait_ms))) {
             /* --rate-limit: the bucket refills before this frame is read. */
             bs_dirty_requeue(p->dirty, first, n);
             p->cursor = first;
