@@ -171,7 +171,10 @@ static void on_welcome(struct bs_conn *c, int status, void *arg)
         link_down(p, "protocol version");
         return;
     }
-    if (w.flags & ~(w.version >= 4 ? BSR_WF_KNOWN : w.version >= 3 ? BSR_WF_KNOWN_V3 : 0u)) {
+    if (w.flags & ~(w.version >= 5   ? BSR_WF_KNOWN
+                    : w.version >= 4 ? BSR_WF_KNOWN_V4
+                    : w.version >= 3 ? BSR_WF_KNOWN_V3
+                                     : 0u)) {
         BS_ERR(MOD, "bad welcome from %s: unknown flags 0x%x", p->peer, w.flags);
         link_down(p, "protocol error");
         return;
@@ -255,6 +258,13 @@ static void on_welcome(struct bs_conn *c, int status, void *arg)
         p->last_epoch = p->committed_epoch;
     p->peer_generation = w.generation;
     p->peer_version = w.version;
+    p->zstd_on = p->compress && (w.flags & BSR_WF_ZSTD);
+    if (p->compress && !p->zstd_on)
+        BS_WARN(MOD, "the secondary does not take compressed frames (protocol version %u): "
+                     "data goes uncompressed", w.version);
+    else if (p->zstd_on)
+        BS_INFO(MOD, "data frames compressed with zstd level %d where that pays",
+                p->compress_level);
     p->ext_expect = (w.flags & BSR_WF_EXTENTS) != 0;
     p->ext_bytes = p->ext_extents = 0;
     if (w.flags & BSR_WF_CHECKSUM) {
@@ -314,6 +324,7 @@ static void on_handshake(struct bs_conn *c, int status, void *arg)
     memcpy(h.primary_id, p->primary_id, BSR_ID_LEN);
     memcpy(h.replica_id, p->replica_id, BSR_ID_LEN);
     h.epoch = p->committed_epoch;
+    h.flags = p->compress ? BSR_HF_ZSTD : 0;
     gen_fill_hello(p, &h);
     bsr_hello_pack(&h, p->hello);
     p->ls = LS_WELCOME;

@@ -77,5 +77,9 @@ void primary_metrics_publish(struct primary *p)
                   (double)p->rate_limit);
     bs_prom_counter(&b, "blkship_rate_limit_waits_total", "times the pump waited for the limit",
                     p->rl.waits);
+    bs_prom_counter(&b, "blkship_compress_raw_bytes_total",
+                    "data payload bytes offered to --compress", p->zc.raw_bytes);
+    bs_prom_counter(&b, "blkship_compress_wire_bytes_total",
+                    "what those payloads took on the link", p->zc.wire_bytes);
     bs_metrics_publish_prom(p->metrics, &b);
 }

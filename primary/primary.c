@@ -396,6 +396,22 @@ static ssize_t status_handler(void *opaque, const char *request, char *reply, si
     bs_json_add_fixed(&b, "eta_seconds", eta, 0);
     bs_json_add_u64(&b, "rate_limit_bytes_per_sec", p->rate_limit);
     bs_json_add_u64(&b, "rate_limit_waits", p->rl.waits);
+    {
+        char zname[16] = "none";
+        if (p->compress)
+            snprintf(zname, sizeof(zname), "zstd:%d", p->compress_level);
+        bs_json_add_str(&b, "compression", zname);
+        bs_json_add_bool(&b, "compression_active", p->zstd_on && p->ls == LS_STREAMING);
+        bs_json_add_u64(&b, "compress_raw_bytes", p->zc.raw_bytes);
+        bs_json_add_u64(&b, "compress_wire_bytes", p->zc.wire_bytes);
+        /* raw / wire: 2.0 is half the bytes on the link; 1 before any data. */
+        bs_json_add_fixed(&b, "compress_ratio",
+                          p->zc.wire_bytes ? (double)p->zc.raw_bytes / (double)p->zc.wire_bytes : 1.0,
+                          3);
+        bs_json_add_u64(&b, "compressed_frames", p->zc.compressed);
+        bs_json_add_u64(&b, "compress_not_paid", p->zc.not_paid);
+        bs_json_add_u64(&b, "compress_skipped", p->zc.skipped);
+    }
     epoch_status(p, &b);
     csync_status(p, &b);
     gen_status(p, &b);
@@ -484,6 +500,8 @@ static void usage(FILE *f)
           "  --rate-limit SIZE        send at most SIZE bytes of data per second (a WAN\n"
           "                           link: 10M is 10 MiB/s; at least 64K; default 0, no\n"
           "                           limit)\n"
+          "  --compress zstd[:LEVEL]  compress data frames where that pays (a slow link;\n"
+          "                           LEVEL -7 to 19, default 3; none: off, the default)\n"
           "  --hook-timeout DUR       a hook still running after DUR is killed\n"
           "                           (default 30s; 100ms-1h)\n"
           "  --resource NAME          the name hooks and status give this disk\n"
@@ -517,6 +535,7 @@ static const struct option opts[] = {
     { "initial-sync", required_argument, NULL, 'I' },
     { "on-out-of-sync", required_argument, NULL, 'O' },
     { "rate-limit", required_argument, NULL, 'R' },
+    { "compress", required_argument, NULL, 'Z' },
     BS_AGENT_OPTIONS,
     { "version", no_argument, NULL, 'V' },
     { "help", no_argument, NULL, 'h' },
@@ -596,6 +615,10 @@ static int apply_option(struct primary *p, struct start_opts *so, int opt, const
             return BS_EXIT_USAGE;
         }
         p->rate_limit = v;
+        break;
+    case 'Z':
+        if (bs_compress_parse(name, arg, &p->compress_level, &p->compress) < 0)
+            return BS_EXIT_USAGE;
         break;
     case 'V': puts("blkship-primary " BLKSHIP_VERSION); return BS_EXIT_OK;
     case 'h': usage(stdout); return BS_EXIT_OK;
@@ -716,6 +739,10 @@ int main(int argc, char **argv)
     if (p->rate_limit)
         BS_INFO(MOD, "data sent at most %" PRIu64 " bytes per second (bursts of %" PRIu64 ")",
                 p->rate_limit, p->rl.burst);
+    if (p->compress && compress_setup(p) < 0) {
+        BS_ERR(MOD, "--compress: out of memory");
+        return BS_EXIT_FAILURE;
+    }
     p->dm_timer.data = p;
     p->drain_timer.data = p->dirty_poll.data = p;
     uv_idle_init(p->loop, &p->pump_soon);
@@ -814,6 +841,7 @@ int main(int argc, char **argv)
     bs_dirty_close(p->dirty);
     bs_tls_free(p->tls);
     free(p->sent);
+    compress_teardown(p);
     uv_loop_close(p->loop);
     BS_INFO(MOD, "stopped");
     return BS_EXIT_OK;

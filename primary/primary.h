@@ -26,6 +26,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "common/compress.h"
 #include "common/conn.h"
 #include "common/hook.h"
 #include "common/net.h"
@@ -44,7 +45,7 @@
  * replica's own changes (EXTENTS); it
  * accepts a secondary of version 2 (epochs), which it resyncs in full
  * where it would compare checksums. */
-#define PRIMARY_VERSION 4u
+#define PRIMARY_VERSION 5u
 #define PRIMARY_VERSION_MIN 2u
 #define TICK_MS 1000
 #define MAX_SLOTS WL_RING_ENTRIES   /* one ring request per slot */
@@ -144,7 +145,12 @@ struct slot {
     uint64_t sector;
     uint32_t count;
     uint64_t session;       /* link session that issued the read */
+    unsigned zbuf;          /* 1 + the compression buffer its frame went out from; 0: none */
 };
+
+/* Compressed frames are built outside the data area, in one of these
+ * (--compress): a frame that finds none free goes out as it is. */
+#define ZBUFS 8
 
 struct primary {
     uv_loop_t *loop;
@@ -181,6 +187,14 @@ struct primary {
     struct bs_rate rl;
     uv_timer_t rl_timer;
     bool rl_waiting;                /* rl_timer runs: the pump waits for tokens */
+    /* --compress (primary/pump.c): ZDATA frames, when the secondary agreed. */
+    bool compress;                  /* asked for */
+    int compress_level;
+    bool zstd_on;                   /* agreed for this session */
+    struct bs_zcomp zc;
+    uint8_t *zbuf[ZBUFS];           /* header, compressed payload, CRC */
+    bool zbuf_busy[ZBUFS];
+    size_t zbuf_cap;                /* compressed payload room of each */
     uint64_t vf_runs, vf_last_differing;
     uint64_t vf_seals_held;         /* times a seal waited for a batch's reads */
     uint64_t seal_seq;              /* counts seals started (either kind) */
@@ -410,6 +424,10 @@ void seal_drain_start(struct primary *p);
 void pump(struct primary *p);
 /* Coalesces wake-ups into one pump per loop turn. */
 void schedule_pump(struct primary *p);
+/* --compress: the context and the frame buffers (0 or -ENOMEM); their
+ * release, which a failed setup may call too. */
+int compress_setup(struct primary *p);
+void compress_teardown(struct primary *p);
 /* --rate-limit's timer: the bucket holds the next frame again. */
 void pump_on_rate_timer(uv_timer_t *t);
 void setup_slots(struct primary *p);

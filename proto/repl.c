@@ -188,6 +188,25 @@ int bsr_frame_unpack(const uint8_t in[BSR_FRAME_HDR_LEN], const struct bsr_limit
             return -EPROTO;
         }
         return 0;
+    case BSR_ZDATA:
+        if (!lim->zstd || lim->version < 5) {
+            *why = "compressed data frame in a session that did not agree to them";
+            return -EPROTO;
+        }
+        if (!from_primary) {
+            *why = "data frame from the secondary";
+            return -EPROTO;
+        }
+        /* The decompressed size is checked against the disk once known. */
+        if (f->count == 0 || f->count > lim->max_payload) {
+            *why = "compressed payload empty or over the negotiated payload limit";
+            return -EPROTO;
+        }
+        if (f->sector >= lim->disk_sectors) {
+            *why = "extent beyond the end of the disk";
+            return -EPROTO;
+        }
+        return 0;
     case BSR_FLUSH:
         if (!from_primary) {
             *why = "flush from the secondary";

@@ -16,10 +16,13 @@
 /* The newest version this build speaks, and the oldest it still accepts.
  * Version 2 adds epochs (END_EPOCH, COMMITTED, ABORT_EPOCH); version 3
  * adds block checksums (HASHES, HASHED); version 4 the replica's own
- * changes, sent after the welcome (EXTENTS).  The hello carries the primary's
- * newest version and the welcome the one chosen, min of both sides'
- * newest. */
-#define BSR_VERSION 4u
+ * changes, sent after the welcome (EXTENTS).  Version 5: the trailer of a
+ * DATA or ZDATA frame is the CRC32C of its header alone (the payload is
+ * authenticated by TLS's AEAD, and checked disk to disk by verify), and
+ * compressed data frames (ZDATA) when both sides agree in the handshake.
+ * The hello carries the primary's newest version and the welcome the one
+ * chosen, min of both sides' newest. */
+#define BSR_VERSION 5u
 #define BSR_VERSION_MIN 1u
 #define BSR_SECTOR_SIZE 512u
 #define BSR_ID_LEN 16
@@ -43,7 +46,7 @@
 /* Primary -> secondary, the first 128 bytes inside TLS. */
 struct bsr_hello {
     uint16_t version;
-    uint16_t flags;                 /* none defined: 0 */
+    uint16_t flags;                 /* BSR_HF_*; version 4 and older: 0 */
     uint64_t disk_bytes;
     uint32_t sector_size;           /* BSR_SECTOR_SIZE */
     uint32_t max_payload;           /* largest DATA payload it will send, bytes */
@@ -78,8 +81,15 @@ enum bsr_status {
  * it holds (it was a primary, demoted): EXTENTS frames follow the welcome,
  * the last with count 0, before anything else it sends. */
 #define BSR_WF_EXTENTS 2u
+/* Version 5: the secondary takes ZDATA frames (the hello offered them). */
+#define BSR_WF_ZSTD 4u
 #define BSR_WF_KNOWN_V3 BSR_WF_CHECKSUM
-#define BSR_WF_KNOWN (BSR_WF_CHECKSUM | BSR_WF_EXTENTS)
+#define BSR_WF_KNOWN_V4 (BSR_WF_CHECKSUM | BSR_WF_EXTENTS)
+#define BSR_WF_KNOWN (BSR_WF_CHECKSUM | BSR_WF_EXTENTS | BSR_WF_ZSTD)
+
+/* Hello flags (version 5). */
+#define BSR_HF_ZSTD 1u /* the primary would send zstd-compressed data (ZDATA) */
+#define BSR_HF_KNOWN BSR_HF_ZSTD
 /* One EXTENTS entry: u64 sector, u32 count (sectors), u32 reserved 0. */
 #define BSR_EXTENT_LEN 16u
 #define BSR_EXTENTS_MAX 4096u  /* entries in one EXTENTS frame, at most */
@@ -119,8 +129,13 @@ enum bsr_kind {
     /* Version 4. */
     BSR_EXTENTS = 12,   /* S->P  `count` extents where the replica may differ from the
                            generation it holds (count 0: the last such frame) */
+    /* Version 5, when the welcome has BSR_WF_ZSTD. */
+    BSR_ZDATA = 13,     /* P->S  a DATA frame's payload compressed: `count` bytes, one
+                           zstd frame that names its content size, a whole number of
+                           sectors (at least one, at most the payload limit) written
+                           from `sector` */
 };
-#define BSR_KIND_MAX BSR_EXTENTS
+#define BSR_KIND_MAX BSR_ZDATA
 
 /* The 16-byte frame header:
  *   bytes 0..7   sector (u64), or the sequence/timestamp for control kinds
@@ -144,7 +159,15 @@ struct bsr_limits {
     uint16_t version;       /* the version agreed; 0 is taken as 1 */
     uint64_t disk_sectors;
     uint32_t max_payload;   /* bytes */
+    bool zstd;              /* version 5: ZDATA frames were agreed */
 };
+
+/* Whether a frame's trailer CRC covers its payload as well as its header:
+ * always, except for data frames from version 5 on. */
+static inline bool bsr_crc_covers_payload(uint16_t version, uint8_t kind)
+{
+    return version < 5 || (kind != BSR_DATA && kind != BSR_ZDATA);
+}
 
 void bsr_hello_pack(const struct bsr_hello *h, uint8_t out[BSR_HELLO_LEN]);
 /* Returns 0, or -EPROTO with *why set when the bytes are not a hello. */
@@ -167,6 +190,7 @@ static inline uint32_t bsr_frame_payload(const struct bsr_frame *f)
     case BSR_HASHES: return BSR_HASH_RANGE_LEN + f->count * 8u;
     case BSR_HASHED: return (f->count + 7u) / 8u;
     case BSR_EXTENTS: return f->count * BSR_EXTENT_LEN;
+    case BSR_ZDATA: return f->count;
     default: return 0;
     }
 }

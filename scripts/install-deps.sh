@@ -11,6 +11,7 @@ packages=(
   libinih-dev  # one configuration file per resource (INI)
   libsystemd-dev  # sd_notify: readiness, status and the watchdog under systemd
   libmicrohttpd-dev  # the agents' Prometheus endpoint
+  libzstd-dev  # --compress zstd: data frames compressed for slow links
   go-md2man  # the manual pages' troff, from their Markdown
   dpkg-dev man-db  # the Debian package (CPack, dpkg-shlibdeps) and its test
   # run and test

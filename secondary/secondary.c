@@ -265,6 +265,9 @@ static ssize_t status_handler(void *opaque, const char *request, char *reply, si
     bs_json_add_u64(&b, "inflight_bytes", sec->unflushed_bytes);
     bs_json_add_u64(&b, "sent_bytes", 0);
     bs_json_add_u64(&b, "received_bytes", sec->received_bytes);
+    bs_json_add_u64(&b, "compressed_frames", sec->zdata_frames);
+    bs_json_add_u64(&b, "compressed_wire_bytes", sec->zdata_wire_bytes);
+    bs_json_add_u64(&b, "compressed_raw_bytes", sec->zdata_raw_bytes);
     bs_json_add_u64(&b, "checksum_compared_bytes", sec->hashed_bytes);
     bs_json_add_u64(&b, "checksum_differing_blocks", sec->hash_differ_blocks);
     bs_json_add_u64(&b, "written_bytes", sec->written_bytes);

@@ -27,6 +27,7 @@
 #include <uv.h>
 
 #include "common/changes.h"
+#include "common/compress.h"
 #include "common/conn.h"
 #include "common/events.h"
 #include "common/metrics.h"
@@ -42,7 +43,7 @@
 /* The newest protocol version this agent speaks (2: epochs and the
  * journal, secondary/epoch.c; 3: block checksums, secondary/hashcheck.c);
  * it accepts hellos of BSR_VERSION_MIN up. */
-#define SECONDARY_VERSION 4u
+#define SECONDARY_VERSION 5u
 #define TICK_MS 1000                  /* handshake timeouts are checked this often */
 /* One more buffer than the connection can queue: round-robin reuse then
  * never overwrites a frame still waiting in the queue. */
@@ -186,6 +187,10 @@ struct session {
     bool checksum_asked;        /* its welcome asked for a checksum resync */
     bool own_sent;              /* the replica's own changes went to it (EXTENTS) */
     uint8_t *own_buf;           /* their frames, until the session is freed */
+    /* ZDATA (version 5, agreed in the welcome): the compressed payload is
+     * read here, then decompressed into `buf`. */
+    uint8_t *zbuf;
+    struct bs_zdec zd;
     uint16_t welcome_flags;
 
     /* Version 2 epochs on this link (secondary/epoch.c). */
@@ -253,6 +258,8 @@ struct secondary {
     uint64_t hashed_bytes;      /* replica bytes compared by checksum */
     uint64_t hash_differ_blocks; /* blocks found different */
     uint64_t received_bytes;
+    uint64_t zdata_frames;      /* compressed data frames taken (--compress on the primary) */
+    uint64_t zdata_wire_bytes, zdata_raw_bytes; /* their size on the link, and unpacked */
     uint64_t written_bytes;
     uint64_t durable_bytes;
     uint64_t unflushed_bytes;   /* written, not yet covered by a finished fsync */

@@ -60,6 +60,8 @@ static void on_session_conn_closed(void *arg)
     if (s->buf && !s->buf->queued)
         s->buf->busy = false; /* read into, never submitted */
     free(s->own_buf);
+    free(s->zbuf);
+    bs_zdec_free(&s->zd);
     free(s);
 }
 
@@ -91,6 +93,34 @@ void session_reject_frame(struct session *s, const char *why)
 
 static void read_payload(struct session *s);
 
+/* A ZDATA frame becomes the DATA frame it stands for: its payload
+ * decompressed into the session's buffer, checked against the disk.
+ * False if it was refused (the session ends). */
+static bool unpack_zdata(struct session *s, uint32_t *plen)
+{
+    const char *why = NULL;
+    long n = bs_zdec_payload(&s->zd, s->buf->data, s->limits.max_payload, BSR_SECTOR_SIZE,
+                             s->zbuf, s->frame.count, &why);
+    uint64_t sectors;
+
+    if (n < 0) {
+        session_reject_frame(s, why);
+        return false;
+    }
+    sectors = (uint64_t)n / BSR_SECTOR_SIZE;
+    if (sectors > s->limits.disk_sectors - s->frame.sector) {
+        session_reject_frame(s, "compressed data beyond the end of the disk");
+        return false;
+    }
+    s->sec->zdata_frames++;
+    s->sec->zdata_wire_bytes += s->frame.count;
+    s->sec->zdata_raw_bytes += (uint64_t)n;
+    s->frame.kind = BSR_DATA;
+    s->frame.count = (uint32_t)sectors;
+    *plen = (uint32_t)n;
+    return true;
+}
+
 static void apply_frame(struct session *s)
 {
     struct secondary *sec = s->sec;
@@ -101,12 +131,14 @@ static void apply_frame(struct session *s)
     memcpy(&got, s->trailer, sizeof(got));
     got = le32toh(got);
     want = crc32c(0, s->hdr, BSR_FRAME_HDR_LEN);
-    if (plen)
-        want = crc32c(want, s->buf->data, plen);
+    if (plen && bsr_crc_covers_payload(s->limits.version, s->frame.kind))
+        want = crc32c(want, s->frame.kind == BSR_ZDATA ? s->zbuf : s->buf->data, plen);
     if (want != got) {
         session_reject_frame(s, "CRC32C of the payload does not match");
         return;
     }
+    if (s->frame.kind == BSR_ZDATA && !unpack_zdata(s, &plen))
+        return;
     s->last_rx_ms = sec_now_ms(sec);
     if (s->frame.kind == BSR_HASHES) {
         hashcheck_frame(s);
@@ -213,7 +245,8 @@ void session_resume(struct session *s)
         session_read_header(s);
         return;
     }
-    if ((s->frame.kind == BSR_DATA || s->frame.kind == BSR_HASHES) && !s->buf) {
+    if ((s->frame.kind == BSR_DATA || s->frame.kind == BSR_ZDATA || s->frame.kind == BSR_HASHES) &&
+        !s->buf) {
         read_payload(s);
         return;
     }
@@ -307,7 +340,8 @@ static void read_payload(struct session *s)
         return;
     }
     s->state = ST_PAYLOAD;
-    if (bs_conn_read(s->conn, s->buf->data, bsr_frame_payload(&s->frame), on_payload, s) < 0)
+    if (bs_conn_read(s->conn, s->frame.kind == BSR_ZDATA ? s->zbuf : s->buf->data,
+                     bsr_frame_payload(&s->frame), on_payload, s) < 0)
         session_peer_lost(s, "connection lost (read error)");
 }
 
@@ -404,7 +438,7 @@ static void on_hello(struct bs_conn *c, int status, void *arg)
         return;
     }
     if (h.max_payload < BSR_SECTOR_SIZE || h.max_payload > BSR_MAX_PAYLOAD_LIMIT ||
-        h.max_payload % BSR_SECTOR_SIZE || h.flags != 0) {
+        h.max_payload % BSR_SECTOR_SIZE || (h.flags & ~(h.version >= 5 ? BSR_HF_KNOWN : 0u))) {
         refuse(s, BSR_E_LIMITS, "payload limit or flags out of range");
         return;
     }
@@ -442,6 +476,17 @@ static void on_hello(struct bs_conn *c, int status, void *arg)
     }
     s->limits.disk_sectors = sec->disk_bytes / BSR_SECTOR_SIZE;
     s->limits.max_payload = h.max_payload < sec->max_payload ? h.max_payload : sec->max_payload;
+    if (s->limits.version >= 5 && (h.flags & BSR_HF_ZSTD)) {
+        /* Compressed frames: taken unless memory is short (then the
+         * primary sends them as they are). */
+        s->zbuf = malloc(s->limits.max_payload);
+        if (s->zbuf && bs_zdec_init(&s->zd) == 0) {
+            s->welcome_flags |= BSR_WF_ZSTD;
+            s->limits.zstd = true;
+        } else {
+            BS_WARN(MOD, "no memory for compressed frames: the primary sends them as they are");
+        }
+    }
     sec_notify(sec);
     sec_event(sec, "connected", sec->peer, "");
     BS_INFO(MOD, "primary %s connected (protocol version %u, max payload %u bytes)", sec->peer,

@@ -331,7 +331,10 @@ static int next_frame(struct session *s, double deadline)
             memcpy(&crc, s->buf + want - CRC, CRC);
             s->len = 0;
             s->have_hdr = false;
-            if (le32toh(crc) != crc32c(0, s->buf, want - CRC)) {
+            /* From version 5 a data frame's trailer covers its header only. */
+            if (le32toh(crc) != crc32c(0, s->buf, bsr_crc_covers_payload(s->limits.version, s->f.kind)
+                                                      ? want - CRC
+                                                      : HDR)) {
                 s->end = "a frame from the primary with a bad CRC32C";
                 return -1;
             }

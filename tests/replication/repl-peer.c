@@ -35,7 +35,7 @@
  *   bad-crc     a whole DATA frame whose CRC32C does not match
  *   truncated   a DATA header and half its payload, then close_notify
  *   truncated-abrupt  the same, then close() without close_notify
- *   unknown-kind     a header of kind BSR_KIND_MAX + 1 (13), which no version
+ *   unknown-kind     a header of kind BSR_KIND_MAX + 1 (14), which no version
  *                    defines (header only)
  *   wrong-direction  an ACK header, which only the secondary may send
  *   huge-count  a DATA header at sector 0 with count 2^32-1 (header only)
@@ -47,6 +47,18 @@
  *   zero        a ZERO frame at --sector/--count (any size up to the disk),
  *               then FLUSH 1; waits for ACK 1 and reports how long that
  *               took and how many heartbeats came meanwhile
+ *
+ * Version 5 (--proto-version 5), compressed frames, each a whole ZDATA
+ * frame of --count sectors of --pattern (or what the name says) at
+ * --sector:
+ *   zdata-garbage   a payload that is no zstd frame
+ *   zdata-odd       one that decompresses to 1000 bytes, not whole sectors
+ *   zdata-beyond    two sectors at the last sector of the disk
+ *   zdata-trailing  a valid frame with 8 bytes after it
+ *   zdata-big       one that decompresses to a sector over the payload limit
+ *   zdata-unagreed  a valid one in a session whose hello did not offer them
+ *                   (without --compress)
+ * and with --compress, the epochs case sends its DATA frames as ZDATA.
  *
  * Version 2 (--proto-version 2), epochs:
  *   epochs      --epochs N epochs numbered from --first-epoch F: epoch e is
@@ -87,6 +99,7 @@
 #include <openssl/x509v3.h>
 
 #include "common/crc32c.h"
+#include <zstd.h>
 #include "proto/repl.h"
 
 static const char *opt_cert, *opt_key, *opt_ca, *opt_peer_name = "secondary";
@@ -95,6 +108,8 @@ static uint32_t opt_max_payload = BSR_DEFAULT_MAX_PAYLOAD;
 static uint64_t opt_sector = 0;
 static uint32_t opt_count = 8;
 static int opt_pattern = 0xa5;
+static bool opt_compress;          /* --compress: the hello offers ZDATA frames */
+static unsigned agreed_version = 1; /* the welcome's: what a trailer's CRC covers */
 static unsigned opt_version = 1; /* the protocol version the hello offers */
 static unsigned opt_timeout = 10;
 static uint64_t opt_epochs = 3, opt_first_epoch = 1;
@@ -114,6 +129,8 @@ static void usage(FILE *f)
           "CASE: handshake silent-tls bad-magic size beyond-end wrap count0 over-limit\n"
           "      unknown-kind wrong-direction huge-count garbage reset bad-crc truncated\n"
           "      truncated-abrupt good zero\n"
+          "      zdata-garbage zdata-odd zdata-beyond zdata-trailing zdata-big zdata-unagreed\n"
+          "                 (version 5; --compress offers compressed frames)\n"
           "       epochs [--epochs N] [--first-epoch F] [--frames K] [--partial M] [--abort]\n"
           "       repl-peer [--count N] [--timeout SEC] hold HOST:PORT\n",
           f);
@@ -457,6 +474,7 @@ static void send_hello(struct peer *p, uint64_t disk_bytes, bool bad_magic)
     h.max_payload = opt_max_payload;
     memcpy(h.primary_id, opt_primary_id, BSR_ID_LEN);
     h.generation = 1;
+    h.flags = opt_compress ? BSR_HF_ZSTD : 0;
     bsr_hello_pack(&h, buf);
     if (bad_magic)
         memcpy(buf, "NOTBLKSH", 8);
@@ -482,6 +500,8 @@ static bool read_welcome(struct peer *p)
     say("welcome: status %d (%s) disk_bytes %" PRIu64 " max_payload %u reason \"%s\"", w.status,
         bsr_status_str(w.status), w.disk_bytes, w.max_payload, w.reason);
     say("welcome: version %u epoch %" PRIu64, w.version, w.epoch);
+    say("welcome: flags 0x%x", w.flags);
+    agreed_version = w.version;
     if (w.status != BSR_OK) {
         result("refused %d", w.status);
         return false;
@@ -570,7 +590,10 @@ static size_t build_frame(uint8_t *buf, uint64_t sector, uint32_t count, uint8_t
     bsr_frame_pack(&f, buf);
     if (plen)
         memcpy(buf + BSR_FRAME_HDR_LEN, payload, plen);
-    crc = htole32(crc32c(0, buf, BSR_FRAME_HDR_LEN + plen) ^ crc_xor);
+    crc = htole32(crc32c(0, buf, BSR_FRAME_HDR_LEN +
+                                     (bsr_crc_covers_payload((uint16_t)agreed_version, kind) ? plen
+                                                                                              : 0)) ^
+                  crc_xor);
     memcpy(buf + BSR_FRAME_HDR_LEN + plen, &crc, BSR_FRAME_CRC_LEN);
     return BSR_FRAME_HDR_LEN + plen + BSR_FRAME_CRC_LEN;
 }
@@ -588,8 +611,19 @@ static bool send_epoch_frames(struct peer *p, uint64_t e, uint32_t frames, uint8
 
     memset(payload, epoch_pattern(e), plen);
     for (uint32_t i = 0; i < frames; i++) {
-        size_t len = build_frame(frame, opt_sector + (uint64_t)i * opt_count, opt_count, BSR_DATA,
-                                 payload, plen, 0);
+        size_t len;
+        if (opt_compress) {
+            /* ZDATA: the same payload as one zstd frame. */
+            static uint8_t z[BSR_MAX_PAYLOAD_LIMIT + 4096];
+            size_t n = ZSTD_compress(z, sizeof(z), payload, plen, 3);
+            if (ZSTD_isError(n))
+                exit(1);
+            len = build_frame(frame, opt_sector + (uint64_t)i * opt_count, (uint32_t)n, BSR_ZDATA,
+                              z, (uint32_t)n, 0);
+        } else {
+            len = build_frame(frame, opt_sector + (uint64_t)i * opt_count, opt_count, BSR_DATA,
+                              payload, plen, 0);
+        }
         if (!send_all(p, frame, len, "sending a DATA frame"))
             return false;
     }
@@ -734,7 +768,38 @@ static int run_tls(const char *c, const char *hostport, bool with_cert)
     if (!frame || !payload)
         exit(1);
     memset(payload, opt_pattern, plen);
-    if (strcmp(c, "bad-crc") == 0) {
+    if (strncmp(c, "zdata-", 6) == 0) {
+        /* Malformed compressed frames (or one the session did not agree to). */
+        static uint8_t src[BSR_MAX_PAYLOAD_LIMIT], z[BSR_MAX_PAYLOAD_LIMIT + 4096];
+        static uint8_t zf[BSR_FRAME_HDR_LEN + sizeof(z) + BSR_FRAME_CRC_LEN];
+        uint64_t sector = opt_sector;
+        size_t slen = plen, n;
+        memset(src, opt_pattern, sizeof(src));
+        if (strcmp(c, "zdata-odd") == 0)
+            slen = 1000; /* not whole sectors */
+        if (strcmp(c, "zdata-beyond") == 0) {
+            sector = last - 1;
+            slen = 2 * BSR_SECTOR_SIZE;
+        }
+        n = ZSTD_compress(z, sizeof(z), src, slen, 3);
+        if (ZSTD_isError(n))
+            exit(1);
+        if (strcmp(c, "zdata-garbage") == 0) {
+            memset(z, opt_pattern, 64);
+            n = 64;
+        } else if (strcmp(c, "zdata-trailing") == 0) {
+            memset(z + n, 0, 8);
+            n += 8;
+        } else if (strcmp(c, "zdata-big") == 0) {
+            /* Decompresses to one sector more than the payload limit. */
+            n = ZSTD_compress(z, sizeof(z), src, p.limits.max_payload + BSR_SECTOR_SIZE, 3);
+        }
+        size_t len = build_frame(zf, sector, (uint32_t)n, BSR_ZDATA, z, (uint32_t)n, 0);
+        if (send_all(&p, zf, len, "sending the frame")) {
+            say("sent: ZDATA sector %" PRIu64 ", %zu bytes for %zu", sector, n, slen);
+            read_answers(&p, false, 0);
+        }
+    } else if (strcmp(c, "bad-crc") == 0) {
         size_t len = build_frame(frame, opt_sector, opt_count, BSR_DATA, payload, plen, 0x1);
         if (send_all(&p, frame, len, "sending the frame")) {
             say("sent: DATA sector %" PRIu64 " count %u with a spoiled CRC32C", opt_sector,
@@ -846,6 +911,7 @@ int main(int argc, char **argv)
         { "count", required_argument, NULL, 'c' },
         { "pattern", required_argument, NULL, 'p' },
         { "proto-version", required_argument, NULL, 'V' },
+        { "compress", no_argument, NULL, 'z' },
         { "timeout", required_argument, NULL, 't' },
         { "epochs", required_argument, NULL, 'E' },
         { "first-epoch", required_argument, NULL, 'F' },
@@ -880,6 +946,7 @@ int main(int argc, char **argv)
         case 's': opt_sector = parse_u64(optarg, "--sector"); break;
         case 'c': opt_count = (uint32_t)parse_u64(optarg, "--count"); break;
         case 'p': opt_pattern = (int)parse_u64(optarg, "--pattern") & 0xff; break;
+        case 'z': opt_compress = true; break;
         case 'V': opt_version = (unsigned)parse_u64(optarg, "--proto-version"); break;
         case 't': opt_timeout = (unsigned)parse_u64(optarg, "--timeout"); break;
         case 'E': opt_epochs = parse_u64(optarg, "--epochs"); break;

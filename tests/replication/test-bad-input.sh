@@ -81,6 +81,19 @@ s=$(status "$good_ctl")
 [ "$(jget "$s" written_bytes)" = 8192 ] && [ "$(jget "$s" received_bytes)" = 8192 ] &&
     [ "$(jget "$s" acked_bytes)" = 8192 ] && [ "$(jget "$s" bad_frames)" = 0 ] ||
     fail "the control secondary's counters are not one 8 KiB frame, durable: $s"
+# Version 5 with compressed frames: an epoch of two ZDATA frames (32
+# sectors of 0x11 from sector 4096) is committed and lands.
+note "control: an epoch of two compressed (ZDATA) frames, version 5"
+peer --proto-version 5 --compress --sector 4096 --count 16 --epochs 1 --frames 2 epochs "$SEC_ADDR"
+expect_result 'committed 1'
+grep -q '^welcome: flags 0x4$' <<<"$PEER_OUT" || fail "the welcome did not agree to compressed frames"
+head -c 16384 /dev/zero | tr '\0' '\021' |
+    dd of="$WORKDIR/expected.img" bs=512 seek=4096 conv=notrunc status=none
+expect_same "$WORKDIR/expected.img" "$good_rep" "the compressed frames' data on the replica"
+s=$(status "$good_ctl")
+[ "$(jget "$s" compressed_frames)" = 2 ] && [ "$(jget "$s" compressed_raw_bytes)" = 16384 ] &&
+    [ "$(jget "$s" compressed_wire_bytes)" -lt 1024 ] ||
+    fail "the secondary did not count two compressed frames of 8 KiB each: $s"
 stop_pid "$SEC_PID"
 
 # ---- The target of the bad input ------------------------------------------------------
@@ -178,7 +191,7 @@ case_run "frame truncated mid-payload (no close_notify)" 'session with .* ended:
 expect_result sent
 
 bad_frames=6
-case_run "header of an unknown kind" 'bad frame .*kind 13\): unknown frame kind' unknown-kind "$addr"
+case_run "header of an unknown kind" 'bad frame .*kind 14\): unknown frame kind' unknown-kind "$addr"
 expect_result 'error-frame 8'
 bad_frames=7
 case_run "ACK header from the primary" 'bad frame .*: acknowledgement from the primary' \
@@ -193,6 +206,42 @@ case_run "64 KiB of random bytes after the welcome" 'bad frame .*nothing applied
 expect_result '(error-frame 8|closed)'
 case_run "frame cut off by a TCP reset" 'session with .* ended' --sector 64 --count 16 reset "$addr"
 expect_result sent
+
+# Version 5: the trailer covers the header of a data frame (TLS vouches for
+# the payload), and is still checked; compressed frames are checked before
+# anything is written.
+bad_frames=10
+case_run "version 5 DATA frame with a bad CRC32C" 'bad frame .*: CRC32C of the payload does not match' \
+    --proto-version 5 --sector 64 --count 16 bad-crc "$addr"
+expect_result 'error-frame 8'
+bad_frames=11
+case_run "compressed frame in a session that did not offer them" \
+    'bad frame .*kind 13\): compressed data frame in a session that did not agree' \
+    --proto-version 5 --sector 64 --count 16 zdata-unagreed "$addr"
+expect_result 'error-frame 8'
+bad_frames=12
+case_run "compressed payload that is not zstd" 'bad frame .*: compressed payload is not a zstd frame' \
+    --proto-version 5 --compress --sector 64 --count 16 zdata-garbage "$addr"
+expect_result 'error-frame 8'
+bad_frames=13
+case_run "compressed payload of 1000 bytes" 'bad frame .*: compressed payload.s size is not whole sectors' \
+    --proto-version 5 --compress --sector 64 --count 16 zdata-odd "$addr"
+expect_result 'error-frame 8'
+bad_frames=14
+case_run "compressed payload over the payload limit" \
+    'bad frame .*: compressed payload.s size is not whole sectors within the payload limit' \
+    --proto-version 5 --compress --sector 64 --count 16 zdata-big "$addr"
+expect_result 'error-frame 8'
+bad_frames=15
+case_run "compressed frame running past the disk's end" \
+    'bad frame .*: compressed data beyond the end of the disk' \
+    --proto-version 5 --compress zdata-beyond "$addr"
+expect_result 'error-frame 8'
+bad_frames=16
+case_run "compressed payload with bytes after its frame" \
+    'bad frame .*: compressed payload is not exactly one zstd frame' \
+    --proto-version 5 --compress --sector 64 --count 16 zdata-trailing "$addr"
+expect_result 'error-frame 8'
 
 # ---- Pairing -----------------------------------------------------------------------------
 

@@ -110,7 +110,8 @@ static void raw_frame(uint8_t out[BSR_FRAME_HDR_LEN], uint64_t sector, uint32_t 
 }
 
 static const struct bsr_limits LIM = {
-    .version = 4,
+    .version = 5,
+    .zstd = true,
     .disk_sectors = 1000,
     .max_payload = 64 * 1024, /* 128 sectors */
 };
@@ -530,7 +531,7 @@ static void test_frame_flags_reserved(void **state)
                        ? false
                        : true;
         uint32_t count = kind == BSR_DATA || kind == BSR_ZERO || kind == BSR_HASHES ||
-                                 kind == BSR_HASHED || kind == BSR_EXTENTS
+                                 kind == BSR_HASHED || kind == BSR_EXTENTS || kind == BSR_ZDATA
                              ? 1
                              : 0;
         uint64_t sector = kind == BSR_EXTENTS ? 0 : 10;
@@ -574,10 +575,38 @@ static void test_frame_epochs(void **state)
     accept_frame(3, 4, BSR_DATA, &v1, true);
 }
 
+/* Version 5's ZDATA: only from the primary, only when the session agreed
+ * to it, its count the compressed bytes (1 to the payload limit) and its
+ * sector on the disk (the decompressed size is checked once known). */
+static void test_frame_zdata(void **state)
+{
+    struct bsr_limits v4 = LIM, off = LIM;
+
+    (void)state;
+    v4.version = 4;
+    off.zstd = false;
+    accept_frame(999, 1, BSR_ZDATA, &LIM, true);
+    accept_frame(0, LIM.max_payload, BSR_ZDATA, &LIM, true);
+    reject_frame(0, LIM.max_payload + 1, BSR_ZDATA, 0, 0, &LIM, true);
+    reject_frame(0, 0, BSR_ZDATA, 0, 0, &LIM, true);
+    reject_frame(1000, 1, BSR_ZDATA, 0, 0, &LIM, true);
+    reject_frame(10, 100, BSR_ZDATA, 0, 0, &LIM, false);
+    reject_frame(10, 100, BSR_ZDATA, 0, 0, &off, true);
+    reject_frame(10, 100, BSR_ZDATA, 0, 0, &v4, true);
+    assert_int_equal(bsr_frame_payload(&(struct bsr_frame){ .kind = BSR_ZDATA, .count = 777 }),
+                     777);
+    /* What the trailer's CRC covers. */
+    assert_true(bsr_crc_covers_payload(4, BSR_DATA));
+    assert_false(bsr_crc_covers_payload(5, BSR_DATA));
+    assert_false(bsr_crc_covers_payload(5, BSR_ZDATA));
+    assert_true(bsr_crc_covers_payload(5, BSR_HASHES));
+    assert_true(bsr_crc_covers_payload(5, BSR_EXTENTS));
+}
+
 static void test_frame_unknown_kind(void **state)
 {
     (void)state;
-    static const uint8_t kinds[] = {0, BSR_KIND_MAX + 1, 13, 0x41, 0x80, 0xff};
+    static const uint8_t kinds[] = {0, BSR_KIND_MAX + 1, 0x3f, 0x41, 0x80, 0xff};
 
     for (size_t i = 0; i < sizeof(kinds); i++) {
         reject_frame(0, 0, kinds[i], 0, 0, &LIM, true);
@@ -924,6 +953,7 @@ int main(void)
         cmocka_unit_test(test_frame_round_trip),
         cmocka_unit_test(test_frame_flags_reserved),
         cmocka_unit_test(test_frame_unknown_kind),
+        cmocka_unit_test(test_frame_zdata),
         cmocka_unit_test(test_frame_epochs),
         cmocka_unit_test(test_frame_extent_count),
         cmocka_unit_test(test_frame_extent_bounds),
