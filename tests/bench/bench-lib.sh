@@ -655,6 +655,8 @@ run_qemu_mirror() {
         die "QEMU mirror failed; see $WORK/qsd.log and $WORK/qemu-nbd.log"
     T_RUN=$(calc %.3f "$tr - $t0")
     HOST_BUSY=$(host_cpu_busy)
+    # Both of QEMU's processes, over the whole mirror.
+    QEMU_CPU=$(calc %.2f "($(cpu_ticks "$qs") + $(cpu_ticks "$qn")) / $CLK_TCK")
     stop_pid "$qs" TERM
     stop_pid "$qn" TERM
 }
