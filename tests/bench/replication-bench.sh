@@ -59,7 +59,8 @@ default_build_dir
 : "${BENCH_KEEP:=0}"
 
 FILTER=$BENCH_BUILD_DIR/primary/writelog/nbdkit-writelog-filter.so
-PRIMARY=$BENCH_BUILD_DIR/primary/blkship-primary
+# BENCH_PRIMARY_BIN: another blkship-primary (an A/B of one change).
+PRIMARY=${BENCH_PRIMARY_BIN:-$BENCH_BUILD_DIR/primary/blkship-primary}
 SECONDARY=$BENCH_BUILD_DIR/secondary/blkship-secondary
 CLI=$BENCH_BUILD_DIR/cli/blkship
 MKCERTS=$REPO/scripts/mkcerts.sh
@@ -154,8 +155,12 @@ MB=1000000
 # =========================================================================
 
 declare -A T1 # T1[method,round]
-METHODS=(blkship qemu limit dd ddsync)
-[ "$BENCH_QEMU_UNTUNED" = 1 ] && METHODS+=(qemuu)
+if [ -n "${BENCH_SYNC_METHODS:-}" ]; then
+    read -r -a METHODS <<<"$BENCH_SYNC_METHODS"
+else
+    METHODS=(blkship qemu limit dd ddsync)
+    [ "$BENCH_QEMU_UNTUNED" = 1 ] && METHODS+=(qemuu)
+fi
 declare -A MNAME=([blkship]="blkship (TLS)" [qemu]="qemu mirror tuned (TLS)" [qemuu]="qemu mirror UNTUNED (TLS)"
     [limit]="limit: fio read+write at once" [dd]="dd oflag=direct" [ddsync]="dd oflag=direct conv=fsync")
 declare -A C1 # C1[method,round]: CPU seconds of the method's processes
@@ -241,6 +246,7 @@ if has_part sync; then
         for ((r = 1; r <= BENCH_ROUNDS; r++)); do v+=("${T1[$m,$r]}"); done
         M1[$m]=$(median "${v[@]}")
     done
+    if [ -z "${BENCH_SYNC_METHODS:-}" ]; then
     rq=() rd=() rds=()
     for ((r = 1; r <= BENCH_ROUNDS; r++)); do
         rq+=("$(calc %.4f "${T1[qemu,$r]} / ${T1[blkship,$r]}")")
@@ -263,9 +269,10 @@ if has_part sync; then
     S1_QEMU_R=$(median "${rq[@]}")
     S1_DD_R=$(median "${rd[@]}")
     S1_DDS_R=$(median "${rds[@]}")
+    fi
     note "   medians: $(for m in "${METHODS[@]}"; do printf '%s %.3f s; ' "$m" "${M1[$m]}"; done)"
-    note "   blkship speedup over qemu mirror: $S1_QEMU (median of per-round ratios $(calc %.2f "$S1_QEMU_R"))"
-    note "   blkship speed / dd oflag=direct: $(calc %.1f "$S1_DD * 100")%; / dd conv=fsync: $(calc %.1f "$S1_DDS * 100")%"
+    [ -n "${BENCH_SYNC_METHODS:-}" ] || note "   blkship speedup over qemu mirror: $S1_QEMU (median of per-round ratios $(calc %.2f "$S1_QEMU_R"))"
+    [ -n "${BENCH_SYNC_METHODS:-}" ] || note "   blkship speed / dd oflag=direct: $(calc %.1f "$S1_DD * 100")%; / dd conv=fsync: $(calc %.1f "$S1_DDS * 100")%"
     note ""
 fi
 
@@ -639,11 +646,13 @@ if has_part sync; then
         for ((r = 1; r <= BENCH_ROUNDS; r++)); do per+="${T1[$m,$r]} "; done
         note "    $(printf '%-30s %9.3f %9.1f   %s' "${MNAME[$m]}" "${M1[$m]}" "$(calc %.1f "$SIZE / $MB / ${M1[$m]}")" "$per")"
     done
+    if [ -z "${BENCH_SYNC_METHODS:-}" ]; then
     note "    blkship / limit:            $(printf '%6.3f' "$S1_LIMIT") (per-round median $(calc %.3f "$S1_LIMIT_R"))   target <= 1.1: $(verdict "$S1_LIMIT <= 1.1")"
     note "    CPU s per GiB, all processes: blkship ${MC1[blkship]} (target <= 1.2: $(verdict "${MC1[blkship]} <= 1.2")), qemu tuned ${MC1[qemu]}${MC1[qemuu]:+, qemu untuned ${MC1[qemuu]}}"
     note "    blkship vs qemu mirror (tuned): $(printf '%6.2fx faster' "$S1_QEMU") (per-round median $(calc %.2f "$S1_QEMU_R")x)   ahead: $(verdict "$S1_QEMU > 1")"
     note "    blkship vs dd oflag=direct: $(printf '%6.1f%% of its speed' "$(calc %.1f "$S1_DD * 100")") (per-round median $(calc %.1f "$S1_DD_R * 100")%)   target >= 80%: $(verdict "$S1_DD >= 0.8")"
     note "    blkship vs dd conv=fsync:   $(printf '%6.1f%% of its speed' "$(calc %.1f "$S1_DDS * 100")") (per-round median $(calc %.1f "$S1_DDS_R * 100")%)   (for reference)"
+    fi
 fi
 if has_part catchup; then
     note ""
