@@ -433,6 +433,20 @@ static void print_human(struct json_object *obj, FILE *f)
         if (rc && is_number(rc) && json_object_get_int64(rc) > 0)
             fprintf(f, "reconnects  %" PRId64 "\n", json_object_get_int64(rc));
     }
+    {
+        /* --compress: what it saves (raw / wire). */
+        struct json_object *z = member(obj, "compression");
+        struct json_object *ratio = member(obj, "compress_ratio");
+        if (z && json_object_is_type(z, json_type_string) && strcmp(json_object_get_string(z), "none") &&
+            ratio && is_number(ratio)) {
+            fputs("compression ", f);
+            put_field_text(f, obj, "compression");
+            fprintf(f, ", ratio %.2f%s\n", json_object_get_double(ratio),
+                    json_object_get_boolean(member(obj, "compression_active"))
+                        ? ""
+                        : " (not agreed by the secondary)");
+        }
+    }
     if (member(obj, "device")) {
         fputs("device      ", f);
         put_field_text(f, obj, "device");

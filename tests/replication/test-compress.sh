@@ -7,7 +7,7 @@
 #     zstd:3 agreed, compressed frames, frames that did not pay and frames
 #     sent without a try; its wire count is exactly the secondary's
 #     compressed bytes plus what went uncompressed; the ratio is above 1.2
-#     and below 2.
+#     and below 2, and the human status shows it.
 #  2. Writes through NBD while replicating (compressible and random ranges,
 #     qemu-io): they converge byte for byte.
 #  3. A primary without --compress on the same pair sends no compressed
@@ -59,6 +59,9 @@ expect_wire=$(($(jget "$t" compressed_wire_bytes) + bytes - $(jget "$t" compress
     fail "the primary counts $(jget "$s" compress_wire_bytes) bytes on the wire, the secondary's frames make $expect_wire"
 awk -v r="$(jget "$s" compress_ratio)" 'BEGIN { exit !(r > 1.2 && r < 2) }' ||
     fail "ratio $(jget "$s" compress_ratio): not between 1.2 and 2 for a disk half 2:1, half random"
+human=$(bs_status --control "$pri_ctl")
+grep -Eq '^compression zstd:3, ratio 1\.[2-9][0-9]$' <<<"$human" ||
+    fail "the human status does not show the compression ratio:"$'\n'"$human"
 
 # ---- 2. Writes while replicating ---------------------------------------------------
 note "2: qemu-io writes compressible and random ranges through NBD"
