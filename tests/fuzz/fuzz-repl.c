@@ -75,7 +75,8 @@ static void fuzz_frame(struct fuzz_input *in, bool from_primary)
     FUZZ_CHECK(hdr);
     lim.disk_sectors = fuzz_u64(in);
     lim.max_payload = fuzz_u32(in);
-    lim.version = fuzz_u32(in) & 3;
+    lim.version = fuzz_u32(in) & 7;
+    lim.zstd = fuzz_u8(in) & 1;
     fuzz_take(in, hdr, BSR_FRAME_HDR_LEN);
     if (bsr_frame_unpack(hdr, &lim, from_primary, &f, &why) != 0) {
         FUZZ_CHECK(why != NULL);
@@ -113,6 +114,11 @@ static void fuzz_frame(struct fuzz_input *in, bool from_primary)
     case BSR_COMMITTED:
         FUZZ_CHECK(!from_primary && lim.version >= 2 && f.count == 0 && f.sector > 0);
         break;
+    case BSR_ZDATA:
+        /* Only where agreed; its payload within the limit, its sector on the disk. */
+        FUZZ_CHECK(from_primary && lim.zstd && lim.version >= 5);
+        FUZZ_CHECK(f.count >= 1 && f.count <= lim.max_payload && f.sector < lim.disk_sectors);
+        break;
     case BSR_HASHES:
     case BSR_HASHED:
         FUZZ_CHECK(from_primary == (f.kind == BSR_HASHES) && lim.version >= 3);
@@ -145,8 +151,10 @@ static void fuzz_frame(struct fuzz_input *in, bool from_primary)
     FUZZ_CHECK(bsr_frame_payload(&f) ==
                (f.kind == BSR_DATA     ? (uint64_t)f.count * BSR_SECTOR_SIZE
                 : f.kind == BSR_HASHES ? BSR_HASH_RANGE_LEN + 8ull * f.count
-                : f.kind == BSR_HASHED ? (f.count + 7ull) / 8
-                                       : 0));
+                : f.kind == BSR_HASHED  ? (f.count + 7ull) / 8
+                : f.kind == BSR_EXTENTS ? (uint64_t)f.count * BSR_EXTENT_LEN
+                : f.kind == BSR_ZDATA   ? f.count
+                                        : 0));
     free(hdr);
 }
 
