@@ -441,8 +441,9 @@ static void print_human(struct json_object *obj, FILE *f)
             ratio && is_number(ratio)) {
             fputs("compression ", f);
             put_field_text(f, obj, "compression");
+            bool up = json_object_get_boolean(member(obj, "connected"));
             fprintf(f, ", ratio %.2f%s\n", json_object_get_double(ratio),
-                    json_object_get_boolean(member(obj, "compression_active"))
+                    !up || json_object_get_boolean(member(obj, "compression_active"))
                         ? ""
                         : " (not agreed by the secondary)");
         }

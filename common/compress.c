@@ -1,6 +1,7 @@
 /* zstd behind common/compress.h. */
 #include "common/compress.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +71,7 @@ size_t bs_zcomp_payload(struct bs_zcomp *z, void *dst, size_t cap, const void *s
 
     if (z->skip) {
         z->skip--;
+        z->skipped++;
         bs_zcomp_note_raw(z, len);
         return 0;
     }
@@ -105,9 +107,19 @@ void bs_zdec_free(struct bs_zdec *d)
 long bs_zdec_payload(struct bs_zdec *d, void *dst, size_t cap, size_t unit, const void *src,
                      size_t len, const char **why)
 {
-    unsigned long long size = ZSTD_getFrameContentSize(src, len);
+    unsigned long long size;
     size_t n;
+    uint32_t magic = 0;
 
+    /* A zstd frame, not a legacy format or a skippable frame the library
+     * would also take. */
+    if (len >= 4)
+        memcpy(&magic, src, 4);
+    if (len < 4 || le32toh(magic) != ZSTD_MAGICNUMBER) {
+        *why = "compressed payload is not a zstd frame";
+        return -EPROTO;
+    }
+    size = ZSTD_getFrameContentSize(src, len);
     if (size == ZSTD_CONTENTSIZE_ERROR) {
         *why = "compressed payload is not a zstd frame";
         return -EPROTO;

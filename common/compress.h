@@ -33,6 +33,7 @@ struct bs_zcomp {
     uint64_t compressed;     /* payloads sent compressed */
     uint64_t not_paid;       /* payloads tried that did not pay */
     uint64_t skipped;        /* payloads sent without a try (backoff) */
+    uint64_t no_buffer;      /* payloads sent as they are: no buffer free to build one in */
 };
 
 /* 0 or -ENOMEM. */
@@ -45,7 +46,6 @@ static inline void bs_zcomp_note_raw(struct bs_zcomp *z, size_t len)
 {
     z->raw_bytes += len;
     z->wire_bytes += len;
-    z->skipped++;
 }
 /* Compresses src (len bytes) into dst (cap bytes, at least
  * bs_zcomp_bound(len)) when the backoff allows; returns the compressed

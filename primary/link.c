@@ -258,6 +258,11 @@ static void on_welcome(struct bs_conn *c, int status, void *arg)
         p->last_epoch = p->committed_epoch;
     p->peer_generation = w.generation;
     p->peer_version = w.version;
+    if ((w.flags & BSR_WF_ZSTD) && !p->compress) {
+        BS_ERR(MOD, "bad welcome from %s: it takes compressed frames we did not offer", p->peer);
+        link_down(p, "protocol error");
+        return;
+    }
     p->zstd_on = p->compress && (w.flags & BSR_WF_ZSTD);
     if (p->compress && !p->zstd_on)
         BS_WARN(MOD, "the secondary does not take compressed frames (protocol version %u): "
@@ -324,7 +329,7 @@ static void on_handshake(struct bs_conn *c, int status, void *arg)
     memcpy(h.primary_id, p->primary_id, BSR_ID_LEN);
     memcpy(h.replica_id, p->replica_id, BSR_ID_LEN);
     h.epoch = p->committed_epoch;
-    h.flags = p->compress ? BSR_HF_ZSTD : 0;
+    h.offers = p->compress ? BSR_HO_ZSTD : 0;
     gen_fill_hello(p, &h);
     bsr_hello_pack(&h, p->hello);
     p->ls = LS_WELCOME;

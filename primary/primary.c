@@ -411,6 +411,7 @@ static ssize_t status_handler(void *opaque, const char *request, char *reply, si
         bs_json_add_u64(&b, "compressed_frames", p->zc.compressed);
         bs_json_add_u64(&b, "compress_not_paid", p->zc.not_paid);
         bs_json_add_u64(&b, "compress_skipped", p->zc.skipped);
+        bs_json_add_u64(&b, "compress_no_buffer", p->zc.no_buffer);
     }
     epoch_status(p, &b);
     csync_status(p, &b);

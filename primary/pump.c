@@ -86,6 +86,7 @@ static uint8_t *compress_slot(struct primary *p, struct slot *s, const uint8_t *
     for (i = 0; i < ZBUFS && p->zbuf_busy[i]; i++)
         ;
     if (i == ZBUFS) {
+        p->zc.no_buffer++;
         bs_zcomp_note_raw(&p->zc, *plen);
         return NULL;
     }

@@ -18,7 +18,7 @@ static inline void getb(const uint8_t **p, void *b, size_t n) { memcpy(b, *p, n)
 /* Hello layout: magic 8, version 2, flags 2, length 4, disk_bytes 8,
  * sector_size 4, max_payload 4, primary_id 16, replica_id 16, generation 8,
  * epoch 8; version 3: bitmap_generation 8, history 16, changed_bytes 8;
- * reserved to 128. */
+ * version 5: offers 4; reserved to 128. */
 void bsr_hello_pack(const struct bsr_hello *h, uint8_t out[BSR_HELLO_LEN])
 {
     uint8_t *p = out;
@@ -41,6 +41,8 @@ void bsr_hello_pack(const struct bsr_hello *h, uint8_t out[BSR_HELLO_LEN])
         put64(&p, h->history[1]);
         put64(&p, h->changed_bytes);
     }
+    if (h->version >= 5)
+        put32(&p, h->offers);
 }
 
 static int check_head(const uint8_t **p, uint16_t *version, uint16_t *flags, uint32_t want_len,
@@ -84,6 +86,7 @@ int bsr_hello_unpack(const uint8_t in[BSR_HELLO_LEN], struct bsr_hello *h, const
         h->history[1] = get64(&p);
         h->changed_bytes = get64(&p);
     }
+    h->offers = h->version >= 5 ? get32(&p) : 0;
     /* The reserved bytes are zero in every version this build knows.  A
      * newer primary may give them meaning: its hello is read as far as
      * this version defines it (the welcome then chooses this version, and

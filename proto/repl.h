@@ -27,7 +27,7 @@
 #define BSR_SECTOR_SIZE 512u
 #define BSR_ID_LEN 16
 #define BSR_HELLO_LEN 128u
-#define BSR_HELLO_DEFINED_LEN 112u  /* the bytes version 3 gives meaning to */
+#define BSR_HELLO_DEFINED_LEN 116u  /* the bytes version 5 gives meaning to */
 #define BSR_WELCOME_LEN 128u
 #define BSR_FRAME_HDR_LEN 16u
 #define BSR_FRAME_CRC_LEN 4u
@@ -46,7 +46,7 @@
 /* Primary -> secondary, the first 128 bytes inside TLS. */
 struct bsr_hello {
     uint16_t version;
-    uint16_t flags;                 /* BSR_HF_*; version 4 and older: 0 */
+    uint16_t flags;                 /* none defined: 0 */
     uint64_t disk_bytes;
     uint32_t sector_size;           /* BSR_SECTOR_SIZE */
     uint32_t max_payload;           /* largest DATA payload it will send, bytes */
@@ -58,6 +58,11 @@ struct bsr_hello {
     uint64_t bitmap_generation;     /* the generation its bitmap's changes are against (0: none) */
     uint64_t history[2];            /* the generations before `generation`, newest first */
     uint64_t changed_bytes;         /* what its bitmap marks: data the replica may lack */
+    /* Version 5: */
+    uint32_t offers;                /* BSR_HO_*: what the primary could use; the welcome's
+                                       flags say what was taken.  In the reserved bytes of
+                                       older versions, which a version 4 secondary skips in
+                                       a newer hello: an offer never gets a primary refused */
 };
 
 enum bsr_status {
@@ -87,9 +92,8 @@ enum bsr_status {
 #define BSR_WF_KNOWN_V4 (BSR_WF_CHECKSUM | BSR_WF_EXTENTS)
 #define BSR_WF_KNOWN (BSR_WF_CHECKSUM | BSR_WF_EXTENTS | BSR_WF_ZSTD)
 
-/* Hello flags (version 5). */
-#define BSR_HF_ZSTD 1u /* the primary would send zstd-compressed data (ZDATA) */
-#define BSR_HF_KNOWN BSR_HF_ZSTD
+/* Hello offers (version 5). */
+#define BSR_HO_ZSTD 1u /* the primary would send zstd-compressed data (ZDATA) */
 /* One EXTENTS entry: u64 sector, u32 count (sectors), u32 reserved 0. */
 #define BSR_EXTENT_LEN 16u
 #define BSR_EXTENTS_MAX 4096u  /* entries in one EXTENTS frame, at most */

@@ -438,7 +438,7 @@ static void on_hello(struct bs_conn *c, int status, void *arg)
         return;
     }
     if (h.max_payload < BSR_SECTOR_SIZE || h.max_payload > BSR_MAX_PAYLOAD_LIMIT ||
-        h.max_payload % BSR_SECTOR_SIZE || (h.flags & ~(h.version >= 5 ? BSR_HF_KNOWN : 0u))) {
+        h.max_payload % BSR_SECTOR_SIZE || (h.flags != 0 && h.version <= SECONDARY_VERSION)) {
         refuse(s, BSR_E_LIMITS, "payload limit or flags out of range");
         return;
     }
@@ -476,7 +476,7 @@ static void on_hello(struct bs_conn *c, int status, void *arg)
     }
     s->limits.disk_sectors = sec->disk_bytes / BSR_SECTOR_SIZE;
     s->limits.max_payload = h.max_payload < sec->max_payload ? h.max_payload : sec->max_payload;
-    if (s->limits.version >= 5 && (h.flags & BSR_HF_ZSTD)) {
+    if (s->limits.version >= 5 && (h.offers & BSR_HO_ZSTD)) {
         /* Compressed frames: taken unless memory is short (then the
          * primary sends them as they are). */
         s->zbuf = malloc(s->limits.max_payload);

@@ -36,6 +36,7 @@
  *   welcome-magic         a magic that is not BLKSHIP\x1a
  *   welcome-version       a version one above the hello's
  *   welcome-flags         flags 0x8000 (no version defines it)
+ *   welcome-zstd          flags BSR_WF_ZSTD, which a hello without offers did not ask for
  *   welcome-length        a length field of 127
  *   welcome-reason        status 0 and a reason of 48 random bytes (binary, no NUL)
  *   welcome-short         64 bytes of a valid welcome, then close_notify
@@ -469,6 +470,8 @@ static void send_welcome(struct session *s, const char *step, const struct bsr_h
         w.version = (uint16_t)(h->version + 1); /* one the primary did not offer */
     else if (strcmp(step, "welcome-flags") == 0)
         w.flags = 0x8000;
+    else if (strcmp(step, "welcome-zstd") == 0)
+        w.flags = BSR_WF_ZSTD; /* compressed frames the hello did not offer */
     bsr_welcome_pack(&w, b);
     if (strcmp(step, "welcome-magic") == 0) {
         memcpy(b, "NOTBLKSH", 8);
@@ -678,7 +681,8 @@ static bool known_step(const char *step)
 {
     static const char *const names[] = {
         "welcome-payload-0", "welcome-payload-huge", "welcome-payload-odd", "welcome-size",
-        "welcome-magic", "welcome-version", "welcome-flags", "welcome-length", "welcome-reason",
+        "welcome-magic", "welcome-version", "welcome-flags", "welcome-zstd", "welcome-length",
+        "welcome-reason",
         "welcome-short", "commit-first", "commit-future", "commit-far-future", "commit-past",
         "commit-early", "commit-count", "commit-bad-crc", "ack", "kind-data", "kind-zero",
         "kind-flush", "kind-end", "truncated", "random", "raw-garbage",
@@ -716,7 +720,7 @@ static void usage(FILE *f)
           "                      [--max-payload N] [--wait SEC] [--hold SEC]\n"
           "                      [--accept-timeout SEC] STEP...\n"
           "STEP: welcome-payload-0 welcome-payload-huge welcome-payload-odd welcome-size\n"
-          "      welcome-magic welcome-version welcome-flags welcome-length welcome-reason\n"
+          "      welcome-magic welcome-version welcome-flags welcome-zstd welcome-length welcome-reason\n"
           "      welcome-short commit-first commit-future commit-far-future commit-past\n"
           "      commit-early commit-count commit-bad-crc ack kind-data kind-zero kind-flush\n"
           "      kind-end truncated random raw-garbage error-N\n",

@@ -474,7 +474,7 @@ static void send_hello(struct peer *p, uint64_t disk_bytes, bool bad_magic)
     h.max_payload = opt_max_payload;
     memcpy(h.primary_id, opt_primary_id, BSR_ID_LEN);
     h.generation = 1;
-    h.flags = opt_compress ? BSR_HF_ZSTD : 0;
+    h.offers = opt_compress ? BSR_HO_ZSTD : 0;
     bsr_hello_pack(&h, buf);
     if (bad_magic)
         memcpy(buf, "NOTBLKSH", 8);

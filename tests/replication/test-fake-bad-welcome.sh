@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Welcomes the primary must refuse.  With 4 MiB dirty, a fake secondary
-# answers ten sessions in a row with a welcome that is wrong in one way
+# answers eleven sessions in a row with a welcome that is wrong in one way
 # each: max_payload 0, over 8 MiB, not a multiple of 512; a disk size that
-# differs; a bad magic; version 2; flags 1; a length field of 127; status 0
+# differs; a bad magic; version 2; flags 0x8000; compressed frames the
+# hello did not offer; a length field of 127; status 0
 # with a reason of random bytes; and 64 bytes of a welcome, then
 # the close.  Each must be refused with its reason in the primary's log and
 # nothing sent after it (no frame reaches the fake, sent_bytes unchanged);
@@ -16,7 +17,7 @@ fake_setup
 
 lines=$(log_lines "$pri_log")
 steps=(welcome-payload-0 welcome-payload-huge welcome-payload-odd welcome-size welcome-magic
-       welcome-version welcome-flags welcome-length welcome-reason welcome-short)
+       welcome-version welcome-flags welcome-zstd welcome-length welcome-reason welcome-short)
 # What the primary must log for each, in the same order.
 reasons=('limits we cannot use \(payload 0,'
          'limits we cannot use \(payload 16777216,'
@@ -25,6 +26,7 @@ reasons=('limits we cannot use \(payload 0,'
          'bad welcome from .*: bad magic'
          'the secondary speaks protocol version [0-9]+; we speak [0-9]+'
          'bad welcome from .*: unknown flags 0x8000'
+         'bad welcome from .*: it takes compressed frames we did not offer'
          'bad welcome from .*: bad handshake length'
          'bad welcome from .*: the reason is not text'
          'closed before the welcome')
@@ -35,7 +37,7 @@ for i in "${!steps[@]}"; do
 done
 # Nothing after any welcome: the primary closed each session without a frame.
 n=$(grep -c '^end: step [0-9]* closed by the primary after [0-9.]* s, 0 frames 0 bytes after the welcome$' "$FAKE_OUT" || true)
-[ "$n" = 9 ] || fail "9 malformed welcomes should each have been closed at once with no frame sent:"$'\n'"$(grep '^end:' "$FAKE_OUT")"
+[ "$n" = 10 ] || fail "10 malformed welcomes should each have been closed at once with no frame sent:"$'\n'"$(grep '^end:' "$FAKE_OUT")"
 expect_kept "after the malformed welcomes"
 [ "$(field "$pri_ctl" sent_bytes)" = "$sent0" ] || fail "the primary sent data after a malformed welcome: $(status "$pri_ctl")"
 

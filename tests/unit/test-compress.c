@@ -111,6 +111,13 @@ static void test_decompress_refuses(void **state)
     (void)state;
     memset(src, 0x11, LEN);
     assert_int_equal(bs_zdec_init(&d), 0);
+    /* A skippable frame (and anything else not starting with zstd's magic),
+     * which the library would skip over. */
+    static const uint8_t skippable[12] = { 0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, 1, 2, 3, 4 };
+    why = NULL;
+    assert_int_equal(bs_zdec_payload(&d, out, LEN, 512, skippable, sizeof(skippable), &why),
+                     -EPROTO);
+    assert_string_equal(why, "compressed payload is not a zstd frame");
     /* Not zstd. */
     why = NULL;
     assert_int_equal(bs_zdec_payload(&d, out, LEN, 512, src, 64, &why), -EPROTO);

@@ -75,6 +75,7 @@ static struct bsr_hello sample_hello(void)
     h.history[0] = 0x2122232425262728ull;
     h.history[1] = 0x3132333435363738ull;
     h.changed_bytes = 0x4142434445464748ull;
+    h.offers = 0x51525354;
     return h;
 }
 
@@ -188,6 +189,24 @@ static void test_hello_round_trip(void **state)
     assert_int_equal(g.history[0], h.history[0]);
     assert_int_equal(g.history[1], h.history[1]);
     assert_int_equal(g.changed_bytes, h.changed_bytes);
+    assert_int_equal(g.offers, h.offers);
+
+    /* Version 4 has no offers: they are neither written nor read. */
+    h.version = 4;
+    bsr_hello_pack(&h, buf);
+    for (unsigned i = 112; i < BSR_HELLO_LEN; i++)
+        assert_int_equal(buf[i], 0);
+    assert_int_equal(bsr_hello_unpack(buf, &g, &why), 0);
+    assert_int_equal(g.offers, 0);
+    /* A version 5 hello carrying offers reads, for a version 4 reader
+     * (which skips what a newer version defines), as a version 4 hello:
+     * bytes 112..115 are reserved to it, and only those are written. */
+    h.version = 5;
+    bsr_hello_pack(&h, buf);
+    assert_int_equal(rd_le32(buf + 112), 0x51525354);
+    for (unsigned i = 116; i < BSR_HELLO_LEN; i++)
+        assert_int_equal(buf[i], 0);
+    h.version = 0xa1b2;
 
     /* A version 2 hello has none of version 3's fields: they read as 0. */
     h.version = 2;
@@ -247,7 +266,9 @@ static void test_hello_layout(void **state)
     assert_int_equal(rd_le64(buf + 88), 0x2122232425262728ull);
     assert_int_equal(rd_le64(buf + 96), 0x3132333435363738ull);
     assert_int_equal(rd_le64(buf + 104), 0x4142434445464748ull);
-    /* 16 reserved bytes, zero. */
+    /* Version 5: the offers. */
+    assert_int_equal(rd_le32(buf + 112), 0x51525354);
+    /* 12 reserved bytes, zero. */
     for (unsigned i = BSR_HELLO_DEFINED_LEN; i < BSR_HELLO_LEN; i++)
         if (buf[i] != 0)
             fail_msg("hello byte %u is 0x%02x, want 0 (reserved)", i, buf[i]);
