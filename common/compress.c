@@ -1,13 +1,13 @@
 /* zstd behind common/compress.h. */
 #include "common/compress.h"
 
-#include <endian.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zstd.h>
 
+#include "common/le.h"
 #include "common/opt.h"
 
 int bs_compress_parse(const char *name, const char *arg, int *level, bool *on)
@@ -109,13 +109,10 @@ long bs_zdec_payload(struct bs_zdec *d, void *dst, size_t cap, size_t unit, cons
 {
     unsigned long long size;
     size_t n;
-    uint32_t magic = 0;
 
     /* A zstd frame, not a legacy format or a skippable frame the library
      * would also take. */
-    if (len >= 4)
-        memcpy(&magic, src, 4);
-    if (len < 4 || le32toh(magic) != ZSTD_MAGICNUMBER) {
+    if (len < 4 || bs_get_le32(src) != ZSTD_MAGICNUMBER) {
         *why = "compressed payload is not a zstd frame";
         return -EPROTO;
     }
