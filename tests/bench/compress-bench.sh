@@ -23,7 +23,6 @@ source "$(dirname "$0")/../replication/functions.sh"
 requires_root
 requires nbdkit
 requires openssl
-requires tc
 require_build
 WORKDIR_PREFIX=bs-czb
 make_workdir
@@ -44,23 +43,8 @@ rep=$WORKDIR/replica.img
 CERTS=$WORKDIR/pki
 make_certs "$CERTS"
 
-ns=bsczb$$ veth_root=bcza$$ veth_ns=bczb$$
-net_c=$((($$ >> 6) % 256)) net_d=$((($$ % 64) * 4))
-addr_root=10.233.$net_c.$((net_d + 1)) addr_ns=10.233.$net_c.$((net_d + 2))
-ip netns add "$ns" || fail "cannot create a network namespace"
-cleanup_fn ip netns del "$ns"
-ip link add "$veth_root" type veth peer name "$veth_ns" || fail "cannot create a veth pair"
-cleanup_fn ip link del "$veth_root"
-ip link set "$veth_ns" netns "$ns"
-ip addr add "$addr_root/30" dev "$veth_root"
-ip link set "$veth_root" up
-ip netns exec "$ns" ip addr add "$addr_ns/30" dev "$veth_ns"
-ip netns exec "$ns" ip link set "$veth_ns" up
-ip netns exec "$ns" ip link set lo up
-tc qdisc add dev "$veth_root" root tbf rate "$BENCH_LINK" burst 256kb latency 50ms ||
-    fail "tc tbf at $BENCH_LINK"
-ip netns exec "$ns" tc qdisc add dev "$veth_ns" root tbf rate "$BENCH_LINK" burst 256kb latency 50ms ||
-    fail "tc tbf at $BENCH_LINK in the namespace"
+shaped_ns czb "$BENCH_LINK" 233
+ns=$NS addr_ns=$ADDR_NS
 note "the secondary is behind a $BENCH_LINK link (tc tbf both ways)"
 
 cpu_of() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }

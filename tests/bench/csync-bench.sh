@@ -71,25 +71,8 @@ CERTS=$WORKDIR/pki
 make_certs "$CERTS"
 nsargs=() rsync_dst=$rep
 if [ -n "${BENCH_LINK:-}" ]; then
-    requires tc
-    ns=bscsb$$ veth_root=bcsa$$ veth_ns=bcsb$$
-    net_c=$((($$ >> 6) % 256)) net_d=$((($$ % 64) * 4))
-    addr_root=10.232.$net_c.$((net_d + 1)) addr_ns=10.232.$net_c.$((net_d + 2))
-    ip netns add "$ns" || fail "cannot create a network namespace"
-    cleanup_fn ip netns del "$ns"
-    ip link add "$veth_root" type veth peer name "$veth_ns" || fail "cannot create a veth pair"
-    cleanup_fn ip link del "$veth_root"
-    ip link set "$veth_ns" netns "$ns"
-    ip addr add "$addr_root/30" dev "$veth_root"
-    ip link set "$veth_root" up
-    ip netns exec "$ns" ip addr add "$addr_ns/30" dev "$veth_ns"
-    ip netns exec "$ns" ip link set "$veth_ns" up
-    ip netns exec "$ns" ip link set lo up
-    # The primary's direction is the one that carries data.
-    tc qdisc add dev "$veth_root" root tbf rate "$BENCH_LINK" burst 256kb latency 50ms ||
-        fail "tc tbf at $BENCH_LINK"
-    ip netns exec "$ns" tc qdisc add dev "$veth_ns" root tbf rate "$BENCH_LINK" burst 256kb latency 50ms ||
-        fail "tc tbf at $BENCH_LINK in the namespace"
+    shaped_ns csb "$BENCH_LINK" 232
+    ns=$NS addr_ns=$ADDR_NS
     nsargs=(--ns "$ns" --host "$addr_ns")
     printf 'pid file = %s/rsyncd.pid\nuse chroot = no\n[bench]\n path = %s\n read only = no\n uid = root\n gid = root\n' \
         "$WORKDIR" "$WORKDIR" >"$WORKDIR/rsyncd.conf"

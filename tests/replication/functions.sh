@@ -326,6 +326,32 @@ pair_setup() {
     make_certs "$CERTS"
 }
 
+# shaped_ns TAG RATE NET: a network namespace reached from this one over a
+# veth pair shaped to RATE with tc tbf in both directions (a WAN link),
+# removed at exit; sets NS, ADDR_ROOT (this side) and ADDR_NS.  TAG (3
+# letters) and the pid name the namespace and the links; the /30 comes from
+# 10.NET.0.0/16, picked by the pid.
+shaped_ns() {
+    local tag=$1 rate=$2 vr=${1}a$$ vn=${1}b$$ c d
+    requires tc
+    c=$((($$ >> 6) % 256)) d=$((($$ % 64) * 4))
+    NS=bs$tag$$ ADDR_ROOT=10.$3.$c.$((d + 1)) ADDR_NS=10.$3.$c.$((d + 2))
+    ip netns add "$NS" || fail "cannot create a network namespace"
+    cleanup_fn ip netns del "$NS"
+    ip link add "$vr" type veth peer name "$vn" || fail "cannot create a veth pair"
+    cleanup_fn ip link del "$vr"
+    ip link set "$vn" netns "$NS"
+    ip addr add "$ADDR_ROOT/30" dev "$vr"
+    ip link set "$vr" up
+    ip netns exec "$NS" ip addr add "$ADDR_NS/30" dev "$vn"
+    ip netns exec "$NS" ip link set "$vn" up
+    ip netns exec "$NS" ip link set lo up
+    tc qdisc add dev "$vr" root tbf rate "$rate" burst 256kb latency 50ms ||
+        fail "tc tbf at $rate"
+    ip netns exec "$NS" tc qdisc add dev "$vn" root tbf rate "$rate" burst 256kb latency 50ms ||
+        fail "tc tbf at $rate in the namespace"
+}
+
 # ns_unrule NS RULE...: deletes every copy of each iptables RULE ("INPUT
 # -p tcp --dport 7789 -j DROP") in network namespace NS; never fails.
 ns_unrule() {
