@@ -139,6 +139,7 @@ struct span {
     uint64_t first_pos;
     uint64_t end_pos;
     uint64_t end_seq;   /* the next sequence number after its commit */
+    uint32_t records;   /* DATA and ZERO records, as its commit counts them */
 };
 
 struct bs_journal {
@@ -333,7 +334,7 @@ static int scan(struct bs_journal *j)
             if (rec.count != ep_records || (uint32_t)rec.sector != ep_chain)
                 break; /* not the records it vouches for: not committed */
             struct span s = { .epoch = rec.epoch, .rec_epoch = epoch, .first_pos = ep_first,
-                              .end_pos = end, .end_seq = next_seq };
+                              .end_pos = end, .end_seq = next_seq, .records = rec.count };
             r = push_span(j, &s);
             if (r < 0)
                 return r;
@@ -597,7 +598,8 @@ int bs_journal_commit(struct bs_journal *j, uint64_t epoch)
         return r;
     }
     struct span s = { .epoch = epoch, .rec_epoch = j->epoch_open ? j->open_epoch : epoch,
-                      .first_pos = first, .end_pos = j->write_pos, .end_seq = j->write_seq };
+                      .first_pos = first, .end_pos = j->write_pos, .end_seq = j->write_seq,
+                      .records = rec.count };
     pthread_mutex_lock(&j->lock);
     r = push_span(j, &s);
     pthread_mutex_unlock(&j->lock);
@@ -679,6 +681,18 @@ static int walk_span(struct bs_journal *j, const struct span *sp, bs_journal_app
         pos += BS_JOURNAL_HDR_LEN + payload_len(&rec);
     }
     return 0;
+}
+
+bool bs_journal_empty_epoch(struct bs_journal *j, uint64_t epoch)
+{
+    const struct span *s;
+    bool empty;
+
+    pthread_mutex_lock(&j->lock);
+    s = find_span(j, epoch);
+    empty = s && s->records == 0;
+    pthread_mutex_unlock(&j->lock);
+    return empty;
 }
 
 int bs_journal_replay(struct bs_journal *j, uint64_t epoch, bs_journal_apply_fn *apply,

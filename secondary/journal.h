@@ -69,6 +69,9 @@ void bs_journal_close(struct bs_journal *j);
  * yet released: writes up to max of them to out and returns how many
  * there are. */
 size_t bs_journal_committed(struct bs_journal *j, uint64_t *out, size_t max);
+/* Whether committed epoch `epoch` is in the journal with no DATA or ZERO
+ * record (its commit record alone): applying it changes nothing. */
+bool bs_journal_empty_epoch(struct bs_journal *j, uint64_t epoch);
 /* Bytes the unreleased records take, the uncommitted tail included. */
 uint64_t bs_journal_used(struct bs_journal *j);
 uint64_t bs_journal_size(struct bs_journal *j);

@@ -4,7 +4,9 @@
 # epochs are sealed too, so lag_ms stays bounded).  With --epoch-ms 5s and
 # --epoch-max-dirty 4M, 16 MiB written through NBD are sealed early: they
 # are committed and applied within 3 s (the epoch-ms alone would take up to
-# 5 s), early_seals counts it, and the replica equals the disk.
+# 5 s), early_seals counts it, and the replica equals the disk.  Idle, the
+# empty epochs are applied without the replica ever being reported not
+# consistent; a written one is reported while it is applied.
 source "$(dirname "$0")/functions.sh"
 requires_root
 requires nbdkit
@@ -58,3 +60,29 @@ c=$(jget "$S" committed_epoch)
 _applied() { [ "$(field "$SEC_CTL" applied_epoch)" -ge "$c" ]; }
 poll_until 10 _applied || fail "the secondary did not apply epoch $c: $(status "$SEC_CTL")"
 expect_same "$img" "$rep" "the replica after the early seal"
+stop_pid "$PRI_PID"
+stop_pid "$SEC_PID"
+
+# Idle with an epoch every 400 ms, and each epoch held 300 ms before it is
+# applied: the empty epochs are applied too (applied_epoch moves on), and
+# the replica stays reported consistent throughout, since applying an empty
+# epoch changes nothing.  A written epoch, applied the same way, is
+# reported as being applied.
+BLKSHIP_TEST_APPLY_DELAY_MS=300 start_secondary sec "$rep"
+start_primary pri "$WL_CTL" "$SEC_ADDR" --epoch-ms 400ms
+wait_synced "$PRI_CTL" 60
+a0=$(field "$SEC_CTL" applied_epoch)
+for i in $(seq 40); do
+    s=$(status "$SEC_CTL")
+    [ "$(jget "$s" replica_consistent)" = true ] ||
+        fail "idle, sample $i: the replica is reported not consistent while empty epochs apply: $s"
+    sleep 0.05
+done
+a1=$(field "$SEC_CTL" applied_epoch)
+[ "$a1" -ge $((a0 + 3)) ] || fail "idle: only epochs $a0 to $a1 were applied in 2 s"
+note "idle, --epoch-ms 400ms: epochs $a0 to $a1 applied, the replica consistent in all 40 samples"
+qemu-io -f raw "$NBD_URI" -c "write -q -P 0x3d 1M 1M" >/dev/null || fail "qemu-io could not write"
+_applying() { [ "$(field "$SEC_CTL" consistency_note)" = "an epoch is being applied" ]; }
+poll_until 10 _applying || fail "the written epoch was never reported as being applied: $(status "$SEC_CTL")"
+wait_synced "$PRI_CTL" 60
+expect_same "$img" "$rep" "the replica after the last write"

@@ -134,14 +134,25 @@ static void test_commit_survives_uncommitted_does_not(void **state)
     assert_int_equal(bs_journal_append(j, 1, BS_JOURNAL_DATA, 0, 1, e), -EINVAL);
     append_data(j, 3, 60, 2);
     assert_int_equal(bs_journal_commit(j, 3), 0);
+    /* An epoch of no record: a commit alone. */
+    assert_int_equal(bs_journal_commit(j, 4), 0);
+    assert_true(bs_journal_empty_epoch(j, 4));
+    assert_false(bs_journal_empty_epoch(j, 3));
+    assert_false(bs_journal_empty_epoch(j, 2)); /* not in the journal */
     bs_journal_close(j);
 
     assert_int_equal(bs_journal_open(path, 4 * MiB, MAXREC, &j), 0);
-    assert_int_equal(committed(j, e), 2);
+    assert_int_equal(committed(j, e), 3);
     assert_int_equal(e[1], 3);
     s = replay(j, 3, 0);
     assert_int_equal(s.records, 1);
     assert_int_equal(s.sectors[0], 60);
+    /* The scan at open counts records too. */
+    assert_true(bs_journal_empty_epoch(j, 4));
+    assert_false(bs_journal_empty_epoch(j, 1));
+    assert_false(bs_journal_empty_epoch(j, 3));
+    s = replay(j, 4, 0);
+    assert_int_equal(s.records, 0);
     bs_journal_close(j);
 }
 
