@@ -12,6 +12,7 @@ packages=(
   libsystemd-dev  # sd_notify: readiness, status and the watchdog under systemd
   libmicrohttpd-dev  # the agents' Prometheus endpoint
   libzstd-dev  # --compress zstd: data frames compressed for slow links
+  librbd-dev  # rbd: replica targets (librbd, librados)
   go-md2man  # the manual pages' troff, from their Markdown
   dpkg-dev man-db  # the Debian package (CPack, dpkg-shlibdeps) and its test
   # run and test
@@ -24,6 +25,7 @@ packages=(
   # fuzzing (tests/fuzz): clang and its libFuzzer and sanitizer runtimes
   clang clang-14 libclang-rt-14-dev
   mount e2fsprogs
+  ceph-mon ceph-osd ceph-common  # a one-node cluster for the RBD target tests (scripts/ceph-cluster.sh)
   fuse3     # fusermount3, to unmount the nbdfuse files of the power-loss tests
   # benchmarks: the peers they compare against
   qemu-system-common rsync time

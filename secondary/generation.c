@@ -176,7 +176,7 @@ void sgen_resolve_request(void *opaque, const char *request, struct bs_ctl_pendi
         return;
     }
     /* Whatever wrote the promoted disk must have let go of it. */
-    r = bs_target_open(&t, path);
+    r = bs_target_open(&t, path, &sec->target_cfg);
     if (r < 0) {
         snprintf(why, sizeof(why),
                  "cannot claim %s again (%s): stop what serves it (its nbdkit, its guest, its "

@@ -256,6 +256,9 @@ static ssize_t status_handler(void *opaque, const char *request, char *reply, si
     bs_json_add_u64(&b, "reconnects", sec->sessions_accepted ? sec->sessions_accepted - 1 : 0);
     bs_json_add_str(&b, "disk_state", sec_disk_state(sec));
     bs_json_add_str(&b, "device", sec->target.path);
+    /* Target kinds (docs/rbd.md): fields added. */
+    bs_json_add_str(&b, "device_kind", sec->target.ops && !sec->promoted ? sec->target.ops->name : "");
+    bs_json_add_u64(&b, "device_stalled_ms", sec->promoted ? 0 : bs_target_rbd_stalled_ms(&sec->target));
     bs_json_add_u64(&b, "disk_bytes", sec->disk_bytes);
     bs_json_add_str(&b, "replica_id", rid);
     bs_json_add_str(&b, "primary_id", pid);
@@ -352,11 +355,14 @@ static void usage(FILE *f)
           "                         --peer-name NAME [options]\n"
           "\n"
           "Receives a replicated disk from blkship-primary over mutual TLS and writes it\n"
-          "to PATH (a block device or a regular file of the same size as the primary's\n"
-          "disk).\n"
+          "to PATH (a block device, a regular file, or an RBD image rbd:POOL/IMAGE, of\n"
+          "the same size as the primary's disk).\n"
           "\n"
           "  --listen HOST:PORT       address to accept the primary on ([IPv6]:PORT)\n"
-          "  --device PATH            replica block device or file\n"
+          "  --device PATH            replica block device or file, or rbd:POOL/IMAGE\n"
+          "  --ceph-conf FILE         the Ceph cluster of an rbd: device (default\n"
+          "                           /etc/ceph/ceph.conf; docs/rbd.md)\n"
+          "  --ceph-id NAME           its client name, without client. (default admin)\n"
           "  --state-dir DIR          replica identity and pairing (created 0700)\n"
           "  --control SOCK           local control socket for 'blkship status'\n"
           "  --cert, --key FILE       this host's certificate and key (PEM; key mode 0600)\n"
@@ -406,6 +412,8 @@ static void usage(FILE *f)
 static const struct option opts[] = {
     { "listen", required_argument, NULL, 'l' },
     { "device", required_argument, NULL, 'd' },
+    { "ceph-conf", required_argument, NULL, 'C' },
+    { "ceph-id", required_argument, NULL, 'I' },
     { "max-payload", required_argument, NULL, 'm' },
     { "on-failover", required_argument, NULL, 'F' },
     { "handshake-timeout", required_argument, NULL, 'H' },
@@ -438,6 +446,20 @@ static int apply_option(struct secondary *sec, struct start_opts *so, int opt, c
     switch (opt) {
     case 'l': so->listen_addr = arg; break;
     case 'd': so->device = arg; break;
+    case 'C':
+        if (bs_opt_nonempty(name, arg) < 0)
+            return BS_EXIT_USAGE;
+        sec->target_cfg.ceph_conf = arg;
+        break;
+    case 'I':
+        if (bs_opt_nonempty(name, arg) < 0)
+            return BS_EXIT_USAGE;
+        if (strncmp(arg, "client.", 7) == 0) {
+            bs_usage_error("%s %s: the name without 'client.' (%s)", name, arg, arg + 7);
+            return BS_EXIT_USAGE;
+        }
+        sec->target_cfg.ceph_id = arg;
+        break;
     case 'm':
         if (bs_opt_size(name, arg, BSR_SECTOR_SIZE, BSR_MAX_PAYLOAD_LIMIT, &v) < 0)
             return BS_EXIT_USAGE;
@@ -518,6 +540,16 @@ int main(int argc, char **argv)
         return BS_EXIT_USAGE;
     if (bs_opt_hostport("--listen", so.listen_addr) < 0)
         return BS_EXIT_USAGE;
+    if (strncmp(so.device, "rbd:", 4) == 0) {
+        char pool[256], image[512];
+        if (bs_target_rbd_parse(so.device, pool, sizeof(pool), image, sizeof(image)) < 0) {
+            bs_usage_error("--device %s: an RBD image is rbd:POOL/IMAGE", so.device);
+            return BS_EXIT_USAGE;
+        }
+    } else if (sec->target_cfg.ceph_conf || sec->target_cfg.ceph_id) {
+        bs_usage_error("--ceph-conf and --ceph-id are for an rbd: --device, not %s", so.device);
+        return BS_EXIT_USAGE;
+    }
     {
         /* A configuration file names its resource. */
         char from_file[256];
@@ -563,7 +595,7 @@ int main(int argc, char **argv)
         bs_tls_free(sec->tls);
         return BS_EXIT_OK;
     }
-    if (bs_target_open(&sec->target, so.device) < 0)
+    if (bs_target_open(&sec->target, so.device, &sec->target_cfg) < 0)
         return start_failed(sec);
     if (sec->target.size_bytes == 0 || sec->target.size_bytes % BSR_SECTOR_SIZE) {
         BS_ERR(MOD, "replica %s has size %" PRIu64 ": must be a positive multiple of 512", so.device,
@@ -657,7 +689,11 @@ int main(int argc, char **argv)
         bs_id_to_hex(sec->replica_id, rid);
         BS_INFO(MOD, "replica %s (%s, %" PRIu64 " bytes, id %s) listening on %s", so.device,
                 sec->target.ops->name, sec->disk_bytes, rid, so.listen_addr);
-        if (sec->target.dio_align)
+        if (sec->target.remote)
+            BS_INFO(MOD, "replica %s: %u-byte logical blocks; writes submitted asynchronously, "
+                         "durable at each flush",
+                    so.device, sec->target.logical_block);
+        else if (sec->target.dio_align)
             BS_INFO(MOD, "replica %s: %u-byte logical, %u-byte physical blocks; writes aligned to "
                          "%u bytes go direct, others through the page cache",
                     so.device, sec->target.logical_block, sec->target.physical_block,

@@ -207,6 +207,7 @@ struct secondary {
     uv_loop_t *loop;
     struct bs_tls *tls;
     struct bs_target target;
+    struct bs_target_cfg target_cfg; /* how target was opened: a reopen does the same */
     uint64_t disk_bytes;
     struct wbuf bufs[NBUF];
     unsigned writes_inflight;

@@ -161,12 +161,14 @@ static void apply_frame(struct session *s)
         uint64_t offset = s->frame.sector * BSR_SECTOR_SIZE;
         s->buf = NULL;
         sec->received_bytes += plen;
-        if (plen <= SMALL_WRITE && bs_target_block_aligned(&sec->target, plen, offset)) {
+        if (plen <= SMALL_WRITE && !sec->target.remote &&
+            bs_target_block_aligned(&sec->target, plen, offset)) {
             /* A small frame costs less as a copy into the page cache here
              * than as a thread-pool round trip; the target's flush covers
              * both kinds.  One that is not made of whole blocks goes to
              * the thread pool instead: the page cache would first read the
-             * partial blocks from the disk, and the loop must not wait. */
+             * partial blocks from the disk, and the loop must not wait;
+             * nor does a remote target's (RBD) write ever run here. */
             r = sec->target.ops->write(&sec->target, b->data, plen, offset, BS_TARGET_CACHED);
             b->busy = false;
             if (r < 0) {

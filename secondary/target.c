@@ -13,7 +13,7 @@
 
 #define MOD "target"
 
-int bs_target_open(struct bs_target *t, const char *path)
+int bs_target_open(struct bs_target *t, const char *path, const struct bs_target_cfg *cfg)
 {
     struct stat st;
     int r;
@@ -21,24 +21,32 @@ int bs_target_open(struct bs_target *t, const char *path)
     memset(t, 0, sizeof(*t));
     t->fd = -1;
     t->direct_fd = -1;
+    t->ceph_conf = cfg && cfg->ceph_conf ? cfg->ceph_conf : BS_CEPH_CONF_DEFAULT;
+    t->ceph_id = cfg && cfg->ceph_id ? cfg->ceph_id : BS_CEPH_ID_DEFAULT;
     if (snprintf(t->path, sizeof(t->path), "%s", path) >= (int)sizeof(t->path)) {
         BS_ERR(MOD, "replica path too long: %s", path);
         return -ENAMETOOLONG;
     }
-    /* The type decides how the path is opened (a block device
-     * exclusively); the backend checks that it did not change meanwhile. */
-    if (stat(path, &st) < 0) {
-        int e = errno;
-        BS_ERR(MOD, "cannot open replica %s: %s", path, strerror(e));
-        return -e;
-    }
-    if (S_ISBLK(st.st_mode)) {
-        t->ops = &bs_target_bdev_ops;
-    } else if (S_ISREG(st.st_mode)) {
-        t->ops = &bs_target_file_ops;
+    if (strncmp(path, "rbd:", 4) == 0) {
+        t->ops = &bs_target_rbd_ops;
     } else {
-        BS_ERR(MOD, "replica %s is neither a block device nor a regular file", path);
-        return -EINVAL;
+        /* The type decides how the path is opened (a block device
+         * exclusively); the backend checks that it did not change
+         * meanwhile. */
+        if (stat(path, &st) < 0) {
+            int e = errno;
+            BS_ERR(MOD, "cannot open replica %s: %s", path, strerror(e));
+            return -e;
+        }
+        if (S_ISBLK(st.st_mode)) {
+            t->ops = &bs_target_bdev_ops;
+        } else if (S_ISREG(st.st_mode)) {
+            t->ops = &bs_target_file_ops;
+        } else {
+            BS_ERR(MOD, "replica %s is neither a block device nor a regular file (nor "
+                        "rbd:POOL/IMAGE)", path);
+            return -EINVAL;
+        }
     }
     r = t->ops->open(t);
     if (r < 0) {

@@ -1,7 +1,7 @@
 /* Replica targets: where the secondary writes.  One backend per kind of
- * target (regular file, block device), each behind the same operations, so
- * that the apply pipeline in secondary.c never touches a descriptor and a
- * new kind of target (a network block store) is one more file. */
+ * target (regular file, block device, RBD image), each behind the same
+ * operations, so that the apply pipeline in secondary.c never touches a
+ * descriptor and a new kind of target is one more file. */
 #ifndef BLKSHIP_SECONDARY_TARGET_H
 #define BLKSHIP_SECONDARY_TARGET_H
 
@@ -20,7 +20,10 @@ struct bs_target;
 
 /* Every operation but open returns 0 or -errno.  read, write, zero, flush
  * and writeback block and may run on any thread, several at once on
- * disjoint ranges; none of them allocates. */
+ * disjoint ranges; none of them allocates.  A backend may return from
+ * write and zero before the data is on the target (an asynchronous
+ * submission) and report its failure from any later call: only a flush
+ * that returned 0 vouches for what was written before it. */
 struct bs_target_ops {
     const char *name;
     /* Opens t->path (t->ops already set) and fills in size_bytes, the block
@@ -57,9 +60,23 @@ struct bs_target_ops {
  * queued behind it. */
 #define BS_TARGET_ZERO_CHUNK (64ull << 20)
 
+/* What opening a target needs beyond its path (RBD's cluster); NULL
+ * members take the defaults. */
+struct bs_target_cfg {
+    const char *ceph_conf; /* default BS_CEPH_CONF_DEFAULT */
+    const char *ceph_id;   /* the client name without "client.", default "admin" */
+};
+#define BS_CEPH_CONF_DEFAULT "/etc/ceph/ceph.conf"
+#define BS_CEPH_ID_DEFAULT "admin"
+
 struct bs_target {
     const struct bs_target_ops *ops;
     char path[4096];
+    const char *ceph_conf, *ceph_id; /* from bs_target_cfg, defaults applied */
+    /* The backend may wait on a network (RBD): never called on an event
+     * loop, not even for a small write. */
+    bool remote;
+    void *priv; /* the backend's own state, for those that are not descriptors */
     uint64_t size_bytes;
     uint32_t logical_block;   /* smallest unit the target addresses */
     uint32_t physical_block;  /* the unit it writes without a read-modify-write */
@@ -80,12 +97,21 @@ struct bs_target {
 
 extern const struct bs_target_ops bs_target_file_ops;
 extern const struct bs_target_ops bs_target_bdev_ops;
+extern const struct bs_target_ops bs_target_rbd_ops;
 
-/* Picks the backend from the type of path and opens it read-write (a block
- * device exclusively).  Returns 0, or -errno with a clear message logged:
- * -EBUSY for a device that is mounted or claimed by another program.  On
- * failure t needs no close. */
-int bs_target_open(struct bs_target *t, const char *path);
+/* Picks the backend from path (rbd:POOL/IMAGE, else the type of the file)
+ * and opens it read-write (a block device exclusively, an RBD image under
+ * its exclusive lock).  cfg may be NULL.  Returns 0, or -errno with a
+ * clear message logged: -EBUSY for a device that is mounted or claimed by
+ * another program.  On failure t needs no close. */
+int bs_target_open(struct bs_target *t, const char *path, const struct bs_target_cfg *cfg);
+
+/* Splits rbd:POOL/IMAGE; -EINVAL if path is not of that form. */
+int bs_target_rbd_parse(const char *path, char *pool, size_t pool_len, char *image,
+                        size_t image_len);
+/* How long (ms) the oldest operation in flight on an RBD target has
+ * waited; 0 when none is, or for other targets. */
+uint64_t bs_target_rbd_stalled_ms(struct bs_target *t);
 
 /* Whether a write of len bytes at offset from buf may go O_DIRECT: pure
  * arithmetic, decided before submission, so that no write is ever sent

@@ -42,7 +42,7 @@ deb=$(ls "$b"/blkship_*.deb)
 
 ctl=$(dpkg-deb -f "$deb" Depends)
 note "Depends: $ctl"
-for dep in nbdkit libuv1 libssl3 libjson-c5 libinih1 libsystemd0 libxxhash0; do
+for dep in nbdkit libuv1 libssl3 libjson-c5 libinih1 libsystemd0 libxxhash0 librbd1; do
     grep -q "$dep" <<<"$ctl" || fail "the package does not depend on $dep: $ctl"
 done
 filterdir=$(pkg-config --variable=filterdir nbdkit)
