@@ -218,7 +218,10 @@ void epoch_close(struct secondary *sec)
 
 bool epoch_replica_consistent(struct secondary *sec)
 {
-    return sec->consistent && !sec->applying && !sec->ap_inplace && !sec->ap_try_oversize;
+    /* After a failed apply the target may have failed under writes that
+     * came before it: it vouches for nothing until a restart. */
+    return sec->consistent && !sec->applying && !sec->ap_inplace && !sec->ap_try_oversize &&
+           !sec->apply_failed;
 }
 
 bool epoch_quiet(struct secondary *sec)

@@ -37,6 +37,8 @@ const char *sec_disk_state(struct secondary *sec)
     /* A committed epoch being copied in from the journal: the device is
      * between two images for that while (so not "consistent"), and a crash
      * now replays it. */
+    if (sec->apply_failed)
+        return "inconsistent"; /* until a restart applies the journal again */
     if (sec->consistent && sec->applying && !sec->ap_inplace && !sec->ap_try_oversize)
         return "applying";
     return sec->session && sec->session->accepted ? "syncing" : "inconsistent";

@@ -14,6 +14,9 @@
 #  4. The OSD frozen (SIGSTOP) for 4 s while qemu-io writes: operations on
 #     the image wait (device_stalled_ms says so), nothing is lost; once
 #     thawed the pair converges and `rbd export` equals the disk again.
+#  5. The secondary's Ceph client blocklisted: its operations fail, the
+#     epoch is not applied and the replica not reported consistent; lifted
+#     and restarted, the pair converges.
 source "$(dirname "$0")/functions.sh"
 requires_root
 requires nbdkit
@@ -74,7 +77,7 @@ note "1: missing pool, missing image, unreadable configuration, bad spec, wrong 
 
 # ---- 2 ------------------------------------------------------------------------------
 start_secondary sec rbd:rbd/rep --ceph-conf "$conf"
-sec_ctl=$SEC_CTL sec_pid=$SEC_PID sec_log=$SEC_LOG
+sec_ctl=$SEC_CTL sec_pid=$SEC_PID sec_log=$SEC_LOG sec_port=$SEC_PORT
 [ "$(field "$sec_ctl" device_kind)" = rbd ] || fail "2: the secondary's status: $(status "$sec_ctl")"
 fio_job=$WORKDIR/w.fio
 fio_verify_job "$fio_job" 8 32M 16m
@@ -113,3 +116,31 @@ wait_synced "$PRI_CTL" 120
 [ "$(field "$sec_ctl" device_stalled_ms)" = 0 ] || fail "4: still stalled after the thaw: $(status "$sec_ctl")"
 rbd_same "4: the RBD replica after the OSD was frozen and thawed"
 note "4: OSD frozen under writes: the operations waited; after the thaw the replica equals the disk"
+
+# ---- 5 ------------------------------------------------------------------------------
+# The secondary's Ceph client blocklisted (how an operator fences a client):
+# its operations fail.  The failed epoch is not reported applied and the
+# replica not consistent; after the blocklist is lifted and the secondary
+# restarted, the journal is applied again and the pair converges.
+applied0=$(field "$sec_ctl" applied_epoch)
+watcher=$(rbdc status rbd/rep | sed -n 's/.*watcher=\([^ ]*\) .*/\1/p' | head -n 1)
+[ -n "$watcher" ] || fail "5: no watcher of rbd/rep: $(rbdc status rbd/rep)"
+ceph -c "$conf" osd blocklist add "$watcher" >/dev/null 2>&1 || fail "5: cannot blocklist $watcher"
+qemu-io -f raw "$NBD_URI" -c "write -q -P 0x63 20M 1M" >/dev/null || fail "5: qemu-io"
+expect_log "RBD operation on bytes .* failed|flushing rbd:rbd/rep" "$sec_log" 30
+_failed() { [[ $(field "$sec_ctl" consistency_note) == *"failed"* ]]; }
+poll_until 30 _failed || fail "5: the failed apply is not reported: $(status "$sec_ctl")"
+s=$(status "$sec_ctl")
+[ "$(jget "$s" replica_consistent)" = false ] || fail "5: reported consistent after a failed write: $s"
+applied1=$(jget "$s" applied_epoch)
+sleep 2
+[ "$(field "$sec_ctl" applied_epoch)" = "$applied1" ] || fail "5: epochs applied after the failure: $(status "$sec_ctl")"
+note "5: blocklisted at epoch $applied0: apply failed at $applied1, reported, nothing applied after"
+ceph -c "$conf" osd blocklist rm "$watcher" >/dev/null 2>&1 || fail "5: cannot lift the blocklist of $watcher"
+stop_pid "$sec_pid"
+start_secondary --port "$sec_port" sec rbd:rbd/rep --ceph-conf "$conf"
+sec_ctl=$SEC_CTL sec_pid=$SEC_PID sec_log=$SEC_LOG
+wait_synced "$PRI_CTL" 120
+rbd_same "5: the RBD replica after the blocklist was lifted and the secondary restarted"
+[ "$(field "$sec_ctl" replica_consistent)" = true ] || fail "5: $(status "$sec_ctl")"
+note "5: restarted: the replica equals the disk"
