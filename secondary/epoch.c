@@ -6,10 +6,10 @@
  * frames go, in arrival order, into the appender's queue; one thread-pool
  * job at a time appends them to the journal.  END_EPOCH appends the commit
  * record and syncs the journal; only then is COMMITTED sent.  The applier
- * (another thread-pool job, one epoch at a time, in order) copies each
- * committed epoch to the replica through the target, flushes the replica,
- * records applied_epoch in the state file and releases the epoch's journal
- * space.  At start-up, before the secondary listens, committed epochs not
+ * (another thread-pool job, in order, up to APPLY_BATCH_MAX epochs at a
+ * time) copies the committed epochs to the replica through the target,
+ * flushes the replica, records the last as applied_epoch in the state file
+ * and releases their journal space.  At start-up, before the secondary listens, committed epochs not
  * yet applied are applied and whatever followed them is discarded.
  *
  * Where the replica holds no image to protect (a new pairing, after a
@@ -139,18 +139,28 @@ static int apply_record(void *opaque, const struct bs_journal_record *rec)
     return 0;
 }
 
-/* Copies committed epoch e to the replica, makes it durable, records it and
- * frees its journal space: the applier's whole job, in this order.  Blocks. */
-static int apply_epoch(struct secondary *sec, uint64_t e, uint64_t *bytes)
+/* Copies the n committed epochs of list (consecutive, oldest first) to the
+ * replica, makes them durable, records the last and frees their journal
+ * space: the applier's whole job, in this order.  One flush and one state
+ * record for all of them: an epoch a flush (an RBD round trip, a disk's
+ * cache flush) would cost more than its writes is not applied alone when
+ * others wait behind it.  Until the record the journal keeps them all, and
+ * a crash applies them again.  Blocks. */
+static int apply_epochs(struct secondary *sec, const uint64_t *list, size_t n, uint64_t *bytes)
 {
     struct apply_ctx c = { .sec = sec };
-    int r = bs_journal_replay(sec->journal, e, apply_record, &c);
+    uint64_t e = list[n - 1];
+    int r = 0;
 
-    *bytes = c.bytes;
-    if (r < 0) {
-        BS_ERR(MOD, "applying epoch %" PRIu64 " to %s: %s", e, sec->target.path, strerror(-r));
-        return r;
+    for (size_t i = 0; i < n && r == 0; i++) {
+        r = bs_journal_replay(sec->journal, list[i], apply_record, &c);
+        if (r < 0)
+            BS_ERR(MOD, "applying epoch %" PRIu64 " to %s: %s", list[i], sec->target.path,
+                   strerror(-r));
     }
+    *bytes = c.bytes;
+    if (r < 0)
+        return r;
     r = sec->target.ops->flush(&sec->target);
     if (r < 0) {
         BS_ERR(MOD, "flushing %s after epoch %" PRIu64 ": %s", sec->target.path, e, strerror(-r));
@@ -168,7 +178,8 @@ static int apply_epoch(struct secondary *sec, uint64_t e, uint64_t *bytes)
 
 int epoch_open(struct secondary *sec, const char *path, uint64_t max_bytes)
 {
-    uint64_t list[1];
+    uint64_t list[APPLY_BATCH_MAX], started = uv_hrtime(), replayed = 0, replayed_bytes = 0;
+    size_t n;
     int r;
 
     sec->journal_max = max_bytes;
@@ -179,17 +190,27 @@ int epoch_open(struct secondary *sec, const char *path, uint64_t max_bytes)
     /* Committed epochs first, oldest first, before anything else happens:
      * the state file may already record some (a crash before their
      * release), which only need releasing. */
-    while (bs_journal_committed(sec->journal, list, 1) > 0) {
+    while ((n = bs_journal_committed(sec->journal, list, APPLY_BATCH_MAX)) > 0) {
         uint64_t e = list[0], bytes = 0;
+        if (n > APPLY_BATCH_MAX)
+            n = APPLY_BATCH_MAX;
         if (e <= sec->applied_epoch) {
             BS_INFO(MOD, "epoch %" PRIu64 " is already on the replica; releasing its journal space",
                     e);
             r = bs_journal_release(sec->journal, e);
         } else {
-            BS_INFO(MOD, "replaying committed epoch %" PRIu64 " from %s to the replica", e, path);
-            r = apply_epoch(sec, e, &bytes);
+            if (n == 1)
+                BS_INFO(MOD, "replaying committed epoch %" PRIu64 " from %s to the replica", e,
+                        path);
+            else
+                BS_INFO(MOD, "replaying committed epochs %" PRIu64 " to %" PRIu64 " from %s to "
+                             "the replica",
+                        e, list[n - 1], path);
+            r = apply_epochs(sec, list, n, &bytes);
+            replayed += n;
+            replayed_bytes += bytes;
             if (r == 0) {
-                sec->applied_epoch = e;
+                sec->applied_epoch = list[n - 1];
                 sec->consistent = sec->st_consistent;
             }
         }
@@ -204,6 +225,9 @@ int epoch_open(struct secondary *sec, const char *path, uint64_t max_bytes)
         snprintf(sec->note, sizeof(sec->note), "%s",
                  sec->applied_epoch ? "written in place since its last committed epoch"
                                     : "no epoch committed yet (new pairing or version 1 only)");
+    if (replayed)
+        BS_INFO(MOD, "replayed %" PRIu64 " epochs (%" PRIu64 " bytes) in %" PRIu64 " ms", replayed,
+                replayed_bytes, (uv_hrtime() - started) / 1000000);
     BS_INFO(MOD, "replica at epoch %" PRIu64 ", %s; journal %s (%" PRIu64 " bytes)",
             sec->applied_epoch, sec->consistent ? "consistent" : "NOT consistent", path,
             sec->journal_max);
@@ -774,7 +798,7 @@ static void applier_work(uv_work_t *req)
 
     if (sec->test_apply_delay_ms)
         usleep(sec->test_apply_delay_ms * 1000u);
-    sec->apl_result = apply_epoch(sec, sec->apl_epoch, &sec->apl_bytes);
+    sec->apl_result = apply_epochs(sec, sec->apl_list, sec->apl_n, &sec->apl_bytes);
 }
 
 static void applier_done(uv_work_t *req, int status)
@@ -789,14 +813,15 @@ static void applier_done(uv_work_t *req, int status)
          * the journal keeps the epoch for a restart to apply again. */
         sec->apply_failed = true;
         snprintf(sec->note, sizeof(sec->note),
-                 "applying epoch %" PRIu64 " failed (%s): restart to retry", sec->apl_epoch,
-                 strerror(-r));
-        BS_ERR(MOD, "applying committed epoch %" PRIu64 " failed: %s; the replica is NOT "
-                    "consistent; the journal keeps the epoch, a restart applies it again",
-               sec->apl_epoch, strerror(-r));
+                 "applying epoch %" PRIu64 " failed (%s): restart to retry",
+                 sec->apl_list[sec->apl_n - 1], strerror(-r));
+        BS_ERR(MOD, "applying committed epochs %" PRIu64 " to %" PRIu64 " failed: %s; the "
+                    "replica is NOT consistent; the journal keeps them, a restart applies them "
+                    "again",
+               sec->apl_list[0], sec->apl_list[sec->apl_n - 1], strerror(-r));
         return;
     }
-    sec->applied_epoch = sec->apl_epoch;
+    sec->applied_epoch = sec->apl_list[sec->apl_n - 1];
     sec->applying = false;
     applier_kick(sec);
     ap_kick(sec);
@@ -805,13 +830,15 @@ static void applier_done(uv_work_t *req, int status)
 
 static void applier_kick(struct secondary *sec)
 {
-    uint64_t list[1];
+    size_t n;
     int r;
 
-    if (sec->apl_running || sec->apply_failed || sec->stopping || sec->promoted ||
-        bs_journal_committed(sec->journal, list, 1) == 0)
+    if (sec->apl_running || sec->apply_failed || sec->stopping || sec->promoted)
         return;
-    sec->apl_epoch = list[0];
+    n = bs_journal_committed(sec->journal, sec->apl_list, APPLY_BATCH_MAX);
+    if (n == 0)
+        return;
+    sec->apl_n = n < APPLY_BATCH_MAX ? n : APPLY_BATCH_MAX;
     sec->apl_bytes = 0;
     sec->apl_req.data = sec;
     r = uv_queue_work(sec->loop, &sec->apl_req, applier_work, applier_done);
@@ -823,5 +850,7 @@ static void applier_kick(struct secondary *sec)
     /* Applying an empty epoch (async mode seals one every --epoch-ms, with
      * or without writes) leaves the replica the image it was: it stays
      * reported consistent meanwhile. */
-    sec->applying = !bs_journal_empty_epoch(sec->journal, sec->apl_epoch);
+    sec->applying = false;
+    for (size_t i = 0; i < sec->apl_n; i++)
+        sec->applying |= !bs_journal_empty_epoch(sec->journal, sec->apl_list[i]);
 }

@@ -133,6 +133,7 @@ struct jq_entry {
 };
 #define JQ_LEN (NBUF + 8)
 #define AP_BATCH_MAX 64 /* DATA and ZERO entries one appender job takes */
+#define APPLY_BATCH_MAX 64 /* committed epochs one applier job applies, under one flush */
 
 /* Test-only crash points (BLKSHIP_TEST_CRASH, read once at start): the
  * secondary _exit(99)s there, so that journal replay can be tested
@@ -342,7 +343,8 @@ struct secondary {
     /* The applier: committed epochs to the replica, in order. */
     uv_work_t apl_req;
     bool apl_running;
-    uint64_t apl_epoch;
+    uint64_t apl_list[APPLY_BATCH_MAX]; /* the committed epochs it applies, oldest first */
+    size_t apl_n;
     uint64_t apl_bytes;
     int apl_result;
     struct state_job sj;
