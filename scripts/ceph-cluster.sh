@@ -112,6 +112,10 @@ memstore device bytes = 4294967296
 # a loopback cluster of one host: no need to wait for peers
 osd heartbeat grace = 60
 mon osd report timeout = 900
+# A client killed while it holds an image's exclusive lock keeps it until
+# its watch times out (30 s by default): a restarted secondary waits that
+# long for the lock.  Tests kill secondaries often.
+osd client watch timeout = 10
 [client]
 log file = $dir/log/client.log
 EOF

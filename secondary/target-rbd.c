@@ -330,11 +330,25 @@ static void rbd_close_op(struct bs_target *t)
     t->priv = NULL;
 }
 
+/* Names the lock's owners ("client at ADDR"), or says none is known. */
+static void lock_owner(rbd_image_t image, char *buf, size_t size)
+{
+    rbd_lock_mode_t mode;
+    char *owners[4];
+    size_t n = 4;
+
+    snprintf(buf, size, "owner unknown");
+    if (rbd_lock_get_owners(image, &mode, owners, &n) < 0 || n == 0)
+        return;
+    snprintf(buf, size, "owner %s", owners[0]);
+    rbd_lock_get_owners_cleanup(owners, n);
+}
+
 static int rbd_open_op(struct bs_target *t)
 {
     char pool[256], name[512];
     struct rbd_target *rt;
-    uint64_t size;
+    uint64_t size, started;
     int r;
 
     r = bs_target_rbd_parse(t->path, pool, sizeof(pool), name, sizeof(name));
@@ -389,16 +403,25 @@ static int rbd_open_op(struct bs_target *t)
     }
     /* The exclusive lock, held (not handed over on request) while this
      * process writes: a second writer of the same image is refused. */
+    started = now_ms();
     r = rbd_lock_acquire(rt->image, RBD_LOCK_MODE_EXCLUSIVE);
     if (r == 0) {
         rt->locked = true;
+        /* librbd breaks the lock of an owner whose watch is gone: one that
+         * died holding it is waited for until its watch times out. */
+        if (now_ms() - started > 2000)
+            BS_INFO(MOD, "replica %s: took the image's exclusive lock after %" PRIu64 " ms (its "
+                         "previous owner had to time out: osd_client_watch_timeout)",
+                    t->path, now_ms() - started);
     } else if (r == -EINVAL || r == -EOPNOTSUPP) {
         BS_WARN(MOD, "replica %s: the image has no exclusive-lock feature: nothing keeps "
                      "another client from writing it meanwhile",
                 t->path);
     } else {
-        BS_ERR(MOD, "replica %s: the image's exclusive lock is held by another client (%s)",
-               t->path, strerror(-r));
+        char owner[160];
+        lock_owner(rt->image, owner, sizeof(owner));
+        BS_ERR(MOD, "replica %s: the image's exclusive lock is held by another client (%s): %s",
+               t->path, owner, strerror(-r));
         return -EBUSY;
     }
     r = rbd_get_size(rt->image, &size);

@@ -223,7 +223,8 @@ _agent_count=0
 # blkship-secondary on ADDR ($TEST_HOST):PORT (random) for DEVICE, with
 # state in $WORKDIR/TAG.state, control socket $WORKDIR/TAG.ctl and stderr in
 # $WORKDIR/TAG.N.log; certificates from $CERTS unless ARGS give --cert etc.
-# Waits (bounded) until its control socket answers.  Sets SEC_PID, SEC_PORT,
+# Waits (bounded: $SEC_START_WAIT seconds, 15 unless set) until its control
+# socket answers.  Sets SEC_PID, SEC_PORT,
 # SEC_ADDR, SEC_CTL, SEC_LOG.  Stopped on exit.  A random port taken
 # meanwhile is retried with another; a --port given must be free.
 start_secondary() {
@@ -262,7 +263,8 @@ start_secondary() {
             proc_alive "$pid" || return 0
             status "$SEC_CTL" >/dev/null
         }
-        poll_until 15 _sec_ready || fail "blkship-secondary ($tag) did not answer on $SEC_CTL within 15 s"
+        poll_until "${SEC_START_WAIT:-15}" _sec_ready ||
+            fail "blkship-secondary ($tag) did not answer on $SEC_CTL within ${SEC_START_WAIT:-15} s"
         if proc_alive "$pid"; then
             return 0
         fi

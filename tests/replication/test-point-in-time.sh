@@ -20,11 +20,22 @@
 # filter's count of breaks must be above 0), and the primary must abort
 # them and never let a broken one reach the replica
 # (test-point-in-time-broken.sh runs it so).
+#
+# BLKSHIP_PIT_TARGET=rbd puts the replica in an RBD image of a one-node
+# Ceph cluster (scripts/ceph-cluster.sh) and checks `rbd export` of it
+# (test-point-in-time-rbd.sh runs it so): the restarted secondary takes the
+# image's exclusive lock from the killed one once its watch times out.
 source "$(dirname "$0")/functions.sh"
 requires_root
 requires nbdkit
 requires openssl
 requires_nbd_python
+target=${BLKSHIP_PIT_TARGET:-file}
+case $target in
+file) ;;
+rbd) requires rbd; requires ceph-osd ;;
+*) fail "BLKSHIP_PIT_TARGET=$target: file or rbd" ;;
+esac
 require_build
 make_workdir
 
@@ -39,9 +50,34 @@ pit=$_src_dir/tests/pit
 
 size=32M
 img=$WORKDIR/disk.img
-rep=$WORKDIR/replica.img
 truncate -s $size "$img"
-truncate -s $size "$rep"
+sec_args=()
+if [ "$target" = rbd ]; then
+    cluster=$WORKDIR/ceph
+    cleanup_fn "$_src_dir/scripts/ceph-cluster.sh" stop "$cluster"
+    conf=$("$_src_dir/scripts/ceph-cluster.sh" start "$cluster") || fail "the Ceph cluster did not start"
+    rbd -c "$conf" create --size $size rbd/pit 2>/dev/null || fail "rbd create rbd/pit"
+    rep=rbd:rbd/pit
+    sec_args=(--ceph-conf "$conf")
+    # A restarted secondary first waits for the killed one's exclusive lock
+    # (until its watch times out: osd_client_watch_timeout, 10 s in the
+    # test cluster), then replays what it committed.
+    SEC_START_WAIT=45
+    note "replica in rbd/pit of $conf"
+else
+    rep=$WORKDIR/replica.img
+    truncate -s $size "$rep"
+fi
+# replica_file: a path holding the replica's bytes now.
+replica_file() {
+    if [ "$target" = rbd ]; then
+        rbd -c "$conf" export --no-progress rbd/pit "$WORKDIR/export.img" 2>/dev/null >/dev/null ||
+            fail "rbd export rbd/pit"
+        echo "$WORKDIR/export.img"
+        return
+    fi
+    echo "$rep"
+}
 CERTS=$WORKDIR/pki
 make_certs "$CERTS"
 cow_args=()
@@ -50,7 +86,7 @@ if [ -n "${BLKSHIP_PIT_COW_MAX:-}" ]; then
     note "copy-before-write pool $BLKSHIP_PIT_COW_MAX, wait 1 ms: epochs will break"
 fi
 start_nbdkit "$WORKDIR" "rtpit$$" "$img" "${cow_args[@]}"
-start_secondary sec "$rep"
+start_secondary sec "$rep" "${sec_args[@]}"
 port=$SEC_PORT
 start_primary pri "$WL_CTL" "$SEC_ADDR" --epoch-ms 30
 
@@ -92,7 +128,7 @@ for ((i = 1; i <= kills; i++)); do
     esac
     note "round $i: $first killed first; the primary said just before: $(jget "$pri_status" epoch_state) epoch $(jget "$pri_status" epoch), committed $(jget "$pri_status" committed_epoch)"
 
-    start_secondary --port "$port" sec "$rep"
+    start_secondary --port "$port" sec "$rep" "${sec_args[@]}"
     s=$(status "$SEC_CTL") || fail "round $i: no status from the restarted secondary"
     # The applier may still be applying what it replayed: wait for it to
     # settle (applied = committed) before judging.
@@ -102,7 +138,8 @@ for ((i = 1; i <= kills; i++)); do
     }
     poll_until 20 _settled || fail "round $i: the secondary did not apply what it committed: $s"
     if [ "$(jget "$s" replica_consistent)" = true ]; then
-        out=$("$NBD_PY" "$pit/pit-check.py" "$rep" "$wlog") ||
+        rm -f "$WORKDIR/export.img"
+        out=$("$NBD_PY" "$pit/pit-check.py" "$(replica_file)" "$wlog") ||
             fail "round $i: the secondary reports a consistent replica at epoch $(jget "$s" applied_epoch) that is not a point in time:"$'\n'"$out"
         note "round $i: consistent at epoch $(jget "$s" applied_epoch): $out"
         checked=$((checked + 1))
@@ -136,6 +173,8 @@ _applied_all() {
         [ "$(jget "$s" applied_epoch)" = "$(jget "$s" committed_epoch)" ]
 }
 poll_until 20 _applied_all || fail "the secondary did not apply everything: $(status "$SEC_CTL")"
-expect_same "$img" "$rep" "the replica at the end"
-out=$("$NBD_PY" "$pit/pit-check.py" "$rep" "$wlog") || fail "the final replica: $out"
+rm -f "$WORKDIR/export.img"
+final=$(replica_file)
+expect_same "$img" "$final" "the replica at the end"
+out=$("$NBD_PY" "$pit/pit-check.py" "$final" "$wlog") || fail "the final replica: $out"
 note "$checked rounds checked a consistent replica, $unchecked found none yet; at the end: $out"
