@@ -148,8 +148,26 @@ def status_view():
         write("status-view", "primary-epochs-%d" % mode, bytes([mode]) + epochs_primary.encode())
 
 
+def sni():
+    """First flights of a TLS 1.3 client, as Python's OpenSSL writes them."""
+    import ssl
+    for name in ("r1", "vm-042.disk_0", None):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        rbio, wbio = ssl.MemoryBIO(), ssl.MemoryBIO()
+        conn = ctx.wrap_bio(rbio, wbio, server_hostname=name)
+        try:
+            conn.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        write("sni", "hello-" + (name or "noname"), wbio.read())
+
+
 def main():
     repl()
+    sni()
     state()
     wlog_ctl()
     opt()
