@@ -222,6 +222,18 @@ const char *bs_conn_peer_identity(const struct bs_conn *c)
     return c->identity;
 }
 
+int bs_conn_set_server_name(struct bs_conn *c, const char *name)
+{
+    return SSL_set_tlsext_host_name(c->ssl, name) == 1 ? 0 : -EINVAL;
+}
+
+const char *bs_conn_server_name(const struct bs_conn *c)
+{
+    const char *name = SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
+
+    return name ? name : "";
+}
+
 const char *bs_conn_peer(const struct bs_conn *c)
 {
     return c->peer;

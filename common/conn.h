@@ -55,6 +55,12 @@ void bs_conn_close(struct bs_conn *c, bool flush, bs_conn_closed_cb *closed_cb, 
 #define BS_CONN_LINGER_MS 2000
 
 const char *bs_conn_peer(const struct bs_conn *c);
+/* Client side, before the handshake: the server name (SNI) the ClientHello
+ * carries, which blkship-listener routes by.  0 or -EINVAL. */
+int bs_conn_set_server_name(struct bs_conn *c, const char *name);
+/* Server side, once the handshake is done: the server name the client
+ * asked for, or "" when it named none. */
+const char *bs_conn_server_name(const struct bs_conn *c);
 /* The peer certificate's subject and SHA-256 fingerprint prefix, once the
  * handshake is done ("" before). */
 const char *bs_conn_peer_identity(const struct bs_conn *c);

@@ -13,6 +13,7 @@
 
 #include "common/crc32c.h"
 #include "common/log.h"
+#include "common/sni.h"
 #include "primary/primary.h"
 
 #define MOD "primary"
@@ -372,6 +373,11 @@ static void on_connect_poll(uv_poll_t *h, int status, int events)
         schedule_retry(p);
         return;
     }
+    /* The resource's name in the ClientHello: a blkship-listener in front
+     * of many secondaries routes the connection by it (docs/resources.md);
+     * a secondary of its own port ignores it. */
+    if (bs_sni_name_ok(p->resource))
+        (void)bs_conn_set_server_name(p->conn, p->resource);
     snprintf(p->peer, sizeof(p->peer), "%s", p->connect_addr);
     p->ls = LS_TLS;
     bs_conn_handshake(p->conn, on_handshake, p);

@@ -27,6 +27,7 @@
 #include "common/notify.h"
 #include "common/net.h"
 #include "common/opt.h"
+#include "common/sni.h"
 #include "common/state.h"
 
 #define MOD "secondary"
@@ -250,6 +251,10 @@ static ssize_t status_handler(void *opaque, const char *request, char *reply, si
     bs_json_add_bool(&b, "connected", sec->session != NULL);
     bs_json_add_str(&b, "peer", sec->session ? sec->peer : "");
     bs_json_add_str(&b, "last_disconnect", sec->last_lost);
+    /* blkship-listener (docs/resources.md): fields added. */
+    bs_json_add_str(&b, "listener", sec->listener_path ? sec->listener_path : "");
+    bs_json_add_bool(&b, "listener_registered", sec->listener_path && sec->reg_fd >= 0);
+    bs_json_add_u64(&b, "listener_registrations", sec->registrations);
     bs_json_add_str(&b, "peer_certificate",
                     sec->session && sec->session->accepted ? bs_conn_peer_identity(sec->session->conn)
                                                            : "");
@@ -359,6 +364,10 @@ static void usage(FILE *f)
           "the same size as the primary's disk).\n"
           "\n"
           "  --listen HOST:PORT       address to accept the primary on ([IPv6]:PORT)\n"
+          "  --listener PATH          instead of --listen: take the connections for\n"
+          "                           --resource from the blkship-listener whose socket\n"
+          "                           is PATH (one port for many secondaries,\n"
+          "                           docs/resources.md)\n"
           "  --device PATH            replica block device or file, or rbd:POOL/IMAGE\n"
           "  --ceph-conf FILE         the Ceph cluster of an rbd: device (default\n"
           "                           /etc/ceph/ceph.conf; docs/rbd.md)\n"
@@ -411,6 +420,7 @@ static void usage(FILE *f)
 
 static const struct option opts[] = {
     { "listen", required_argument, NULL, 'l' },
+    { "listener", required_argument, NULL, 'R' },
     { "device", required_argument, NULL, 'd' },
     { "ceph-conf", required_argument, NULL, 'C' },
     { "ceph-id", required_argument, NULL, 'I' },
@@ -428,7 +438,7 @@ static const struct option opts[] = {
 /* What the options set besides the agent's own fields. */
 struct start_opts {
     struct bs_agent_opts agent;
-    const char *listen_addr, *device, *journal;
+    const char *listen_addr, *listener, *device, *journal;
     uint64_t journal_max;
 };
 
@@ -445,6 +455,11 @@ static int apply_option(struct secondary *sec, struct start_opts *so, int opt, c
         return r < 0 ? BS_EXIT_USAGE : -1;
     switch (opt) {
     case 'l': so->listen_addr = arg; break;
+    case 'R':
+        if (bs_opt_nonempty(name, arg) < 0)
+            return BS_EXIT_USAGE;
+        so->listener = arg;
+        break;
     case 'd': so->device = arg; break;
     case 'C':
         if (bs_opt_nonempty(name, arg) < 0)
@@ -498,6 +513,7 @@ int main(int argc, char **argv)
     struct start_opts so = { .journal_max = DEFAULT_JOURNAL_MAX };
     static struct bs_config cfg; /* its values are the options' strings: kept */
     char journal_path[4096];
+    static char listen_text[4200]; /* where primaries reach it, for the logs and status */
     int opt, r;
 
     sec->max_payload = BSR_DEFAULT_MAX_PAYLOAD;
@@ -522,7 +538,8 @@ int main(int argc, char **argv)
     }
     {
         const struct bs_opt_required required[] = {
-            { "--listen", so.listen_addr, false }, { "--device", so.device, false },
+            { "--listen", so.listen_addr, so.listener != NULL },
+            { "--device", so.device, false },
             { "--journal", so.journal, true },
         };
         if (bs_opt_check_required(required, sizeof(required) / sizeof(required[0])) < 0) {
@@ -538,7 +555,12 @@ int main(int argc, char **argv)
     sec->on_split_brain = so.agent.on_split_brain;
     if (bs_opt_no_arguments(optind, argc, argv) < 0)
         return BS_EXIT_USAGE;
-    if (bs_opt_hostport("--listen", so.listen_addr) < 0)
+    if (so.listen_addr && so.listener) {
+        bs_usage_error("--listen and --listener: one or the other (a port of its own, or the "
+                       "one blkship-listener shares)");
+        return BS_EXIT_USAGE;
+    }
+    if (so.listen_addr && bs_opt_hostport("--listen", so.listen_addr) < 0)
         return BS_EXIT_USAGE;
     if (strncmp(so.device, "rbd:", 4) == 0) {
         char pool[256], image[512];
@@ -558,6 +580,14 @@ int main(int argc, char **argv)
         else
             bs_resource_name(so.agent.resource, so.agent.state_dir, sec->resource, sizeof(sec->resource));
     }
+    if (so.listener && !bs_sni_name_ok(sec->resource)) {
+        bs_usage_error("--listener: the resource name '%s' (--resource) must be 1 to %d letters, "
+                       "digits, '.', '-' or '_', as primaries name it in their TLS ClientHello",
+                       sec->resource, BS_SNI_NAME_MAX);
+        return BS_EXIT_USAGE;
+    }
+    sec->listener_path = so.listener;
+    sec->listen_fd = -1;
     if (so.journal_max < 2 * ((uint64_t)sec->max_payload + 4096) + 4096) {
         bs_usage_error("--journal-max %" PRIu64 ": must hold two records of --max-payload %u",
                        so.journal_max, sec->max_payload);
@@ -633,12 +663,24 @@ int main(int argc, char **argv)
         return start_failed(sec);
 
     sec->loop = uv_default_loop();
-    sec->listen_fd = bs_tcp_listen(so.listen_addr);
-    if (sec->listen_fd < 0)
-        return start_failed(sec);
-    uv_poll_init(sec->loop, &sec->listen_poll, sec->listen_fd);
-    sec->listen_poll.data = sec;
-    uv_poll_start(&sec->listen_poll, UV_READABLE, session_on_listen_readable);
+    if (sec->listener_path) {
+        r = registrar_start(sec);
+        if (r < 0) {
+            start_failed(sec);
+            /* A name another secondary holds: a restart cannot mend it. */
+            return r == -EEXIST ? BS_EXIT_USAGE : BS_EXIT_FAILURE;
+        }
+        snprintf(listen_text, sizeof(listen_text), "blkship-listener %.*s as %.64s", 4000,
+                 sec->listener_path, sec->resource);
+    } else {
+        sec->listen_fd = bs_tcp_listen(so.listen_addr);
+        if (sec->listen_fd < 0)
+            return start_failed(sec);
+        uv_poll_init(sec->loop, &sec->listen_poll, sec->listen_fd);
+        sec->listen_poll.data = sec;
+        uv_poll_start(&sec->listen_poll, UV_READABLE, session_on_listen_readable);
+        snprintf(listen_text, sizeof(listen_text), "%s", so.listen_addr);
+    }
     /* Before anything the failure paths would have to undo. */
     if (so.agent.xen_domain) {
         r = bs_xen_open(sec->loop, so.agent.xen_domain, sec->resource, &sec->xen);
@@ -688,7 +730,7 @@ int main(int argc, char **argv)
         char rid[33];
         bs_id_to_hex(sec->replica_id, rid);
         BS_INFO(MOD, "replica %s (%s, %" PRIu64 " bytes, id %s) listening on %s", so.device,
-                sec->target.ops->name, sec->disk_bytes, rid, so.listen_addr);
+                sec->target.ops->name, sec->disk_bytes, rid, listen_text);
         if (sec->target.remote)
             BS_INFO(MOD, "replica %s: %u-byte logical blocks; writes submitted asynchronously, "
                          "durable at each flush",
@@ -703,7 +745,7 @@ int main(int argc, char **argv)
                          "every write through the page cache",
                     so.device, sec->target.logical_block, sec->target.physical_block);
     }
-    sec->listen_addr = so.listen_addr;
+    sec->listen_addr = listen_text;
     sec_metrics_publish(sec);
     r = bs_notify_start(&sec->notify, sec->loop);
     if (r < 0) {
@@ -726,7 +768,9 @@ int main(int argc, char **argv)
     bs_notify_close(&sec->notify);
     bs_metrics_stop(sec->metrics);
     sec->metrics = NULL;
-    uv_close((uv_handle_t *)&sec->listen_poll, NULL);
+    if (sec->listen_fd >= 0)
+        uv_close((uv_handle_t *)&sec->listen_poll, NULL);
+    registrar_close(sec);
     uv_close((uv_handle_t *)&sec->tick, NULL);
     uv_close((uv_handle_t *)&sec->heartbeat, NULL);
     bs_hooks_close(sec->hooks);

@@ -226,8 +226,14 @@ struct secondary {
     uint64_t primaries_lost;        /* sessions that ended so (status) */
     char resource[256];             /* --resource: for hooks and status */
 
-    int listen_fd;
+    int listen_fd;              /* -1 behind blkship-listener */
     uv_poll_t listen_poll;
+    /* --listener: registered with blkship-listener (secondary/registrar.c). */
+    const char *listener_path;  /* NULL: --listen */
+    int reg_fd;                 /* the registration; -1 while lost */
+    uv_poll_t reg_poll;
+    uv_timer_t reg_retry;
+    uint64_t registrations;     /* successful ones, the first included */
     uv_timer_t tick;
     uv_timer_t heartbeat;
     uv_signal_t sigterm, sigint;
@@ -464,10 +470,19 @@ void session_reject_frame(struct session *s, const char *why);
 void session_kick(struct secondary *sec);
 /* Accepts the connections waiting on the listening socket. */
 void session_on_listen_readable(uv_poll_t *h, int status, int events);
+/* Starts a session on a connected socket (accepted, or handed over by
+ * blkship-listener); takes fd. */
+void session_accept(struct secondary *sec, int fd, const char *peer);
 /* Once a second: handshake timeouts. */
 void session_on_tick(uv_timer_t *t);
 /* Every heartbeat_ms: the peer timeout, our heartbeat. */
 void session_on_heartbeat(uv_timer_t *t);
+
+/* ---- registrar.c ---- */
+/* Registers sec->resource with the blkship-listener at listener_path
+ * (blocks, at most about 5 s: start-up only).  0 or -errno, logged. */
+int registrar_start(struct secondary *sec);
+void registrar_close(struct secondary *sec);
 
 /* ---- events.c ---- */
 /* Records an event with the committed epoch. */

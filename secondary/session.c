@@ -521,6 +521,14 @@ static void on_handshake(struct bs_conn *c, int status, void *arg)
         session_end(s, status == -EPROTO ? "TLS handshake failed" : "closed during the TLS handshake");
         return;
     }
+    if (s->sec->listener_path && strcmp(bs_conn_server_name(s->conn), s->sec->resource) != 0) {
+        /* blkship-listener routed it by that name: a mismatch is a bug or
+         * a forged hand-over, never a session. */
+        BS_WARN(MOD, "connection from %s asked for resource '%s', this is %s: refused",
+                bs_conn_peer(s->conn), bs_conn_server_name(s->conn), s->sec->resource);
+        session_end(s, "another resource's connection");
+        return;
+    }
     s->state = ST_HELLO;
     if (bs_conn_read(s->conn, s->hello, sizeof(s->hello), on_hello, s) < 0)
         session_peer_lost(s, "connection lost (read error)");
@@ -571,44 +579,49 @@ void session_on_listen_readable(uv_poll_t *h, int status, int events)
         return;
     while ((fd = accept4(sec->listen_fd, (struct sockaddr *)&ss, &len,
                          SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
-        struct session *s = calloc(1, sizeof(*s));
         bs_sockaddr_str((struct sockaddr *)&ss, peer, sizeof(peer));
         len = sizeof(ss);
-        if (!s) {
-            close(fd);
-            continue;
-        }
-        if (sec->npending >= MAX_PENDING) {
-            /* Unauthenticated peers must not pile up connections, nor keep
-             * the real primary out by holding them: the oldest one yields.
-             * A primary's handshake takes milliseconds, so only a flood
-             * faster than that can push it out, and it retries. */
-            struct session *old = oldest_pending(sec);
-            BS_WARN(MOD, "%u connections are still authenticating: dropping the oldest, from %s "
-                    "(%.1f s), for %s",
-                    sec->npending, bs_conn_peer(old->conn),
-                    (double)(sec_now_ms(sec) - old->started_ms) / 1000.0, peer);
-            session_end(old, "evicted for a newer connection");
-        }
-        bs_tcp_tune(fd);
-        s->sec = sec;
-        s->started_ms = sec_now_ms(sec);
-        s->id = ++sec->next_session_id;
-        s->state = ST_TLS;
-        s->limits.max_payload = sec->max_payload;
-        SSL_CTX *ctx = bs_tls_ctx(sec->tls);
-        if (!ctx || bs_conn_new(sec->loop, ctx, fd, true, peer, &s->conn) < 0) {
-            if (!ctx)
-                close(fd);
-            free(s);
-            continue;
-        }
-        s->next_pending = sec->pending;
-        sec->pending = s;
-        sec->npending++;
-        BS_INFO(MOD, "connection from %s", peer);
-        bs_conn_handshake(s->conn, on_handshake, s);
+        session_accept(sec, fd, peer);
     }
+}
+
+void session_accept(struct secondary *sec, int fd, const char *peer)
+{
+    struct session *s = calloc(1, sizeof(*s));
+    if (!s) {
+        close(fd);
+        return;
+    }
+    if (sec->npending >= MAX_PENDING) {
+        /* Unauthenticated peers must not pile up connections, nor keep
+         * the real primary out by holding them: the oldest one yields.
+         * A primary's handshake takes milliseconds, so only a flood
+         * faster than that can push it out, and it retries. */
+        struct session *old = oldest_pending(sec);
+        BS_WARN(MOD, "%u connections are still authenticating: dropping the oldest, from %s "
+                "(%.1f s), for %s",
+                sec->npending, bs_conn_peer(old->conn),
+                (double)(sec_now_ms(sec) - old->started_ms) / 1000.0, peer);
+        session_end(old, "evicted for a newer connection");
+    }
+    bs_tcp_tune(fd);
+    s->sec = sec;
+    s->started_ms = sec_now_ms(sec);
+    s->id = ++sec->next_session_id;
+    s->state = ST_TLS;
+    s->limits.max_payload = sec->max_payload;
+    SSL_CTX *ctx = bs_tls_ctx(sec->tls);
+    if (!ctx || bs_conn_new(sec->loop, ctx, fd, true, peer, &s->conn) < 0) {
+        if (!ctx)
+            close(fd);
+        free(s);
+        return;
+    }
+    s->next_pending = sec->pending;
+    sec->pending = s;
+    sec->npending++;
+    BS_INFO(MOD, "connection from %s", peer);
+    bs_conn_handshake(s->conn, on_handshake, s);
 }
 
 /* ---- Timers, status, signals --------------------------------------------- */

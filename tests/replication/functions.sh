@@ -28,6 +28,7 @@ if [ -n "${BLKSHIP_BUILD_DIR:-}" ]; then
     : "${BLKSHIP:=$BLKSHIP_BUILD_DIR/cli/blkship}"
     : "${PRIMARY:=$BLKSHIP_BUILD_DIR/primary/blkship-primary}"
     : "${SECONDARY:=$BLKSHIP_BUILD_DIR/secondary/blkship-secondary}"
+    : "${LISTENER:=$BLKSHIP_BUILD_DIR/secondary/blkship-listener}"
     : "${REPL_PEER:=$BLKSHIP_BUILD_DIR/tests/replication/repl-peer}"
 fi
 : "${MKCERTS:=$_src_dir/scripts/mkcerts.sh}"
@@ -226,11 +227,15 @@ _agent_count=0
 # Waits (bounded: $SEC_START_WAIT seconds, 15 unless set) until its control
 # socket answers.  Sets SEC_PID, SEC_PORT,
 # SEC_ADDR, SEC_CTL, SEC_LOG.  Stopped on exit.  A random port taken
-# meanwhile is retried with another; a --port given must be free.
+# meanwhile is retried with another; a --port given must be free.  With
+# --listener SOCK it registers with the blkship-listener there instead of
+# listening (SEC_ADDR is then the listener's, $LISTENER_ADDR).
 start_secondary() {
     local ns="" host=$TEST_HOST port="" fixed_port="" tag dev wrap=() tries pid certargs=() a
+    local listener="" where=()
     while [ $# -gt 0 ]; do
         case $1 in
+        --listener) listener=$2; shift 2 ;;
         --ns) ns=$2; shift 2 ;;
         --host) host=$2; shift 2 ;;
         --port) port=$2; fixed_port=$2; shift 2 ;;
@@ -252,8 +257,13 @@ start_secondary() {
         SEC_CTL=$WORKDIR/$tag.ctl
         SEC_PORT=$port
         SEC_ADDR=$host:$port
+        where=(--listen "$SEC_ADDR")
+        if [ -n "$listener" ]; then
+            where=(--listener "$listener")
+            SEC_ADDR=$LISTENER_ADDR
+        fi
         _logs+=("$SEC_LOG")
-        "${wrap[@]}" "$SECONDARY" --listen "$SEC_ADDR" --device "$dev" \
+        "${wrap[@]}" "$SECONDARY" "${where[@]}" --device "$dev" \
             --state-dir "$WORKDIR/$tag.state" --control "$SEC_CTL" "${certargs[@]}" "$@" \
             2>"$SEC_LOG" &
         pid=$!
@@ -276,6 +286,28 @@ start_secondary() {
         fail "blkship-secondary ($tag) exited at start: $(tail -n 5 "$SEC_LOG")"
     done
     fail "blkship-secondary ($tag): no free port after $tries tries"
+}
+
+# start_listener TAG [ARGS...]: blkship-listener on $TEST_HOST:(random
+# port), its registration socket $WORKDIR/TAG.sock, stderr in
+# $WORKDIR/TAG.N.log; waits (bounded) for the socket.  Sets LISTENER_PID,
+# LISTENER_ADDR, LISTENER_SOCK, LISTENER_LOG.  Stopped on exit.
+start_listener() {
+    local tag=$1 port=${LISTENER_PORT:-} pid
+    shift
+    [ -n "$port" ] || port=$(random_port)
+    _agent_count=$((_agent_count + 1))
+    LISTENER_LOG=$WORKDIR/$tag.$_agent_count.log
+    LISTENER_SOCK=$WORKDIR/$tag.sock
+    LISTENER_ADDR=$TEST_HOST:$port
+    _logs+=("$LISTENER_LOG")
+    "$LISTENER" --listen "$LISTENER_ADDR" --socket "$LISTENER_SOCK" "$@" 2>"$LISTENER_LOG" &
+    pid=$!
+    LISTENER_PID=$pid
+    cleanup_fn stop_pid "$pid"
+    _listener_ready() { ! proc_alive "$pid" || [ -S "$LISTENER_SOCK" ]; }
+    poll_until 10 _listener_ready || fail "blkship-listener ($tag) made no socket within 10 s"
+    proc_alive "$pid" || fail "blkship-listener ($tag) exited at start: $(tail -n 5 "$LISTENER_LOG")"
 }
 
 # start_primary [--ns NS] TAG WL_CTL ADDR [ARGS...]: blkship-primary (in
