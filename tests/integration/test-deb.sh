@@ -47,12 +47,13 @@ for dep in nbdkit libuv1 libssl3 libjson-c5 libinih1 libsystemd0 libxxhash0 libr
 done
 filterdir=$(pkg-config --variable=filterdir nbdkit)
 files=$(dpkg-deb -c "$deb" | awk '{print $6}' | sed 's|^\./|/|')
-for f in /usr/bin/blkship /usr/sbin/blkship-primary /usr/sbin/blkship-secondary \
+for f in /usr/bin/blkship /usr/sbin/blkship-primary /usr/sbin/blkship-secondary /usr/sbin/blkship-listener \
     "$filterdir/nbdkit-writelog-filter.so" /usr/share/man/man8/blkship.8 \
     /usr/share/man/man1/nbdkit-writelog-filter.1 /usr/share/doc/blkship/example.conf; do
     grep -qx "$f" <<<"$files" || fail "the package lacks $f"
 done
-for f in blkship-writelog@.service blkship-primary@.service blkship-secondary@.service; do
+for f in blkship-writelog@.service blkship-primary@.service blkship-secondary@.service \
+    blkship-listener.service; do
     grep -Eq "/systemd/system/$f\$" <<<"$files" || fail "the package lacks the unit $f"
 done
 grep -q '/system-generators/blkship-generator$' <<<"$files" || fail "the package lacks the generator"

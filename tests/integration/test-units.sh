@@ -30,6 +30,8 @@ filterdir=$(pkg-config --variable=filterdir nbdkit)
 for f in "$prefix/sbin/blkship-primary" "$prefix/sbin/blkship-secondary" "$prefix/bin/blkship" \
     "$filterdir/nbdkit-writelog-filter.so" "$unitdir/blkship-writelog@.service" \
     "$unitdir/blkship-primary@.service" "$unitdir/blkship-secondary@.service" \
+    "$unitdir/blkship-listener.service" "$prefix/sbin/blkship-listener" \
+    "$prefix/share/man/man8/blkship-listener.8" \
     "$prefix/lib/sysusers.d/blkship.conf" "$prefix/lib/tmpfiles.d/blkship.conf" \
     "$prefix/share/doc/blkship/example.conf" "$prefix/share/man/man8/blkship.8" \
     "$prefix/share/man/man8/blkship-primary.8" "$prefix/share/man/man8/blkship-secondary.8" \
@@ -71,6 +73,20 @@ done
 for u in primary secondary; do
     grep -Eq '^WatchdogSec=[1-9]' "$check/blkship-$u@.service" || fail "blkship-$u@ has no watchdog"
 done
+# The listener (docs/resources.md): one unit, not a template.
+src=$dest$unitdir/blkship-listener.service
+f=$check/blkship-listener.service
+sed "s|^ExecStart=$prefix/|ExecStart=$dest$prefix/|" "$src" >"$f"
+for line in Type=notify NotifyAccess=main RestartPreventExitStatus=2 User=blkship; do
+    grep -qx "$line" "$f" || fail "blkship-listener.service lacks $line"
+done
+grep -Eq '^WatchdogSec=[1-9]' "$f" || fail "blkship-listener.service has no watchdog"
+out=$(cd "$check" && MANPATH=$dest$prefix/share/man systemd-analyze verify blkship-listener.service 2>&1) && rc=0 || rc=$?
+[ "$rc" = 0 ] && [ -z "$out" ] || fail "systemd-analyze verify blkship-listener.service (status $rc): $out"
+score=$(systemd-analyze security --offline=yes "$f" 2>&1 |
+    sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
+note "blkship-listener.service: systemd-analyze security --offline=yes: $score"
+awk -v s="$score" 'BEGIN { exit !(s <= 3.0) }' || fail "blkship-listener rates $score, above 3.0"
 grep -qx 'BindsTo=blkship-writelog@%i.service' "$check/blkship-primary@.service" ||
     fail "the primary is not bound to its write log"
 grep -Eq '^After=.*blkship-writelog@%i\.service' "$check/blkship-primary@.service" ||
