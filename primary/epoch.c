@@ -154,9 +154,29 @@ static void on_dirty_poll(uv_timer_t *t)
 {
     struct primary *p = t->data;
 
-    if (p->ep_state == EP_IDLE && p->log && p->ls == LS_STREAMING && p->mode == MODE_ASYNC &&
-        !p->info_inflight && log_link_info_refresh(p->log) == 0)
-        p->info_inflight = true;
+    if (p->ep_state == EP_IDLE && p->log && p->ls == LS_STREAMING && p->mode == MODE_ASYNC)
+        epoch_info_refresh(p);
+}
+
+void epoch_info_refresh(struct primary *p)
+{
+    if (p->info_inflight || log_link_info_refresh(p->log) < 0)
+        return;
+    p->info_inflight = true;
+    p->info_req_ms = uv_now(p->loop);
+}
+
+/* --epoch-idle-ms: nothing has been written since the last seal (an info
+ * asked after it says the log's maps are empty), nothing of the bitmap
+ * waits to be sent and every epoch is committed.  A seal now would make an
+ * empty epoch: a journal commit and a state record on the secondary, each
+ * with its fsync, for nothing. */
+static bool log_idle(const struct primary *p)
+{
+    return p->epoch_idle_ms > p->epoch_ms && p->info_req_ms > p->ep_sealed_ms &&
+           !p->info_inflight && p->log_live_bytes == 0 && p->log_pending_bytes == 0 &&
+           bs_dirty_todo_grains(p->dirty) + bs_dirty_inflight_grains(p->dirty) == 0 &&
+           p->committed_epoch >= p->last_epoch;
 }
 
 void epoch_on_info(struct primary *p, const struct wl_info_reply *rep)
@@ -164,7 +184,21 @@ void epoch_on_info(struct primary *p, const struct wl_info_reply *rep)
     p->info_inflight = false;
     p->info_at_ms = uv_now(p->loop);
     p->log_live_bytes = rep->live_grains * grain_bytes(p);
-    if (p->ep_state != EP_IDLE || p->mode != MODE_ASYNC || p->log_live_bytes < p->epoch_max_dirty)
+    p->log_pending_bytes = rep->pending_grains * grain_bytes(p);
+    if (p->ep_state != EP_IDLE || p->mode != MODE_ASYNC)
+        return;
+    if (p->epoch_idle_ms > p->epoch_ms && p->ls == LS_STREAMING) {
+        if (log_idle(p)) {
+            /* The replica is the disk as of the request: every write
+             * acknowledged before it would have been in the live map. */
+            if (p->info_req_ms > p->committed_seal_ms)
+                p->committed_seal_ms = p->info_req_ms;
+        } else if (p->log_live_bytes) {
+            epoch_maybe_start(p); /* a write after an idle stretch: sealed now */
+            return;
+        }
+    }
+    if (p->log_live_bytes < p->epoch_max_dirty || !p->epoch_max_dirty)
         return;
     BS_DEBUG(MOD, "%" PRIu64 " bytes dirty in the log: sealing before --epoch-ms", p->log_live_bytes);
     p->early_seals++;
@@ -206,10 +240,11 @@ void epoch_maybe_start(struct primary *p)
             return;
         /* Async: at most one seal per epoch_ms, unless the log holds more
          * than epoch_max_dirty (polled meanwhile with info). */
-        if (p->ep_sealed_ms && now - p->ep_sealed_ms < p->epoch_ms) {
-            uint64_t wait = p->epoch_ms - (now - p->ep_sealed_ms);
+        unsigned interval = log_idle(p) ? p->epoch_idle_ms : p->epoch_ms;
+        if (p->ep_sealed_ms && now - p->ep_sealed_ms < interval) {
+            uint64_t wait = interval - (now - p->ep_sealed_ms);
             uv_timer_start(&p->epoch_timer, on_epoch_timer, wait, 0);
-            if (wait > DIRTY_POLL_MS && p->epoch_max_dirty)
+            if (wait > DIRTY_POLL_MS && (p->epoch_max_dirty || p->epoch_idle_ms > p->epoch_ms))
                 uv_timer_start(&p->dirty_poll, on_dirty_poll, DIRTY_POLL_MS, DIRTY_POLL_MS);
             return;
         }
@@ -487,6 +522,9 @@ void epoch_status(struct primary *p, struct bs_json_builder *b)
     /* Every write that completed before the newest committed epoch's seal
      * is on the replica: the oldest write that may not be is younger. */
     bs_json_add_u64(b, "lag_ms", now - (p->committed_seal_ms ? p->committed_seal_ms : p->start_ms));
+    /* --epoch-idle-ms (docs/resources.md): fields added. */
+    bs_json_add_u64(b, "epoch_idle_ms", p->epoch_idle_ms > p->epoch_ms ? p->epoch_idle_ms : p->epoch_ms);
+    bs_json_add_bool(b, "log_idle", log_idle(p));
     bs_json_add_u64(b, "checkpoints_waiting", p->nwaiters);
     bs_json_add_u64(b, "early_seals", p->early_seals);
     /* What the replica lacks: nothing, changes, or the whole disk (why). */

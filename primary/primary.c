@@ -313,8 +313,8 @@ static void on_tick(uv_timer_t *t)
     epoch_tick(p);
     if (p->log && p->cow_ok)
         epoch_request_cowc(p); /* fresh counters for the status */
-    if (p->log && !p->info_inflight && log_link_info_refresh(p->log) == 0)
-        p->info_inflight = true; /* fresh counts for `blkship wlog info --control` */
+    if (p->log)
+        epoch_info_refresh(p); /* fresh counts for `blkship wlog info --control` */
     primary_notify(p);
     primary_metrics_publish(p);
     primary_events_tick(p);
@@ -482,6 +482,9 @@ static void usage(FILE *f)
           "  --epoch-ms DURATION      async mode: at most one seal per DURATION (default\n"
           "                           100ms; 1ms-1h; a bare number is milliseconds);\n"
           "                           --interval is the same option's older name\n"
+          "  --epoch-idle-ms DURATION async mode: while nothing is written, seal only this\n"
+          "                           often (default: every --epoch-ms); the log is asked\n"
+          "                           meanwhile, and the first write is sealed at once\n"
           "  --epoch-max-dirty SIZE   async mode: seal before --epoch-ms once the log holds\n"
           "                           more than SIZE dirty (default 64M; 0: never)\n"
           "  --max-payload SIZE       largest data frame (default 512K; 4K-8M, 4K multiple)\n"
@@ -531,6 +534,7 @@ static const struct option opts[] = {
     { "interval", required_argument, NULL, 'i' },
     { "epoch-ms", required_argument, NULL, 'e' },
     { "epoch-max-dirty", required_argument, NULL, 'D' },
+    { "epoch-idle-ms", required_argument, NULL, 'E' },
     { "mode", required_argument, NULL, 'M' },
     { "max-payload", required_argument, NULL, 'm' },
     { "initial-sync", required_argument, NULL, 'I' },
@@ -567,6 +571,11 @@ static int apply_option(struct primary *p, struct start_opts *so, int opt, const
         if (bs_opt_duration_ms(name, arg, 1, 1, 3600000, &v) < 0)
             return BS_EXIT_USAGE;
         p->epoch_ms = (unsigned)v;
+        break;
+    case 'E':
+        if (bs_opt_duration_ms(name, arg, 1, 1, 3600000, &v) < 0)
+            return BS_EXIT_USAGE;
+        p->epoch_idle_ms = (unsigned)v;
         break;
     case 'D':
         if (bs_opt_size(name, arg, 0, 1ull << 40, &v) < 0)

@@ -327,6 +327,10 @@ struct primary {
     uv_timer_t dirty_poll;          /* async: the log's dirty count, for an early seal */
     uint64_t epoch_max_dirty;       /* --epoch-max-dirty: seal early past it (0: never) */
     uint64_t log_live_bytes;        /* the log's live map, as of the last info */
+    uint64_t log_pending_bytes;     /* ... and what it holds sealed, not acknowledged */
+    uint64_t info_req_ms;           /* when the info in flight (or the last) was asked */
+    unsigned epoch_idle_ms;         /* --epoch-idle-ms: seal an idle log this seldom (0: as
+                                       any other, every epoch_ms) */
     uint64_t early_seals;
     bool info_inflight;
     uv_work_t state_req;            /* primary.state written off the loop */
@@ -463,6 +467,8 @@ void epoch_request_cowc(struct primary *p);
 void epoch_on_adds(struct primary *p, const struct wl_adds_reply *rep);
 /* An info reply (the dirty poll). */
 void epoch_on_info(struct primary *p, const struct wl_info_reply *rep);
+/* Asks the log for its counts (info) unless an answer is awaited. */
+void epoch_info_refresh(struct primary *p);
 /* A cowc reply. */
 void epoch_on_cowc(struct primary *p, const struct wl_cowc_reply *rep);
 /* A checkpoint request from the control socket. */

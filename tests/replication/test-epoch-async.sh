@@ -86,3 +86,39 @@ _applying() { [ "$(field "$SEC_CTL" consistency_note)" = "an epoch is being appl
 poll_until 10 _applying || fail "the written epoch was never reported as being applied: $(status "$SEC_CTL")"
 wait_synced "$PRI_CTL" 60
 expect_same "$img" "$rep" "the replica after the last write"
+stop_pid "$PRI_PID"
+stop_pid "$SEC_PID"
+
+# --epoch-idle-ms 20s with --epoch-ms 100ms: idle, no epoch is sealed (the
+# log is asked instead), yet lag_ms stays small (the replica is the disk as
+# of the last answer); the first write after the idle stretch is sealed at
+# once, committed and applied within 2 s, not 20.
+start_secondary sec "$rep"
+start_primary pri "$WL_CTL" "$SEC_ADDR" --epoch-ms 100ms --epoch-idle-ms 20s
+# Not wait_synced: it waits for the epoch to move on three times.
+_idle_synced() {
+    S=$(status "$PRI_CTL") || return 1
+    [ "$(jget "$S" epochs_committed)" -ge 1 ] && _synced "$PRI_CTL" &&
+        [ "$(field "$SEC_CTL" applied_epoch)" -ge "$(jget "$S" committed_epoch)" ]
+}
+poll_until 60 _idle_synced || fail "not in sync with --epoch-idle-ms: $(status "$PRI_CTL")"
+_log_idle() { [ "$(field "$PRI_CTL" log_idle)" = true ]; }
+poll_until 5 _log_idle || fail "idle with --epoch-idle-ms, the log is not reported idle: $(status "$PRI_CTL")"
+e0=$(field "$PRI_CTL" epochs_committed)
+sleep 3
+s=$(status "$PRI_CTL")
+e1=$(jget "$s" epochs_committed)
+[ $((e1 - e0)) -le 1 ] || fail "idle with --epoch-idle-ms 20s, $((e1 - e0)) epochs were sealed in 3 s: $s"
+[ "$(jget "$s" lag_ms)" -le 1000 ] || fail "idle with --epoch-idle-ms, lag_ms grew: $s"
+note "idle, --epoch-ms 100ms --epoch-idle-ms 20s: $((e1 - e0)) epochs in 3 s, lag_ms $(jget "$s" lag_ms)"
+c0=$(jget "$s" committed_epoch)
+t0=$(date +%s%N)
+qemu-io -f raw "$NBD_URI" -c "write -q -P 0x3e 2M 1M" >/dev/null || fail "qemu-io could not write"
+_written_applied() {
+    S=$(status "$PRI_CTL") || return 1
+    [ "$(jget "$S" committed_epoch)" -gt "$c0" ] && [ "$(jget "$S" dirty_bytes)" = 0 ] &&
+        [ "$(field "$SEC_CTL" applied_epoch)" -ge "$(jget "$S" committed_epoch)" ]
+}
+poll_until 2 _written_applied || fail "a write after an idle stretch was not committed and applied within 2 s: $S"
+note "the first write after the idle stretch applied $((($(date +%s%N) - t0) / 1000000)) ms after it"
+expect_same "$img" "$rep" "the replica after the write that ended the idle stretch"
