@@ -253,6 +253,13 @@ bool epoch_quiet(struct secondary *sec)
     return !sec->ap_running && sec->jq_len == 0 && !sec->sj.running;
 }
 
+void epoch_apply_again(struct secondary *sec)
+{
+    sec->apply_failed = false;
+    sec->note[0] = 0;
+    applier_kick(sec);
+}
+
 /* Everything committed is on the replica and nothing applies. */
 static bool applier_caught_up(struct secondary *sec)
 {
@@ -813,14 +820,16 @@ static void applier_done(uv_work_t *req, int status)
          * the journal keeps the epoch for a restart to apply again. */
         sec->apply_failed = true;
         snprintf(sec->note, sizeof(sec->note),
-                 "applying epoch %" PRIu64 " failed (%s): restart to retry",
+                 "applying epoch %" PRIu64 " failed (%s): reopening the replica to retry",
                  sec->apl_list[sec->apl_n - 1], strerror(-r));
         BS_ERR(MOD, "applying committed epochs %" PRIu64 " to %" PRIu64 " failed: %s; the "
-                    "replica is NOT consistent; the journal keeps them, a restart applies them "
-                    "again",
+                    "replica is NOT consistent; the journal keeps them and they are applied "
+                    "again once the replica is reopened",
                sec->apl_list[0], sec->apl_list[sec->apl_n - 1], strerror(-r));
+        recover_start(sec);
         return;
     }
+    recover_applied(sec);
     sec->applied_epoch = sec->apl_list[sec->apl_n - 1];
     sec->applying = false;
     applier_kick(sec);

@@ -56,6 +56,11 @@ int sgen_judge(struct session *s, const struct bsr_hello *h, uint16_t *flags, ch
         snprintf(detail, size, "this replica is being promoted");
         return BSR_E_PROMOTED;
     }
+    if (sec->apply_failed && !sec->promoted) {
+        /* secondary/recover.c reopens it; the primary retries. */
+        snprintf(detail, size, "the replica failed; reopening it");
+        return BSR_E_IO;
+    }
     if (sec->promoted) {
         /* Row 1 of the table: a promoted replica takes no primary.  If
          * the primary's bitmap is against the line this replica was

@@ -260,10 +260,17 @@ static ssize_t status_handler(void *opaque, const char *request, char *reply, si
                                                            : "");
     bs_json_add_u64(&b, "reconnects", sec->sessions_accepted ? sec->sessions_accepted - 1 : 0);
     bs_json_add_str(&b, "disk_state", sec_disk_state(sec));
-    bs_json_add_str(&b, "device", sec->target.path);
+    bs_json_add_str(&b, "device", sec->rc_running ? sec->rc_path : sec->target.path);
     /* Target kinds (docs/rbd.md): fields added. */
-    bs_json_add_str(&b, "device_kind", sec->target.ops && !sec->promoted ? sec->target.ops->name : "");
-    bs_json_add_u64(&b, "device_stalled_ms", sec->promoted ? 0 : bs_target_rbd_stalled_ms(&sec->target));
+    /* Not read while a worker reopens it (secondary/recover.c). */
+    bs_json_add_str(&b, "device_kind", sec->target.ops && !sec->promoted && !sec->rc_running
+                                           ? sec->target.ops->name
+                                           : "");
+    bs_json_add_u64(&b, "device_stalled_ms", sec->promoted || sec->rc_running || !sec->target.ops
+                                                 ? 0
+                                                 : bs_target_rbd_stalled_ms(&sec->target));
+    bs_json_add_bool(&b, "device_failed", sec->apply_failed);
+    bs_json_add_u64(&b, "device_reopens", sec->reopens);
     bs_json_add_u64(&b, "disk_bytes", sec->disk_bytes);
     bs_json_add_str(&b, "replica_id", rid);
     bs_json_add_str(&b, "primary_id", pid);
@@ -706,6 +713,7 @@ int main(int argc, char **argv)
         return start_failed(sec);
     }
     promote_init(sec);
+    recover_init(sec);
     bs_ctl_add_async(sec->ctl, "promote", promote_request);
     bs_ctl_add_async(sec->ctl, "resolve", sgen_resolve_request);
     bs_ctl_add_async(sec->ctl, "events", on_events);
@@ -776,17 +784,19 @@ int main(int argc, char **argv)
     bs_hooks_close(sec->hooks);
     sec->hooks = NULL;
     promote_close(sec);
+    recover_close(sec);
     uv_close((uv_handle_t *)&sec->sigterm, NULL);
     uv_close((uv_handle_t *)&sec->sigint, NULL);
     uv_run(sec->loop, UV_RUN_DEFAULT);
     if (sec->listen_fd >= 0)
         close(sec->listen_fd);
-    r = sec->promoted ? 0 : sec->target.ops->flush(&sec->target);
+    r = sec->promoted || !sec->target.ops ? 0 : sec->target.ops->flush(&sec->target);
     if (r < 0)
         BS_ERR(MOD, "final flush of %s: %s", so.device, strerror(-r));
     BS_INFO(MOD, "replica writes: %" PRIu64 " direct, %" PRIu64 " through the page cache",
             (uint64_t)sec->target.direct_writes, (uint64_t)sec->target.cached_writes);
-    sec->target.ops->close(&sec->target);
+    if (sec->target.ops)
+        sec->target.ops->close(&sec->target);
     epoch_close(sec);
     for (unsigned i = 0; i < NBUF; i++)
         free(sec->bufs[i].data);

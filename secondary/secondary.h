@@ -318,6 +318,14 @@ struct secondary {
     bool consistent;            /* durable: applied_epoch's image is the replica's */
     bool applying;              /* a journalled epoch is being copied in */
     bool apply_failed;
+    /* Reopening the replica after a failed apply (secondary/recover.c). */
+    uv_timer_t rc_timer;
+    uv_work_t rc_req;
+    bool rc_running;            /* the target is being closed and opened: not to be read */
+    unsigned rc_backoff_ms;
+    int rc_result;
+    char rc_path[4096];
+    uint64_t rc_attempts, reopens;
     uint64_t oversize_epochs;
     char note[192];             /* why the replica is not consistent, for status */
     unsigned proto_version;     /* of the current or last session */
@@ -406,6 +414,9 @@ bool epoch_frame(struct session *s);
 void epoch_resume(struct session *s);
 /* Whether the replica holds the image of applied_epoch now. */
 bool epoch_replica_consistent(struct secondary *sec);
+/* The target was reopened after a failed apply: applies the journal's
+ * committed epochs again. */
+void epoch_apply_again(struct secondary *sec);
 /* Every committed epoch is applied, nothing is queued or running, and no
  * apply failed. */
 bool epoch_settled(struct secondary *sec);
@@ -477,6 +488,15 @@ void session_accept(struct secondary *sec, int fd, const char *peer);
 void session_on_tick(uv_timer_t *t);
 /* Every heartbeat_ms: the peer timeout, our heartbeat. */
 void session_on_heartbeat(uv_timer_t *t);
+
+/* ---- recover.c ---- */
+void recover_init(struct secondary *sec);
+void recover_close(struct secondary *sec);
+/* An apply failed: ends the session and reopens the target after the
+ * back-off, then applies again (epoch_apply_again). */
+void recover_start(struct secondary *sec);
+/* An apply succeeded: the next failure starts the back-off afresh. */
+void recover_applied(struct secondary *sec);
 
 /* ---- registrar.c ---- */
 /* Registers sec->resource with the blkship-listener at listener_path

@@ -74,8 +74,12 @@ while [ "$left" -gt 0 ]; do
     todo=()
     for ((i = 1; i <= n; i++)); do [ -z "${DONE[i]:-}" ] && todo+=("$i"); done
     # All asked at once, so that one round takes one status call's time.
-    for i in "${todo[@]}"; do synced_now "$i" >"$WORKDIR/q$i" & done
-    wait
+    qpids=()
+    for i in "${todo[@]}"; do
+        synced_now "$i" >"$WORKDIR/q$i" &
+        qpids+=("$!")
+    done
+    wait "${qpids[@]}" # not a bare wait: the agents are children too
     now=$(date +%s%N)
     for i in "${todo[@]}"; do
         if [ -s "$WORKDIR/q$i" ]; then
