@@ -95,7 +95,8 @@ static void promote_work(uv_work_t *req)
     uint64_t gen = 0;
     int r;
 
-    r = sec->target.ops->flush(&sec->target);
+    /* A replica whose reopening failed is closed: nothing to hand over. */
+    r = sec->target.ops ? sec->target.ops->flush(&sec->target) : -EIO;
     if (r < 0) {
         BS_ERR(MOD, "promote: flushing %s: %s", sec->target.path, strerror(-r));
         sec->promote_result = r;
@@ -138,7 +139,8 @@ static void promote_done(uv_work_t *req, int status)
     sec->promoted = true;
     /* Its device is free.  The listener stays: a primary that comes back
      * is refused, and told of a split brain if it changed too. */
-    sec->target.ops->close(&sec->target);
+    if (sec->target.ops) /* NULL if a reopening after a failed apply failed */
+        sec->target.ops->close(&sec->target);
     BS_WARN(MOD, "PROMOTED: %s holds committed epoch %" PRIu64 " (generation %016" PRIx64
                  ", was %016" PRIx64 ")%s; the device is released and no primary is accepted",
             sec->target.path, sec->promoted_epoch, sec->generation, sec->generation_prev,
@@ -153,7 +155,9 @@ static void on_promote_poll(uv_timer_t *t)
     int r;
 
     /* No session can have begun: on_hello refuses them while promoting. */
-    if (!epoch_settled(sec) && !sec->apply_failed) {
+    /* A replica being reopened after a failed apply (secondary/recover.c)
+     * is in a worker's hands: it settles, or fails again, first. */
+    if (sec->rc_running || (!epoch_settled(sec) && !sec->apply_failed)) {
         if (uv_now(sec->loop) < sec->promote_deadline_ms)
             return;
         fail(sec, "the journal's committed epochs were not applied in time; try again");

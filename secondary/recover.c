@@ -107,7 +107,7 @@ static void on_timer(uv_timer_t *t)
 
     if (sec->promoted || sec->stopping)
         return;
-    if (target_busy(sec)) {
+    if (target_busy(sec) || sec->promoting) {
         uv_timer_start(&sec->rc_timer, on_timer, BUSY_RETRY_MS, 0);
         return;
     }
