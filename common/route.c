@@ -2,7 +2,6 @@
 #include "common/route.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,9 +11,8 @@
 
 #include "common/sni.h"
 
-#define REPLY_WAIT_MS 5000
 
-int bs_route_register(const char *path, const char *name, char *why, size_t size)
+int bs_route_register(const char *path, const char *name, int wait_ms, char *why, size_t size)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     char msg[BS_ROUTE_MSG_MAX];
@@ -28,7 +26,9 @@ int bs_route_register(const char *path, const char *name, char *why, size_t size
         return -ENAMETOOLONG;
     }
     memcpy(sa.sun_path, path, strlen(path) + 1);
-    fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    /* Non-blocking: a listener whose backlog is full refuses (EAGAIN) at
+     * once rather than keeping the caller waiting. */
+    fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return -errno;
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
@@ -45,7 +45,7 @@ int bs_route_register(const char *path, const char *name, char *why, size_t size
         return r;
     }
     pfd = (struct pollfd){ .fd = fd, .events = POLLIN };
-    r = poll(&pfd, 1, REPLY_WAIT_MS);
+    r = poll(&pfd, 1, wait_ms);
     n = r > 0 ? recv(fd, msg, sizeof(msg) - 1, MSG_DONTWAIT) : -1;
     if (n <= 0) {
         snprintf(why, size, "%s did not answer the registration", path);
@@ -57,11 +57,6 @@ int bs_route_register(const char *path, const char *name, char *why, size_t size
         snprintf(why, size, "%s", strncmp(msg, "error ", 6) == 0 ? msg + 6 : "a reply that makes no sense");
         close(fd);
         return strstr(msg, "already registered") ? -EEXIST : -EPROTO;
-    }
-    if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
-        r = -errno;
-        close(fd);
-        return r;
     }
     return fd;
 }
@@ -78,14 +73,15 @@ int bs_route_recv(int fd, char *peer, size_t size)
 
     if (n < 0)
         return errno == EAGAIN || errno == EWOULDBLOCK ? -EAGAIN : -errno;
-    if (n == 0)
-        return -ECONNRESET;
-    msg[n] = 0;
+    /* Any socket attached is ours to close, whatever the message. */
     for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
         if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
             c->cmsg_len == CMSG_LEN(sizeof(int)))
             memcpy(&conn, CMSG_DATA(c), sizeof(int));
-    if (conn < 0 || (mh.msg_flags & MSG_CTRUNC) || strncmp(msg, "conn ", 5) != 0) {
+    if (n == 0 && conn < 0)
+        return -ECONNRESET;
+    msg[n] = 0;
+    if (conn < 0 || (mh.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) || strncmp(msg, "conn ", 5) != 0) {
         if (conn >= 0)
             close(conn);
         return -EPROTO;

@@ -20,12 +20,13 @@
 #define BS_ROUTE_MSG_MAX 256
 #define BS_ROUTE_VERSION 1
 
-/* Connects to the listener at path and registers name; blocks (at most
- * about 5 s).  Returns the connection's fd (non-blocking, close-on-exec)
+/* Connects to the listener at path and registers name; waits at most
+ * wait_ms for the answer (the connect itself never waits: a full backlog
+ * is -EAGAIN).  Returns the connection's fd (non-blocking, close-on-exec)
  * or -errno with the reason in why: -ECONNREFUSED or -ENOENT when no
  * listener runs there, -EEXIST when the name is taken, -EPROTO for a
  * reply that makes no sense. */
-int bs_route_register(const char *path, const char *name, char *why, size_t size);
+int bs_route_register(const char *path, const char *name, int wait_ms, char *why, size_t size);
 
 /* Takes one handed-over connection from a registration fd.  Returns the
  * socket (close-on-exec) with its peer's text in peer, -EAGAIN when none

@@ -220,6 +220,10 @@ void sgen_resolve_request(void *opaque, const char *request, struct bs_ctl_pendi
     }
     memcpy(&sec->target, &t, sizeof(t)); /* the closed one had no descriptors left */
     sec->promoted = false;
+    /* Opened afresh: a failure before the promotion is behind it, and the
+     * checksum resync rewrites what it may have left. */
+    sec->apply_failed = false;
+    recover_applied(sec);
     sec->consistent = false;
     sec->split_brain = false;
     snprintf(sec->note, sizeof(sec->note),

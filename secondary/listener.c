@@ -74,12 +74,28 @@ struct listener {
     struct pending *pending;
     unsigned npending;
     uint64_t routed, refused;
+    bool accept_paused;       /* the accept loops rest (accept_failed) */
     uint8_t peek[BS_SNI_PEEK_MAX]; /* one at a time: the loop is one thread */
 };
 
 static void on_closed_free(uv_handle_t *h)
 {
     free(h->data);
+}
+
+/* An accept loop ended: out of descriptors (EMFILE, ENFILE), the listening
+ * socket would poll readable at once again and spin.  It rests until the
+ * next tick, which starts it again. */
+static void accept_failed(struct listener *l, uv_poll_t *h, const char *what)
+{
+    if (errno != EMFILE && errno != ENFILE)
+        return;
+    if (!l->accept_paused)
+        BS_WARN(MOD, "out of file descriptors (%s): not accepting %s until the next tick "
+                     "(%u registrations, %u connections waiting)",
+                strerror(errno), what, l->nregs, l->npending);
+    l->accept_paused = true;
+    uv_poll_stop(h);
 }
 
 /* ---- Registrations ------------------------------------------------------ */
@@ -183,7 +199,13 @@ static void on_unix_readable(uv_poll_t *h, int status, int events)
         r->next = l->regs;
         l->regs = r;
         l->nregs++;
+        /* A secondary that stops reading holds few connections in its
+         * queue: past them the hand-over fails (EAGAIN) and the connection
+         * is closed, rather than sockets piling up in flight. */
+        int sndbuf = 16384;
+        (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
     }
+    accept_failed(l, &l->unix_poll, "registrations");
 }
 
 /* ---- Connections ------------------------------------------------------------ */
@@ -250,7 +272,6 @@ static void on_conn_readable(uv_poll_t *h, int status, int events)
     ssize_t n;
     int r;
 
-    (void)events;
     if (status < 0) {
         refuse(p, uv_strerror(status));
         return;
@@ -275,10 +296,26 @@ static void on_conn_readable(uv_poll_t *h, int status, int events)
         refuse(p, "no ClientHello in the first record's room");
         return;
     }
-    /* The bytes stay queued (peeked): be woken only when more arrive. */
-    int want = (int)n + 1;
-    (void)setsockopt(p->fd, SOL_SOCKET, SO_RCVLOWAT, &want, sizeof(want));
-    p->want = (size_t)want;
+    /* A peer that shut its side, or a wake-up that brought nothing new
+     * (a hang-up polls readable whatever SO_RCVLOWAT says): the
+     * ClientHello will never be whole.  Level-triggered, waiting on would
+     * spin. */
+    if ((events & UV_DISCONNECT) || (size_t)n < p->want) {
+        refuse(p, "closed before its ClientHello was whole");
+        return;
+    }
+    /* The bytes stay queued (peeked): be woken only when the whole record
+     * is there (its header says how long it is), or one more byte until
+     * the header is. */
+    size_t want = (size_t)n + 1;
+    if (n >= 5) {
+        size_t whole = 5 + ((size_t)l->peek[3] << 8 | l->peek[4]);
+        if (whole > want)
+            want = whole;
+    }
+    int lowat = (int)want;
+    (void)setsockopt(p->fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat));
+    p->want = want;
 }
 
 static void on_tcp_readable(uv_poll_t *h, int status, int events)
@@ -318,6 +355,7 @@ static void on_tcp_readable(uv_poll_t *h, int status, int events)
         l->pending = p;
         l->npending++;
     }
+    accept_failed(l, &l->tcp_poll, "connections");
 }
 
 static void on_tick(uv_timer_t *t)
@@ -331,6 +369,11 @@ static void on_tick(uv_timer_t *t)
         next = p->next;
         if (now - p->started_ms >= l->handshake_timeout_ms)
             refuse(p, "no ClientHello within the handshake timeout");
+    }
+    if (l->accept_paused) {
+        l->accept_paused = false;
+        uv_poll_start(&l->tcp_poll, UV_READABLE, on_tcp_readable);
+        uv_poll_start(&l->unix_poll, UV_READABLE, on_unix_readable);
     }
     snprintf(line, sizeof(line), "%u resources registered; %" PRIu64 " connections handed over, %" PRIu64
              " refused", l->nregs, l->routed, l->refused);

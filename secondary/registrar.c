@@ -15,6 +15,8 @@
 
 #define MOD "secondary"
 #define RETRY_MS 1000
+#define RETRY_WAIT_MS 200   /* for the answer, on the loop */
+#define START_WAIT_MS 5000  /* for the answer, at start-up */
 
 static void on_readable(uv_poll_t *h, int status, int events);
 
@@ -52,7 +54,9 @@ static void on_retry(uv_timer_t *t)
 
     if (sec->reg_fd >= 0 || sec->stopping)
         return;
-    fd = bs_route_register(sec->listener_path, sec->resource, why, sizeof(why));
+    /* On the loop: a short wait for the answer, which a listener gives
+     * at once; one that does not is tried again later. */
+    fd = bs_route_register(sec->listener_path, sec->resource, RETRY_WAIT_MS, why, sizeof(why));
     if (fd < 0) {
         if (fd == -EEXIST)
             BS_ERR(MOD, "blkship-listener at %s: %s", sec->listener_path, why);
@@ -99,7 +103,7 @@ int registrar_start(struct secondary *sec)
     uv_timer_init(sec->loop, &sec->reg_retry);
     sec->reg_retry.data = sec;
     sec->reg_fd = -1;
-    fd = bs_route_register(sec->listener_path, sec->resource, why, sizeof(why));
+    fd = bs_route_register(sec->listener_path, sec->resource, START_WAIT_MS, why, sizeof(why));
     if (fd < 0) {
         BS_ERR(MOD, "cannot register resource %s with blkship-listener: %s", sec->resource, why);
         return fd;

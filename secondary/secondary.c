@@ -263,10 +263,10 @@ static ssize_t status_handler(void *opaque, const char *request, char *reply, si
     bs_json_add_str(&b, "device", sec->rc_running ? sec->rc_path : sec->target.path);
     /* Target kinds (docs/rbd.md): fields added. */
     /* Not read while a worker reopens it (secondary/recover.c). */
-    bs_json_add_str(&b, "device_kind", sec->target.ops && !sec->promoted && !sec->rc_running
+    bs_json_add_str(&b, "device_kind", !sec->rc_running && !sec->promoted && sec->target.ops
                                            ? sec->target.ops->name
                                            : "");
-    bs_json_add_u64(&b, "device_stalled_ms", sec->promoted || sec->rc_running || !sec->target.ops
+    bs_json_add_u64(&b, "device_stalled_ms", sec->rc_running || sec->promoted || !sec->target.ops
                                                  ? 0
                                                  : bs_target_rbd_stalled_ms(&sec->target));
     bs_json_add_bool(&b, "device_failed", sec->apply_failed);

@@ -73,6 +73,21 @@ stop_pid "$PRI_PID"
 host=${LISTENER_ADDR%:*} port=${LISTENER_ADDR##*:}
 printf 'GET / HTTP/1.1\r\n\r\n' | timeout 5 bash -c "cat > /dev/tcp/$host/$port" || true
 expect_log "connection from .*: not a TLS handshake record; closed" "$LISTENER_LOG"
+# A record header that promises 16 KiB, then the peer's side shut: refused
+# at once, without the listener spinning on a socket that stays readable.
+cpu0=$(awk '{ print $14 + $15 }' "/proc/$LISTENER_PID/stat")
+python3 - "$host" "$port" <<'PY' || fail "2: the half-hello peer"
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+s.sendall(b"\x16\x03\x01\x40\x00")
+time.sleep(0.3)
+s.shutdown(socket.SHUT_WR)
+time.sleep(2)
+s.close()
+PY
+cpu1=$(awk '{ print $14 + $15 }' "/proc/$LISTENER_PID/stat")
+expect_log "closed before its ClientHello was whole; closed" "$LISTENER_LOG" 5
+[ $((cpu1 - cpu0)) -lt 50 ] || fail "2: the listener used $((cpu1 - cpu0)) ticks of CPU on a half-closed peer"
 if "$SECONDARY" --listener "$LISTENER_SOCK" --resource r1 --device "$WORKDIR/x.img" \
     --state-dir "$WORKDIR/dup.state" --control "$WORKDIR/dup.ctl" --cert "$CERTS/secondary.crt" \
     --key "$CERTS/secondary.key" --ca "$CERTS/ca.crt" --peer-name primary 2>"$WORKDIR/dup.log"; then
@@ -92,7 +107,7 @@ proc_alive "$LISTENER_PID" || fail "2: the listener died"
 for n in "${names[@]}"; do
     [ "$(field "${PCTL[$n]}" connected)" = true ] || fail "2: $n lost its link: $(status "${PCTL[$n]}")"
 done
-note "2: an unknown resource, a non-TLS peer, a duplicate and a bad name refused; the three untouched"
+note "2: an unknown resource, a non-TLS peer, a half-closed one, a duplicate and a bad name refused; the three untouched"
 
 # ---- 3 ------------------------------------------------------------------------------
 kill -STOP "${SPID[r2]}"
