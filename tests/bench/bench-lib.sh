@@ -320,7 +320,9 @@ make_certs() {
 write_helpers() {
     # QMP client: blockdev-mirror sync=full from node "src" to node "dst";
     # prints the wall-clock time of BLOCK_JOB_READY, then cancels the job
-    # (the target keeps the copy) and quits the daemon.
+    # (the target keeps the copy).  It leaves the daemon running: its CPU
+    # time is read after this returns, and a quit here raced that read
+    # (a CPU of 0.00 when both processes had gone).
     cat >"$WORK/qmp.py" <<'EOF'
 import json, socket, sys, time
 path, limit = sys.argv[1], float(sys.argv[2])
@@ -367,7 +369,6 @@ while True:
     m = recv()
     if m.get("event") in ("BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED"):
         break
-cmd("quit")
 EOF
 
     # Lag probe: a minimal NBD client writes a 4 KiB block holding a nonce
