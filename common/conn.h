@@ -1,8 +1,10 @@
 /* A TLS connection over a non-blocking TCP socket, driven by a libuv poll
  * handle.  Data is encrypted from the caller's buffer; the records are
  * collected in a buffer of BS_CONN_OBUF_SIZE and sent with one send() per
- * buffer-full (or per loop turn), not one per 16 KiB record.  Reads come
- * straight from the socket.
+ * buffer-full (or per loop turn), not one per 16 KiB record.  Queued
+ * writes smaller than a record share records (copied together, up to
+ * 16 KiB each) rather than making a small record each.  Reads come
+ * straight from the socket, about two records per read().
  *
  * One read may be outstanding at a time; writes queue in order up to
  * BS_CONN_MAX_WRITES.  Callbacks run on the loop thread.  After an error a

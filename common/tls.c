@@ -168,10 +168,17 @@ static SSL_CTX *build_ctx(const struct bs_tls_config *cfg, bool server)
         goto fail;
     }
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_TICKET);
-    /* Read whole socket buffers, not a 5-byte record header and then its
-     * body: half the read() calls on the receiving side. */
+    /* Read ahead: one read() takes a record and the start of the next
+     * (not a 5-byte header and then its body, two calls per record).  The
+     * buffer holds about two records and no more: before each record
+     * OpenSSL moves whatever it has buffered past it to the buffer's start,
+     * so with 256 KiB read at once every 16 KiB record moved up to 240 KiB
+     * (quadratic in the buffer, and 30 times the data under small frames).
+     * Measured on a 1 GiB TLS stream over loopback here, receiver CPU per
+     * GiB: 256 KiB 1.14-1.19 s, 34 KiB 0.79 s; 4 KiB frames 2.27 s and
+     * 1.34 s. */
     SSL_CTX_set_read_ahead(ctx, 1);
-    SSL_CTX_set_default_read_buffer_len(ctx, 256 * 1024);
+    SSL_CTX_set_default_read_buffer_len(ctx, BS_TLS_READ_BUFFER);
     if (SSL_CTX_use_certificate_chain_file(ctx, cfg->cert) != 1) {
         log_ssl_error("loading certificate", cfg->cert);
         goto fail;

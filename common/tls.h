@@ -16,6 +16,10 @@
 #include <stddef.h>
 #include <openssl/ssl.h>
 
+/* OpenSSL's read-ahead buffer per connection: about two full records
+ * (see the context set-up in tls.c for why no more). */
+#define BS_TLS_READ_BUFFER (34u * 1024)
+
 struct bs_tls_config {
     const char *cert;       /* PEM certificate (chain) of this side */
     const char *key;        /* PEM private key, mode 0600 or stricter */

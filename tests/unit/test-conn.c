@@ -6,7 +6,9 @@
  * reader faced with far more buffered data than it can take in one go
  * still lets the loop's other handles run, in bounded turns: the timers
  * that send heartbeats and notice a dead peer must not wait until a fast
- * sender pauses. */
+ * sender pauses.  And small writes share records: a queue of frames of a
+ * few KiB goes out in full 16 KiB records, not one record per write, still
+ * whole, in order, each write completed in order. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -152,6 +154,22 @@ static void run_until(struct pair *p, const unsigned *flag, unsigned want)
     assert_true(*flag >= want);
 }
 
+/* Closes both ends, runs the loop dry and frees what the pair holds. */
+static void pair_close(struct pair *p)
+{
+    bs_conn_close(p->rx, false, on_closed, p);
+    bs_conn_close(p->tx, false, on_closed, p);
+    for (int i = 0; i < 100000 && p->closed < 2; i++)
+        uv_run(&p->loop, UV_RUN_NOWAIT);
+    assert_int_equal(p->closed, 2);
+    uv_run(&p->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&p->loop), 0);
+    SSL_CTX_free(p->sctx);
+    SSL_CTX_free(p->cctx);
+    free(p->out);
+    free(p->in);
+}
+
 static void test_reader_yields_to_the_loop(void **state)
 {
     struct pair p = { 0 };
@@ -225,23 +243,120 @@ static void test_reader_yields_to_the_loop(void **state)
     uv_prepare_stop(&p.turn);
     uv_close((uv_handle_t *)&p.turn, NULL);
     uv_close((uv_handle_t *)&p.timer, NULL);
-    bs_conn_close(p.rx, false, on_closed, &p);
-    bs_conn_close(p.tx, false, on_closed, &p);
-    for (int i = 0; i < 100000 && p.closed < 2; i++)
+    pair_close(&p);
+}
+
+/* ---- Small writes share records ---------------------------------------- */
+
+#define NSMALL 240u
+
+struct small {
+    unsigned next_done;      /* the write whose completion is due next */
+    unsigned records;        /* application data records the writer sent */
+    bool counting;
+};
+
+static struct small small_state;
+
+/* The writer's records, as OpenSSL reports each header it writes. */
+static void on_msg(int write_p, int version, int type, const void *buf, size_t len, SSL *ssl,
+                   void *arg)
+{
+    (void)version;
+    (void)len;
+    (void)ssl;
+    (void)arg;
+    if (write_p && type == SSL3_RT_HEADER && small_state.counting &&
+        ((const uint8_t *)buf)[0] == SSL3_RT_APPLICATION_DATA)
+        small_state.records++;
+}
+
+static void on_small_written(struct bs_conn *c, int status, void *arg)
+{
+    (void)c;
+    assert_int_equal(status, 0);
+    assert_int_equal((unsigned)(uintptr_t)arg, small_state.next_done);
+    small_state.next_done++;
+}
+
+static void on_small_read(struct bs_conn *c, int status, void *arg)
+{
+    (void)c;
+    assert_int_equal(status, 0);
+    *(bool *)arg = true;
+}
+
+/* Write i's size: mostly frames of 4,116 bytes (a 4 KiB payload framed);
+ * some empty, some of 40,000 bytes, one of 1 byte. */
+static size_t small_size(unsigned i)
+{
+    if (i % 37 == 5)
+        return 0;
+    if (i % 53 == 7)
+        return 40000;
+    if (i == 100)
+        return 1;
+    return 4116;
+}
+
+static void test_small_writes_share_records(void **state)
+{
+    struct pair p = { 0 };
+    int sv[2];
+    size_t total = 0, off = 0, frames = 0, large = 0;
+    bool got = false;
+
+    (void)state;
+    small_state = (struct small){ 0 };
+    assert_int_equal(uv_loop_init(&p.loop), 0);
+    p.sctx = make_ctx(true);
+    p.cctx = make_ctx(false);
+    SSL_CTX_set_msg_callback(p.cctx, on_msg);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    assert_int_equal(bs_conn_new(&p.loop, p.sctx, sv[0], true, "reader", &p.rx), 0);
+    assert_int_equal(bs_conn_new(&p.loop, p.cctx, sv[1], false, "writer", &p.tx), 0);
+    bs_conn_handshake(p.rx, on_handshake, &p);
+    bs_conn_handshake(p.tx, on_handshake, &p);
+    run_until(&p, (const unsigned *)&p.handshakes, 2);
+
+    for (unsigned i = 0; i < NSMALL; i++) {
+        total += small_size(i);
+        large += small_size(i) >= 16384;
+        frames += small_size(i) > 0;
+    }
+    p.out = malloc(total);
+    p.in = calloc(1, total);
+    assert_non_null(p.out);
+    assert_non_null(p.in);
+    for (size_t i = 0; i < total; i++)
+        p.out[i] = (uint8_t)(i * 2654435761u >> 11);
+    small_state.counting = true;
+    for (unsigned i = 0; i < NSMALL; i++) {
+        assert_int_equal(bs_conn_write(p.tx, p.out + off, small_size(i), on_small_written,
+                                       (void *)(uintptr_t)i), 0);
+        off += small_size(i);
+    }
+    assert_int_equal(bs_conn_read(p.rx, p.in, total, on_small_read, &got), 0);
+    for (int i = 0; i < 1000000 && !got; i++)
         uv_run(&p.loop, UV_RUN_NOWAIT);
-    assert_int_equal(p.closed, 2);
-    uv_run(&p.loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&p.loop), 0);
-    SSL_CTX_free(p.sctx);
-    SSL_CTX_free(p.cctx);
-    free(p.out);
-    free(p.in);
+    assert_true(got);
+    assert_int_equal(small_state.next_done, NSMALL);
+    assert_memory_equal(p.in, p.out, total);
+    /* Full records, but for a large write's own last one and the end of
+     * the queue; one record per write would have been `frames`. */
+    fprintf(stderr, "test-conn: %u writes (%zu non-empty, %zu KiB) in %u records\n", NSMALL,
+            frames, total / 1024, small_state.records);
+    assert_true(small_state.records <= total / 16384 + 2 * large + 2);
+    assert_true(small_state.records < frames / 3);
+
+    pair_close(&p);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reader_yields_to_the_loop),
+        cmocka_unit_test(test_small_writes_share_records),
     };
     return cmocka_run_group_tests_name("conn", tests, NULL, NULL);
 }
