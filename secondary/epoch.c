@@ -544,22 +544,41 @@ void epoch_resume(struct session *s)
  * which ap_done then handles as that entry's own result. */
 static void ap_work_batch(struct secondary *sec)
 {
+    struct bs_journal_entry in[AP_BATCH_MAX];
     int r = 0;
     unsigned i;
 
+    if (!sec->ap_inplace) {
+        /* Journalled: runs of one provisional epoch number, each in as
+         * few writes as the journal can take them. */
+        for (i = 0; i < sec->ap_batch && r == 0;) {
+            const struct jq_entry *first = &sec->jq[(sec->jq_head + i) % JQ_LEN];
+            size_t n = 0, done;
+
+            while (i + n < sec->ap_batch) {
+                const struct jq_entry *e = &sec->jq[(sec->jq_head + i + n) % JQ_LEN];
+                if (e->prov_epoch != first->prov_epoch)
+                    break;
+                in[n++] = (struct bs_journal_entry){
+                    .kind = e->kind == JQ_DATA ? BS_JOURNAL_DATA : BS_JOURNAL_ZERO,
+                    .sector = e->sector, .count = e->count,
+                    .data = e->kind == JQ_DATA ? e->buf->data : NULL };
+            }
+            r = bs_journal_append_many(sec->journal, first->prov_epoch, in, n, &done);
+            i += (unsigned)done;
+        }
+        sec->ap_ok = i;
+        sec->ap_result = r;
+        return;
+    }
     for (i = 0; i < sec->ap_batch; i++) {
         struct jq_entry *e = &sec->jq[(sec->jq_head + i) % JQ_LEN];
         enum bs_journal_kind jk = e->kind == JQ_DATA ? BS_JOURNAL_DATA : BS_JOURNAL_ZERO;
         const void *data = e->kind == JQ_DATA ? e->buf->data : NULL;
-        if (sec->ap_inplace) {
-            r = write_in_place(sec, jk, e->sector, e->count, data);
-            if (r == 0)
-                sec->ap_written += (uint64_t)e->count * BSR_SECTOR_SIZE;
-        } else {
-            r = bs_journal_append(sec->journal, e->prov_epoch, jk, e->sector, e->count, data);
-        }
+        r = write_in_place(sec, jk, e->sector, e->count, data);
         if (r < 0)
             break;
+        sec->ap_written += (uint64_t)e->count * BSR_SECTOR_SIZE;
     }
     sec->ap_ok = i;
     sec->ap_result = r;

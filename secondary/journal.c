@@ -131,6 +131,9 @@ static uint64_t payload_len(const struct rec *r)
 
 /* ---- The journal ----------------------------------------------------------- */
 
+/* Records bs_journal_append_many gathers into one pwritev. */
+#define BATCH_RECS 64u
+
 /* A committed epoch's records: [first_pos, end_pos), end_pos just past its
  * commit record. */
 struct span {
@@ -158,11 +161,25 @@ struct bs_journal {
     uint64_t open_epoch;
     uint32_t open_records, open_chain;
     uint8_t hdr[BS_JOURNAL_HDR_LEN];    /* of the record being appended */
+    uint8_t bhdr[BATCH_RECS][BS_JOURNAL_HDR_LEN]; /* of a batch (append_many) */
+    uint32_t bcrc[BATCH_RECS];
 
     /* Committed, not yet released, oldest first. */
     struct span *spans;
     size_t nspans, capspans;
-    uint8_t *rbuf;                      /* one record read back, for replay */
+    uint8_t *rbuf;                      /* the read-back window, rcap bytes */
+    size_t rcap;
+};
+
+/* Records are read back a window at a time (the scan, a replay): one
+ * pread brings in many small records, where reading each header and then
+ * its payload would cost two system calls a record.  A window is valid
+ * for one walk only: a walk starts with an empty one. */
+#define RWIN_BYTES (1u << 20)
+
+struct rwin {
+    uint64_t pos; /* logical position of rbuf[0] */
+    uint64_t len; /* bytes of rbuf read from there */
 };
 
 static uint64_t phys(const struct bs_journal *j, uint64_t pos)
@@ -196,14 +213,10 @@ static int pread_all(int fd, void *buf, size_t len, uint64_t off)
     return 0;
 }
 
-/* Writes all of hdr then payload at off; short writes continue. */
-static int pwrite2_all(int fd, const void *hdr, size_t hlen, const void *payload, size_t plen,
-                       uint64_t off)
+/* Writes all of the n buffers of v (which it consumes) at off; short
+ * writes continue. */
+static int pwritev_all(int fd, struct iovec *v, int n, uint64_t off)
 {
-    struct iovec iov[2] = { { (void *)hdr, hlen }, { (void *)payload, plen } };
-    struct iovec *v = iov;
-    int n = plen ? 2 : 1;
-
     while (n) {
         ssize_t w = pwritev(fd, v, n, (off_t)off);
         if (w < 0) {
@@ -225,6 +238,15 @@ static int pwrite2_all(int fd, const void *hdr, size_t hlen, const void *payload
         }
     }
     return 0;
+}
+
+/* Writes all of hdr then payload at off. */
+static int pwrite2_all(int fd, const void *hdr, size_t hlen, const void *payload, size_t plen,
+                       uint64_t off)
+{
+    struct iovec iov[2] = { { (void *)hdr, hlen }, { (void *)payload, plen } };
+
+    return pwritev_all(fd, iov, plen ? 2 : 1, off);
 }
 
 static int write_sb(struct bs_journal *j, uint64_t start_pos, uint64_t start_seq)
@@ -262,29 +284,59 @@ static int push_span(struct bs_journal *j, const struct span *s)
     return 0;
 }
 
-/* Reads the record at pos into rec (and its payload into buf).  Returns 0,
- * or -EINVAL when what is there is not a valid record. */
-static int read_rec(struct bs_journal *j, uint64_t pos, struct rec *rec, uint8_t *buf)
+/* Reads the window from pos on: as much as rbuf holds, up to the region's
+ * end and to limit (a logical position above pos), and at least need
+ * bytes, else -EINVAL (a record that would run past limit). */
+static int rwin_fill(struct bs_journal *j, struct rwin *w, uint64_t pos, uint64_t limit,
+                     uint64_t need)
+{
+    uint64_t n = room(j, pos);
+    int r;
+
+    if (limit - pos < n)
+        n = limit - pos;
+    if (n > j->rcap)
+        n = j->rcap;
+    w->len = 0;
+    if (n < need)
+        return -EINVAL;
+    r = pread_all(j->fd, j->rbuf, (size_t)n, phys(j, pos));
+    if (r < 0)
+        return r;
+    w->pos = pos;
+    w->len = n;
+    return 0;
+}
+
+/* Reads the record at pos (below limit, and ending at or before it) into
+ * rec; *hdr points at it in the window, its payload after the header, until
+ * the next call.  Returns 0, or -EINVAL when what is there is not a valid
+ * record. */
+static int read_rec(struct bs_journal *j, struct rwin *w, uint64_t pos, uint64_t limit,
+                    struct rec *rec, const uint8_t **hdr)
 {
     uint64_t len;
     int r;
 
     if (room(j, pos) < BS_JOURNAL_HDR_LEN)
         return -EINVAL;
-    r = pread_all(j->fd, buf, BS_JOURNAL_HDR_LEN, phys(j, pos));
-    if (r < 0)
-        return r;
-    if (rec_unpack(buf, rec) < 0)
+    if (pos < w->pos || pos + BS_JOURNAL_HDR_LEN > w->pos + w->len) {
+        r = rwin_fill(j, w, pos, limit, BS_JOURNAL_HDR_LEN);
+        if (r < 0)
+            return r;
+    }
+    if (rec_unpack(j->rbuf + (pos - w->pos), rec) < 0)
         return -EINVAL;
     len = payload_len(rec);
     if (len > j->max_record || BS_JOURNAL_HDR_LEN + len > room(j, pos))
         return -EINVAL;
-    if (len) {
-        r = pread_all(j->fd, buf + BS_JOURNAL_HDR_LEN, len, phys(j, pos) + BS_JOURNAL_HDR_LEN);
+    if (pos + BS_JOURNAL_HDR_LEN + len > w->pos + w->len) {
+        r = rwin_fill(j, w, pos, limit, BS_JOURNAL_HDR_LEN + len);
         if (r < 0)
             return r;
     }
-    if (rec_crc(buf, buf + BS_JOURNAL_HDR_LEN, len) != rec->crc)
+    *hdr = j->rbuf + (pos - w->pos);
+    if (rec_crc(*hdr, *hdr + BS_JOURNAL_HDR_LEN, len) != rec->crc)
         return -EINVAL;
     return 0;
 }
@@ -298,6 +350,8 @@ static int scan(struct bs_journal *j)
     uint32_t ep_records = 0, ep_chain = 0;
     bool in_epoch = false;
     struct rec rec;
+    struct rwin w = { 0 };
+    const uint8_t *hdr;
 
     j->tail_pos = pos;
     j->tail_seq = next_seq;
@@ -306,7 +360,7 @@ static int scan(struct bs_journal *j)
             pos += room(j, pos);
             continue;
         }
-        int r = read_rec(j, pos, &rec, j->rbuf);
+        int r = read_rec(j, &w, pos, j->sb.start_pos + j->region, &rec, &hdr);
         if (r == -EINVAL || (r == 0 && (rec.seq < next_seq || rec.epoch < epoch)))
             break; /* the end of the journal: garbage, or older than what precedes */
         if (r < 0) {
@@ -411,7 +465,10 @@ int bs_journal_open(const char *path, uint64_t size, uint32_t max_record,
         BS_ERR(MOD, "opening %s: %s", path, strerror(-r));
         goto fail;
     }
-    j->rbuf = malloc(BS_JOURNAL_HDR_LEN + (size_t)max_record);
+    j->rcap = BS_JOURNAL_HDR_LEN + (size_t)max_record;
+    if (j->rcap < RWIN_BYTES)
+        j->rcap = RWIN_BYTES;
+    j->rbuf = malloc(j->rcap);
     if (!j->rbuf) {
         r = -ENOMEM;
         goto fail;
@@ -553,6 +610,31 @@ static int append_rec(struct bs_journal *j, struct rec *rec, const void *payload
     return 0;
 }
 
+/* Whether a DATA or ZERO record of epoch may be appended now. */
+static bool append_ok(const struct bs_journal *j, uint64_t epoch, enum bs_journal_kind kind,
+                      uint32_t count)
+{
+    size_t len = kind == BS_JOURNAL_DATA ? (size_t)count * 512 : 0;
+
+    return (kind == BS_JOURNAL_DATA || kind == BS_JOURNAL_ZERO) && count != 0 &&
+           len <= j->max_record && epoch > j->last_epoch &&
+           (!j->epoch_open || epoch == j->open_epoch);
+}
+
+/* Counts an appended record, of CRC crc, into its epoch's commit. */
+static void chain_rec(struct bs_journal *j, uint64_t epoch, uint32_t crc)
+{
+    if (!j->epoch_open) {
+        j->epoch_open = true;
+        j->open_epoch = epoch;
+        j->open_records = 0;
+        j->open_chain = 0;
+    }
+    crc = htole32(crc);
+    j->open_chain = crc32c(j->open_chain, &crc, sizeof(crc));
+    j->open_records++;
+}
+
 int bs_journal_append(struct bs_journal *j, uint64_t epoch, enum bs_journal_kind kind,
                       uint64_t sector, uint32_t count, const void *data)
 {
@@ -560,22 +642,72 @@ int bs_journal_append(struct bs_journal *j, uint64_t epoch, enum bs_journal_kind
     size_t len = kind == BS_JOURNAL_DATA ? (size_t)count * 512 : 0;
     int r;
 
-    if ((kind != BS_JOURNAL_DATA && kind != BS_JOURNAL_ZERO) || count == 0 ||
-        len > j->max_record || epoch <= j->last_epoch ||
-        (j->epoch_open && epoch != j->open_epoch))
+    if (!append_ok(j, epoch, kind, count))
         return -EINVAL;
     r = append_rec(j, &rec, data, len);
     if (r < 0)
         return r;
-    if (!j->epoch_open) {
-        j->epoch_open = true;
-        j->open_epoch = epoch;
-        j->open_records = 0;
-        j->open_chain = 0;
+    chain_rec(j, epoch, rec.crc);
+    return 0;
+}
+
+int bs_journal_append_many(struct bs_journal *j, uint64_t epoch,
+                           const struct bs_journal_entry *in, size_t n, size_t *done)
+{
+    size_t i = 0;
+
+    *done = 0;
+    while (i < n) {
+        struct iovec iov[2 * BATCH_RECS];
+        uint64_t pos = j->write_pos, start;
+        unsigned k = 0;
+        int niov = 0, r;
+
+        pthread_mutex_lock(&j->lock);
+        start = j->sb.start_pos;
+        pthread_mutex_unlock(&j->lock);
+        /* Gather the records that fit, contiguously, before the region's
+         * end and the durable start. */
+        while (i + k < n && k < BATCH_RECS) {
+            const struct bs_journal_entry *e = &in[i + k];
+            size_t len = e->kind == BS_JOURNAL_DATA ? (size_t)e->count * 512 : 0;
+            uint64_t need = BS_JOURNAL_HDR_LEN + len;
+
+            if (!append_ok(j, epoch, e->kind, e->count) || room(j, pos) < need ||
+                pos + need - start > j->region)
+                break;
+            struct rec rec = { .type = (uint8_t)e->kind, .count = e->count,
+                               .seq = j->write_seq + k, .epoch = epoch, .sector = e->sector };
+            rec_pack(&rec, j->bhdr[k]);
+            j->bcrc[k] = rec_crc(j->bhdr[k], e->data, len);
+            bs_put_le32(j->bhdr[k] + 40, j->bcrc[k]);
+            iov[niov++] = (struct iovec){ j->bhdr[k], BS_JOURNAL_HDR_LEN };
+            if (len)
+                iov[niov++] = (struct iovec){ (void *)e->data, len };
+            pos += need;
+            k++;
+        }
+        if (k == 0) {
+            /* The next record is invalid, needs a PAD first or does not
+             * fit: bs_journal_append says which, one record at a time. */
+            r = bs_journal_append(j, epoch, in[i].kind, in[i].sector, in[i].count, in[i].data);
+            if (r < 0)
+                return r;
+            *done = ++i;
+            continue;
+        }
+        r = pwritev_all(j->fd, iov, niov, phys(j, j->write_pos));
+        if (r < 0)
+            return r;
+        for (unsigned m = 0; m < k; m++)
+            chain_rec(j, epoch, j->bcrc[m]);
+        j->write_seq += k;
+        pthread_mutex_lock(&j->lock);
+        j->write_pos = pos;
+        pthread_mutex_unlock(&j->lock);
+        i += k;
+        *done = i;
     }
-    uint32_t crc = htole32(rec.crc);
-    j->open_chain = crc32c(j->open_chain, &crc, sizeof(crc));
-    j->open_records++;
     return 0;
 }
 
@@ -648,6 +780,8 @@ static int walk_span(struct bs_journal *j, const struct span *sp, bs_journal_app
     struct span s = *sp;
     uint64_t epoch = s.epoch;
     struct rec rec;
+    struct rwin w = { 0 };
+    const uint8_t *hdr;
     uint64_t pos;
     int r;
 
@@ -656,7 +790,7 @@ static int walk_span(struct bs_journal *j, const struct span *sp, bs_journal_app
             pos += room(j, pos);
             continue;
         }
-        r = read_rec(j, pos, &rec, j->rbuf);
+        r = read_rec(j, &w, pos, s.end_pos, &rec, &hdr);
         if (r == -EINVAL || (r == 0 && (rec.type == BS_JOURNAL_DATA || rec.type == BS_JOURNAL_ZERO) &&
                              rec.epoch != s.rec_epoch)) {
             BS_ERR(MOD, "%s: a record of committed epoch %" PRIu64 " no longer reads back",
@@ -674,7 +808,7 @@ static int walk_span(struct bs_journal *j, const struct span *sp, bs_journal_app
         struct bs_journal_record out = { .kind = (enum bs_journal_kind)rec.type,
                                          .epoch = epoch, .sector = rec.sector,
                                          .count = rec.count,
-                                         .data = j->rbuf + BS_JOURNAL_HDR_LEN };
+                                         .data = hdr + BS_JOURNAL_HDR_LEN };
         r = apply(opaque, &out);
         if (r < 0)
             return r;

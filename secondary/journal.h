@@ -82,6 +82,20 @@ uint64_t bs_journal_size(struct bs_journal *j);
  * (see bs_journal_abort).  -EINVAL for a payload over max_record. */
 int bs_journal_append(struct bs_journal *j, uint64_t epoch, enum bs_journal_kind kind,
                       uint64_t sector, uint32_t count, const void *data);
+/* One DATA or ZERO record for bs_journal_append_many. */
+struct bs_journal_entry {
+    enum bs_journal_kind kind;
+    uint64_t sector;
+    uint32_t count;
+    const void *data; /* DATA: count * 512 bytes */
+};
+/* Appends the n records of in, of epoch, in order, with the results of as
+ * many bs_journal_append calls, in as few writes as the region's end
+ * allows (a pwritev of up to 64 records).  Sets *done to how many were
+ * appended: all of them on success, those before the one that failed
+ * otherwise; a failed write counts none of the records it carried. */
+int bs_journal_append_many(struct bs_journal *j, uint64_t epoch,
+                           const struct bs_journal_entry *in, size_t n, size_t *done);
 /* Appends the commit record of epoch and makes every record up to it
  * durable (fdatasync).  On success the epoch is committed.  The epoch may
  * be above the one its records were appended under (the appender learns

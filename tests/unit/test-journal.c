@@ -515,6 +515,132 @@ static void test_replay_open_tail(void **state)
     bs_journal_close(j);
 }
 
+/* The records of test_batched_appends' epoch e: 200 of them (more than
+ * one pwritev takes), of 4 and 16 KiB, some ZERO, one 64 KiB, about 1.7 MiB
+ * in all, so that the region's end and the 1 MiB read-back window's fall
+ * inside records and batches. */
+#define BATCH_N 200u
+static uint8_t batch_data[BATCH_N][MAXREC];
+
+static void batch_entries(uint64_t e, struct bs_journal_entry *in)
+{
+    for (unsigned i = 0; i < BATCH_N; i++) {
+        uint64_t sector = e * 100000 + i * 200;
+        uint32_t count = i == 37 ? MAXREC / 512 : i % 3 == 0 ? 32 : 8;
+        bool zero = i % 11 == 5;
+        if (!zero)
+            fill(batch_data[i], count, e, sector);
+        in[i] = (struct bs_journal_entry){ .kind = zero ? BS_JOURNAL_ZERO : BS_JOURNAL_DATA,
+                                           .sector = sector, .count = zero ? 16 : count,
+                                           .data = zero ? NULL : batch_data[i] };
+    }
+}
+
+static void read_file(const char *p, uint8_t **out, size_t *len)
+{
+    FILE *f = fopen(p, "rb");
+    struct stat st;
+
+    assert_non_null(f);
+    assert_int_equal(fstat(fileno(f), &st), 0);
+    *len = (size_t)st.st_size;
+    *out = malloc(*len);
+    assert_non_null(*out);
+    assert_int_equal(fread(*out, 1, *len, f), *len);
+    fclose(f);
+}
+
+/* bs_journal_append_many leaves exactly the file that one bs_journal_append
+ * per record leaves, across wraps of the region (PAD records inside a
+ * batch), and a reopen and a replay read every record back from it whole,
+ * in order: the read-back window refills for records that straddle it. */
+static void test_batched_appends(void **state)
+{
+    struct bs_journal *jb, *js;
+    struct bs_journal_entry in[BATCH_N];
+    char single[320];
+    uint64_t e[64];
+
+    (void)state;
+    snprintf(single, sizeof(single), "%s.single", path);
+    assert_int_equal(bs_journal_open(path, 8 * MiB, MAXREC, &jb), 0);
+    assert_int_equal(bs_journal_open(single, 8 * MiB, MAXREC, &js), 0);
+    for (uint64_t ep = 1; ep <= 12; ep++) {
+        size_t done = 0;
+        batch_entries(ep, in);
+        assert_int_equal(bs_journal_append_many(jb, ep, in, BATCH_N, &done), 0);
+        assert_int_equal(done, BATCH_N);
+        for (unsigned i = 0; i < BATCH_N; i++)
+            assert_int_equal(bs_journal_append(js, ep, in[i].kind, in[i].sector, in[i].count,
+                                               in[i].data), 0);
+        assert_int_equal(bs_journal_commit(jb, ep), 0);
+        assert_int_equal(bs_journal_commit(js, ep), 0);
+        assert_int_equal(bs_journal_used(jb), bs_journal_used(js));
+        /* Each epoch takes about 1.7 MiB of the 8 MiB region: two are
+         * kept, so it wraps every few epochs, and a reopen scans 3.4 MiB. */
+        if (ep > 2) {
+            assert_int_equal(bs_journal_release(jb, ep - 2), 0);
+            assert_int_equal(bs_journal_release(js, ep - 2), 0);
+        }
+        if (ep % 5 == 0) {
+            bs_journal_close(jb);
+            assert_int_equal(bs_journal_open(path, 8 * MiB, MAXREC, &jb), 0);
+        }
+        assert_int_equal(committed(jb, e), ep > 2 ? 2 : ep);
+        assert_int_equal(e[ep > 1 ? 1 : 0], ep);
+        struct seen s = replay(jb, ep, 0);
+        assert_int_equal(s.records, BATCH_N);
+        for (unsigned i = 0; i < 64; i++) {
+            assert_int_equal(s.sectors[i], in[i].sector);
+            assert_int_equal(s.counts[i], in[i].count);
+            assert_int_equal(s.kinds[i], in[i].kind);
+        }
+    }
+    bs_journal_close(jb);
+    bs_journal_close(js);
+
+    uint8_t *a, *b;
+    size_t alen, blen;
+    read_file(path, &a, &alen);
+    read_file(single, &b, &blen);
+    assert_int_equal(alen, blen);
+    assert_memory_equal(a, b, alen);
+    free(a);
+    free(b);
+    unlink(single);
+}
+
+/* A batch that does not fit: the records before the one that does not are
+ * appended and counted, that one is -ENOSPC, and nothing after it. */
+static void test_batch_out_of_space(void **state)
+{
+    struct bs_journal *j;
+    struct bs_journal_entry in[BATCH_N];
+    size_t done = 0, total = 0;
+    int r = 0;
+    struct seen s = { 0 };
+
+    (void)state;
+    assert_int_equal(bs_journal_open(path, 4 * MiB, MAXREC, &j), 0);
+    for (uint64_t round = 0; round < 10 && r == 0; round++) {
+        batch_entries(1, in);
+        r = bs_journal_append_many(j, 1, in, BATCH_N, &done);
+        total += done;
+    }
+    assert_int_equal(r, -ENOSPC);
+    assert_true(done < BATCH_N);
+    assert_true(total > BATCH_N);
+    assert_int_equal(bs_journal_replay_open(j, collect_any, &s), 0);
+    assert_int_equal(s.records, total);
+    /* An invalid record stops a batch too, with what came before it. */
+    bs_journal_abort(j);
+    batch_entries(2, in);
+    in[3].count = 0;
+    assert_int_equal(bs_journal_append_many(j, 2, in, BATCH_N, &done), -EINVAL);
+    assert_int_equal(done, 3);
+    bs_journal_close(j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -528,6 +654,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_renumbers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_open_tail, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batched_appends, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_out_of_space, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
