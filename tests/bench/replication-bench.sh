@@ -317,9 +317,36 @@ catchup_rsync() { # SRC DST
     LITERAL=$(awk -F': ' '/^Literal data/ { gsub(/[^0-9]/, "", $2); print $2 }' "$out")
 }
 
+# catchup_limit P SEED: the physical limit of a catch-up here: fio does
+# the same I/O a catch-up must do, at a deep queue, all at once: NCHANGE
+# random 4 KiB reads of the image (the blocks change_blocks wrote with
+# SEED) and NCHANGE random 4 KiB writes to a scratch loop device made like
+# the replica's, then an fsync (a catch-up is durable).  io_uring,
+# O_DIRECT, queue depth 128 each.  The scratch device, not the replica,
+# takes the writes, so the pair stays in sync.  Sets T_RUN to the longer
+# of the two jobs' run times (fio's job_runtime, which includes the final
+# fsync): fio's own start-up takes about 0.3 s here whatever the job, so
+# the process's wall time would measure fio, not the disk.
+catchup_limit() {
+    local p=$1 out=$WORK/fio-culimit.json
+    drop_caches
+    timeout 600 fio --output-format=json --output="$out" --ioengine=io_uring --direct=1 --bs=4k \
+        --iodepth=128 --number_ios="$NCHANGE" --size="${P_SIZE[$p]}" --randseed="$2" \
+        --name=read --rw=randread --filename="${P_IMG[$p]}" \
+        --name=write --rw=randwrite --filename="${P_LIMDEV[$p]}" --end_fsync=1 \
+        2>"$WORK/fio-culimit.err" || die "fio (the catch-up limit) failed: $(cat "$WORK/fio-culimit.err")"
+    T_RUN=$("$PY" -c 'import json, sys
+j = json.load(open(sys.argv[1]))
+ios = sum(x["read"]["total_ios"] + x["write"]["total_ios"] for x in j["jobs"])
+if ios != 2 * int(sys.argv[2]):
+    sys.exit("fio did %d I/Os, not %d" % (ios, 2 * int(sys.argv[2])))
+print("%.3f" % (max(x["job_runtime"] for x in j["jobs"]) / 1000))' "$out" "$NCHANGE") ||
+        die "fio (the catch-up limit): unexpected result in $out"
+}
+
 # catchup_series P LABEL RSYNC(0/1): rounds of stop / change / restart.
-# Fills CU_B[LABEL,r] CU_R[LABEL,r].
-declare -A CU_B CU_R
+# Fills CU_B[LABEL,r] CU_R[LABEL,r] CU_L[LABEL,r].
+declare -A CU_B CU_R CU_L P_LIMDEV
 catchup_series() {
     local p=$1 label=$2 with_rsync=$3 r order first copy=$WORK/$1.copy setup
     note "   [$label] disk $(numfmt --to=iec "${P_SIZE[$p]}"): initial full sync (not part of the comparison)..."
@@ -330,13 +357,35 @@ catchup_series() {
     if [ "$with_rsync" = 1 ]; then
         timeout 1800 cp --sparse=never "${P_IMG[$p]}" "$copy"
     fi
+    # The limit's scratch device holds written data, as the replica does
+    # after its full sync: writes into unwritten extents cost the file
+    # system more.  The limit is taken on the 1x disk only, where the
+    # target is.
+    local with_limit=0
+    P_LIMDEV[$p]=
+    if [ "$label" = small ]; then
+        with_limit=1
+        make_loop "$WORK/$p.lim" "${P_SIZE[$p]}"
+        P_LIMDEV[$p]=$LOOPDEV
+        timeout 1800 dd if="${P_IMG[$p]}" of="$LOOPDEV" bs=4M oflag=direct status=none ||
+            die "could not fill $LOOPDEV"
+    fi
     note "   $(printf '%-6s %-8s %-26s %9s %12s  %s' round disk method seconds 'bytes moved' notes)"
     for ((r = 1; r <= BENCH_ROUNDS; r++)); do
         pair_stop_primary "$p"
         change_blocks "$p" $((1000 + r))
-        if [ "$with_rsync" = 1 ] && [ $((r % 2)) = 0 ]; then order="rsync blkship"; else order="blkship rsync"; fi
+        case $((r % 3)) in
+        1) order="blkship rsync limit" ;;
+        2) order="rsync limit blkship" ;;
+        0) order="limit blkship rsync" ;;
+        esac
         for first in $order; do
-            if [ "$first" = blkship ]; then
+            if [ "$first" = limit ]; then
+                [ "$with_limit" = 1 ] || continue
+                catchup_limit "$p" $((1000 + r))
+                CU_L[$label,$r]=$T_RUN
+                note "   $(printf '%-6s %-8s %-26s %9.3f %12s  %s' "$r" "$label" "limit: fio read+write QD128" "$T_RUN" $((NCHANGE * 4096)) "fio: reads of the image, writes to a scratch device, fsync")"
+            elif [ "$first" = blkship ]; then
                 catchup_blkship "$p"
                 CU_B[$label,$r]=$T_RUN
                 verify "${P_IMG[$p]}" "${P_LOOP[$p]}" "catch-up $label round $r blkship"
@@ -352,6 +401,10 @@ catchup_series() {
         done
     done
     rm -f "$copy"
+    if [ -n "${P_LIMDEV[$p]}" ]; then
+        losetup -d "${P_LIMDEV[$p]}" 2>/dev/null
+        rm -f "$WORK/$p.lim"
+    fi
 }
 
 if has_part catchup; then
@@ -371,8 +424,10 @@ if has_part catchup; then
         stop_pid "${P_NBPID[b]}"
         rm -f "$WORK/b.img"
     fi
-    v=() w=() x=() y=() rr=()
+    v=() w=() x=() y=() rr=() lv=() lr=()
     for ((r = 1; r <= BENCH_ROUNDS; r++)); do
+        lv+=("${CU_L[small,$r]}")
+        lr+=("$(calc %.4f "${CU_B[small,$r]} / ${CU_L[small,$r]}")")
         v+=("${CU_B[small,$r]}")
         w+=("${CU_R[small,$r]}")
         rr+=("$(calc %.4f "${CU_R[small,$r]} / ${CU_B[small,$r]}")")
@@ -383,6 +438,9 @@ if has_part catchup; then
     done
     M2_B=$(median "${v[@]}")
     M2_R=$(median "${w[@]}")
+    M2_L=$(median "${lv[@]}")
+    S2_LIMIT=$(calc %.3f "$M2_B / $M2_L")
+    S2_LIMIT_R=$(median "${lr[@]}")
     S2_RSYNC=$(calc %.1f "$M2_R / $M2_B")
     S2_RSYNC_R=$(median "${rr[@]}")
     M2_BB=nan M2_BR=nan
@@ -430,7 +488,7 @@ ensure_synced_running() { # P LABEL
     fi
 }
 
-declare -A L_IOPS L_DP50 L_DP99 L_LAG50 L_LAG99 L_LAGMAX L_DRAIN L_NSAMP L_PROBE
+declare -A L_CPUGIB L_IOPS L_DP50 L_DP99 L_LAG50 L_LAG99 L_LAGMAX L_DRAIN L_NSAMP L_PROBE
 if has_part load; then
     p=s
     note "== (3) replication under load: fio randwrite bs=4k iodepth=$BENCH_IODEPTH for $BENCH_LOAD_TIME s through NBD (nbdkit + writelog filter)"
@@ -490,18 +548,25 @@ if has_part load; then
                 touch "$stopf"
                 stop_pid "$spid" TERM
             fi
-            read -r iops _ _ fusr fsys < <("$PY" "$WORK/fiojson.py" "$WORK/fio-load-$r-$mode.json")
+            read -r iops _ wbytes fusr fsys < <("$PY" "$WORK/fiojson.py" "$WORK/fio-load-$r-$mode.json")
             L_IOPS[$mode,$r]=$iops
             drain=- dp50=- dp99=- lag50=- lag99=- lagmax=-
             if [ "$mode" = with ]; then
                 sync_watch_wait
                 drain=$(calc %.2f "$SYNC_T - $tf1")
+                # Replication's CPU for these writes runs until the drain
+                # ends, so it is read after it.
+                L_CPUGIB[with,$r]=$(calc %.3f "($(cpu_ticks "${P_NBPID[$p]}") - $c_nb + $(cpu_ticks "${P_PRIPID[$p]}") - $c_pr \
+                    + $(cpu_ticks "${P_SECPID[$p]}") - $c_se) / $CLK_TCK / ($wbytes / 1073741824)")
                 awk -v a="$tf0" -v b="$tf1" '$1 >= a && $1 <= b && /"connected": true/ && match($0, /"dirty_bytes": [0-9]+/) {
                     print substr($0, RSTART + 15, RLENGTH - 15) }' "$samples" >"$samples.dirty"
                 dp50=$(pctl 50 "$samples.dirty")
                 dp99=$(pctl 99 "$samples.dirty")
                 L_DP50[$r]=$dp50 L_DP99[$r]=$dp99 L_DRAIN[$r]=$drain
                 L_NSAMP[$r]=$(wc -l <"$samples.dirty")
+            else
+                L_CPUGIB[without,$r]=$(calc %.3f "($(cpu_ticks "${P_NBPID[$p]}") - $c_nb + $(cpu_ticks "${P_SECPID[$p]}") - $c_se) \
+                    / $CLK_TCK / ($wbytes / 1073741824)")
             fi
             for ((i = 0; i < 1800; i++)); do alive "$lpid" || break; sleep 0.05; done
             wait "$lpid" || die "lag probe failed: $(cat "$WORK/lagprobe-$r-$mode.out")"
@@ -521,13 +586,15 @@ if has_part load; then
     ensure_synced_running "$p" "   after the last run"
     verify "$IMG" "${P_LOOP[$p]}" "load: replica after the runs"
     note "   replica after the runs and a final catch-up: $VERIFY_NOTE"
-    v=() w=() x=() y=() z=() q=() dr=() rr=()
+    v=() w=() x=() y=() z=() q=() dr=() rr=() xc=()
     for ((r = 1; r <= BENCH_ROUNDS; r++)); do
         v+=("${L_IOPS[with,$r]}")
         w+=("${L_IOPS[without,$r]}")
         rr+=("$(calc %.4f "${L_IOPS[with,$r]} / ${L_IOPS[without,$r]}")")
         x+=("${L_DP50[$r]}") y+=("${L_DP99[$r]}") z+=("${L_LAG50[$r]}") q+=("${L_LAG99[$r]}") dr+=("${L_DRAIN[$r]}")
+        xc+=("$(calc %.3f "${L_CPUGIB[with,$r]} - ${L_CPUGIB[without,$r]}")")
     done
+    M3_XCPU=$(median "${xc[@]}")
     M3_WITH=$(median "${v[@]}")
     M3_WITHOUT=$(median "${w[@]}")
     M3_COST=$(calc %.1f "(1 - $M3_WITH / $M3_WITHOUT) * 100")
@@ -545,8 +612,40 @@ fi
 # (profile) where a full sync spends its time
 # =========================================================================
 
+# perf_summary DATA: the samples by command, then each of the pair's
+# three processes by object and by symbol.
+perf_summary() {
+    local data=$1 who tp
+    note "   CPU samples by command, whole host (other tenants' processes included; swapper = idle):"
+    timeout 300 perf report -i "$data" --no-children --sort comm -q --percent-limit 1 2>/dev/null |
+        awk 'NF' | head -n 15 | sed 's/^/     /'
+    for who in primary secondary nbdkit; do
+        case $who in primary) tp=${P_PRIPID[s]} ;; secondary) tp=${P_SECPID[s]} ;; nbdkit) tp=${P_NBPID[s]} ;; esac
+        # Summed from the symbol list: perf's "--sort dso" with --pid
+        # leaves the kernel out.
+        note "   $who (pid $tp): % of its own samples by object: $(timeout 300 perf report -i "$data" \
+            --pid="$tp" --percentage relative --no-children --sort dso,sym -q 2>/dev/null |
+            awk '$1 ~ /%$/ { a[$2] += $1 } END { for (k in a) if (a[k] >= 1) printf "%.1f%% %s\n", a[k], k }' |
+            sort -rn | awk '{ printf "%s%s %s", (NR > 1 ? ", " : ""), $2, $1 }')"
+        note "   $who: top symbols (libcrypto is stripped: its AES-GCM shows as many addresses):"
+        timeout 300 perf report -i "$data" --pid="$tp" --percentage relative --no-children \
+            --sort dso,sym -q --percent-limit 1.5 2>/dev/null | awk 'NF' | head -n 12 | sed 's/^/     /'
+    done
+}
+
+# profile_load SEED: fio's load of (3) through pair s, its JSON in
+# fio-profload.json.
+profile_load() {
+    timeout $((BENCH_LOAD_TIME + 120)) fio --name=load --ioengine=nbd \
+        --uri="nbd+unix:///?socket=${P_NBSOCK[s]}" --rw=randwrite --bs=4k \
+        --iodepth="$BENCH_IODEPTH" --size=$((SIZE - 1048576)) --time_based --runtime="$BENCH_LOAD_TIME" \
+        --norandommap --randseed="$1" --output-format=json >"$WORK/fio-profload.json" 2>"$WORK/fio-load.err" ||
+        die "fio (load profile) failed: $(cat "$WORK/fio-load.err")"
+}
+
 if has_part profile; then
-    note "== (profile) one full sync under perf record -a, one under strace -c -f (not timed for the comparison)"
+    note "== (profile) one full sync under perf record -a, one under strace -c -f (not timed for the comparison);"
+    note "   then fio's load of (3) under perf record -a"
     if command -v perf >/dev/null; then
         pair_stop_primary s
         pair_stop_secondary s
@@ -569,21 +668,43 @@ if has_part profile; then
         hb=$(host_cpu_busy)
         note "   sync under perf: $el s, host CPU busy $hb%; CPU seconds: primary $(calc %.2f "$(cpu_ticks "${P_PRIPID[s]}") / $CLK_TCK"), secondary $(calc %.2f "$(cpu_ticks "${P_SECPID[s]}") / $CLK_TCK"), nbdkit $(calc %.2f "($(cpu_ticks "${P_NBPID[s]}") - $nb0) / $CLK_TCK")"
         stop_pid "$perf_pid" INT
-        note "   CPU samples by command, whole host (other tenants' processes included; swapper = idle):"
-        timeout 300 perf report -i "$WORK/perf.data" --no-children --sort comm -q --percent-limit 1 2>/dev/null |
-            awk 'NF' | head -n 15 | sed 's/^/     /'
-        for who in primary secondary nbdkit; do
-            case $who in primary) tp=${P_PRIPID[s]} ;; secondary) tp=${P_SECPID[s]} ;; nbdkit) tp=${P_NBPID[s]} ;; esac
-            # Summed from the symbol list: perf's "--sort dso" with --pid
-            # leaves the kernel out.
-            note "   $who (pid $tp): % of its own samples by object: $(timeout 300 perf report -i "$WORK/perf.data" \
-                --pid="$tp" --percentage relative --no-children --sort dso,sym -q 2>/dev/null |
-                awk '$1 ~ /%$/ { a[$2] += $1 } END { for (k in a) if (a[k] >= 1) printf "%.1f%% %s\n", a[k], k }' |
-                sort -rn | awk '{ printf "%s%s %s", (NR > 1 ? ", " : ""), $2, $1 }')"
-            note "   $who: top symbols (libcrypto is stripped: its AES-GCM shows as many addresses):"
-            timeout 300 perf report -i "$WORK/perf.data" --pid="$tp" --percentage relative --no-children \
-                --sort dso,sym -q --percent-limit 1.5 2>/dev/null | awk 'NF' | head -n 12 | sed 's/^/     /'
-        done
+        perf_summary "$WORK/perf.data"
+        # Under load: the pair in sync, fio writing 4 KiB at random as in (3).
+        ensure_synced_running s "   load profile (set-up)"
+        c_nb=$(cpu_ticks "${P_NBPID[s]}") c_pr=$(cpu_ticks "${P_PRIPID[s]}") c_se=$(cpu_ticks "${P_SECPID[s]}")
+        bg_start "$WORK/perf-load.log" perf record -a -F 999 -o "$WORK/perf-load.data"
+        perf_pid=$LAST_PID
+        profile_load 3000
+        wait_sync "${P_PCTL[s]}" 0
+        stop_pid "$perf_pid" INT
+        read -r iops _ wbytes _ _ < <("$PY" "$WORK/fiojson.py" "$WORK/fio-profload.json")
+        gib=$(calc %.6f "$wbytes / 1073741824")
+        note "   under load, perf -a: fio $(calc %.0f "$iops") IOPS for $BENCH_LOAD_TIME s, then the drain; CPU seconds per written GiB:" \
+            "nbdkit $(calc %.2f "($(cpu_ticks "${P_NBPID[s]}") - $c_nb) / $CLK_TCK / $gib")," \
+            "primary $(calc %.2f "($(cpu_ticks "${P_PRIPID[s]}") - $c_pr) / $CLK_TCK / $gib")," \
+            "secondary $(calc %.2f "($(cpu_ticks "${P_SECPID[s]}") - $c_se) / $CLK_TCK / $gib")"
+        perf_summary "$WORK/perf-load.data"
+        if command -v strace >/dev/null; then
+            # The same load under strace -c: system calls per written block.
+            st=()
+            for who in primary secondary nbdkit; do
+                case $who in primary) tp=${P_PRIPID[s]} ;; secondary) tp=${P_SECPID[s]} ;; nbdkit) tp=${P_NBPID[s]} ;; esac
+                bg_start "$WORK/strace-load-$who.log" strace -c -f -o "$WORK/strace-load-$who.txt" -p "$tp"
+                st+=("$LAST_PID")
+            done
+            sleep 0.5
+            profile_load 3001
+            wait_sync "${P_PCTL[s]}" 0
+            for pid in "${st[@]}"; do stop_pid "$pid" INT; done
+            read -r _ ios _ _ _ < <("$PY" "$WORK/fiojson.py" "$WORK/fio-profload.json")
+            for who in primary secondary nbdkit; do
+                note "   under load, strace -c -f, $who: $(awk -v n="$ios" '$NF == "total" { printf "%.2f", $4 / n }' \
+                    "$WORK/strace-load-$who.txt") system calls per written 4 KiB block ($ios blocks); top 8 by calls:"
+                awk '$1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total"' "$WORK/strace-load-$who.txt" | sort -k4,4 -rn | head -n 8 |
+                    awk -v n="$ios" '{ printf "     %-16s %9d calls  %6.2f per block\n", $NF, $4, $4 / n }' |
+                    while IFS= read -r line; do note "$line"; done
+            done
+        fi
     else
         note "   perf not installed: skipped"
     fi
@@ -662,6 +783,8 @@ if has_part catchup; then
     note "    $(printf '%-40s %9.3f   %s' "blkship, $(numfmt --to=iec "$SIZE") disk" "$M2_B" "$per")"
     per=; for ((r = 1; r <= BENCH_ROUNDS; r++)); do per+="${CU_R[small,$r]} "; done
     note "    $(printf '%-40s %9.3f   %s' "rsync local, $(numfmt --to=iec "$SIZE") disk" "$M2_R" "$per")"
+    per=; for ((r = 1; r <= BENCH_ROUNDS; r++)); do per+="${CU_L[small,$r]} "; done
+    note "    $(printf '%-40s %9.3f   %s' "limit: fio read+write QD128" "$M2_L" "$per")"
     if [ "$BENCH_BIG_FACTOR" -gt 1 ]; then
         per=; for ((r = 1; r <= BENCH_ROUNDS; r++)); do per+="${CU_B[big,$r]} "; done
         note "    $(printf '%-40s %9.3f   %s' "blkship, $(numfmt --to=iec "$BIG_SIZE") disk" "$M2_BB" "$per")"
@@ -670,6 +793,7 @@ if has_part catchup; then
             note "    $(printf '%-40s %9.3f   %s' "rsync local, $(numfmt --to=iec "$BIG_SIZE") disk" "$M2_BR" "$per")"
         fi
     fi
+    note "    blkship / limit: $(printf '%.3f' "$S2_LIMIT") (per-round median $(calc %.3f "$S2_LIMIT_R"))   target <= 1.5: $(verdict "$S2_LIMIT <= 1.5")"
     note "    blkship vs rsync: $(printf '%.1fx faster' "$S2_RSYNC") (per-round median $(calc %.1f "$S2_RSYNC_R")x)   target >= 50x: $(verdict "$S2_RSYNC >= 50")"
     if [ "$BENCH_BIG_FACTOR" -gt 1 ]; then
         note "    blkship, ${BENCH_BIG_FACTOR}x disk / 1x disk: $(calc %.2f "$M2_BB / $M2_B") (1.0 = follows the dirty data only)$([ "$big_rsync" = 1 ] && echo "; rsync: $(calc %.2f "$M2_BR / $M2_R")")"
@@ -681,6 +805,9 @@ if has_part load; then
     note "    IOPS without the agent:  $(calc %.0f "$M3_WITHOUT")   per round: $(for ((r = 1; r <= BENCH_ROUNDS; r++)); do printf '%.0f ' "${L_IOPS[without,$r]}"; done)"
     note "    IOPS while replicating:  $(calc %.0f "$M3_WITH")   per round: $(for ((r = 1; r <= BENCH_ROUNDS; r++)); do printf '%.0f ' "${L_IOPS[with,$r]}"; done)"
     note "    cost of replicating:     $M3_COST% of IOPS (median of per-round ratios: $M3_COST_R%)"
+    note "    IOPS with / without:     $(calc %.3f "$M3_WITH / $M3_WITHOUT")   target >= 0.55: $(verdict "$M3_WITH / $M3_WITHOUT >= 0.55")"
+    note "    replication's extra CPU: $(calc %.2f "$M3_XCPU") s per written GiB (median of per-round differences: $(for ((r = 1; r <= BENCH_ROUNDS; r++)); do printf '%s ' "${xc[$((r - 1))]}"; done))   target <= 2.0: $(verdict "$M3_XCPU <= 2.0")"
+    note "      (nbdkit + primary + secondary, the drain included, per GiB fio wrote; minus nbdkit + secondary without the agent, whose filter still logs)"
     note "    replica behind (dirty_bytes): p50 $(iec "$M3_DP50"), p99 $(iec "$M3_DP99")  (medians over rounds)"
     note "      as time at the write rate (dirty / (IOPS x 4 KiB)): p50 ~${M3_EST50} ms, p99 ~${M3_EST99} ms (excludes up to ${BENCH_INTERVAL} ms of unsealed writes)"
     note "    probe lag (write ack -> visible on the replica): p50 $(calc %.0f "$M3_LAG50") ms, p99 $(calc %.0f "$M3_LAG99") ms, max $(calc %.0f "$M3_LAGMAX") ms"
