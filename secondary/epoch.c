@@ -641,7 +641,9 @@ static void ap_work(uv_work_t *req)
             break;
         }
         epoch_crash_point(sec, CRASH_BEFORE_COMMIT);
+        sec->ap_commit_ns = uv_hrtime();
         r = bs_journal_commit(j, e->sector);
+        sec->ap_commit_ns = uv_hrtime() - sec->ap_commit_ns;
         if (r == 0)
             epoch_crash_point(sec, CRASH_AFTER_COMMIT);
         break;
@@ -745,6 +747,9 @@ static void ap_done(uv_work_t *req, int status)
                              "consistent again",
                         e->sector);
         }
+        if (!sec->ap_inplace)
+            BS_DEBUG(MOD, "epoch %" PRIu64 " committed: its journal commit took %.1f ms",
+                     e->sector, (double)sec->ap_commit_ns / 1e6);
         sec->ap_epoch_open = sec->ap_inplace = sec->ap_oversize = false;
         if (ours) {
             sgen_committed(s);

@@ -134,6 +134,13 @@ static uint64_t payload_len(const struct rec *r)
 /* Records bs_journal_append_many gathers into one pwritev. */
 #define BATCH_RECS 64u
 
+/* Appended bytes are sent on their way to the disk (sync_file_range,
+ * which starts the writeback and does not wait for it) once this many are
+ * waiting: a commit's fdatasync then writes the last of them, not the
+ * whole epoch.  A 10 MiB catch-up epoch's commit took 19-24 ms here
+ * without it, all of it after the last byte had arrived. */
+#define WB_BYTES (1u << 20)
+
 /* A committed epoch's records: [first_pos, end_pos), end_pos just past its
  * commit record. */
 struct span {
@@ -156,6 +163,7 @@ struct bs_journal {
     /* Appending. */
     uint64_t write_pos, write_seq;
     uint64_t tail_pos, tail_seq;        /* just past the last commit */
+    uint64_t wb_pos;                    /* writeback started up to here */
     uint64_t last_epoch;
     bool epoch_open;
     uint64_t open_epoch;
@@ -404,7 +412,7 @@ static int scan(struct bs_journal *j)
         }
         pos = end;
     }
-    j->write_pos = j->tail_pos;
+    j->write_pos = j->wb_pos = j->tail_pos;
     /* Sequence numbers go on past anything scanned, the dropped tail
      * included, so that no record written from now on can be taken for
      * one of it. */
@@ -610,6 +618,26 @@ static int append_rec(struct bs_journal *j, struct rec *rec, const void *payload
     return 0;
 }
 
+/* Starts the writeback of what was appended since the last time, once
+ * WB_BYTES are waiting.  Only a head start: the commit's fdatasync is what
+ * makes them durable, and reports what failed, so a failure here is
+ * ignored. */
+static void wb_kick(struct bs_journal *j)
+{
+    uint64_t from = j->wb_pos, to = j->write_pos;
+
+    if (to < from + WB_BYTES)
+        return;
+    if (to - from > j->region)
+        from = to - j->region;
+    while (from < to) {
+        uint64_t n = to - from < room(j, from) ? to - from : room(j, from);
+        (void)sync_file_range(j->fd, (off_t)phys(j, from), (off_t)n, SYNC_FILE_RANGE_WRITE);
+        from += n;
+    }
+    j->wb_pos = to;
+}
+
 /* Whether a DATA or ZERO record of epoch may be appended now. */
 static bool append_ok(const struct bs_journal *j, uint64_t epoch, enum bs_journal_kind kind,
                       uint32_t count)
@@ -648,6 +676,7 @@ int bs_journal_append(struct bs_journal *j, uint64_t epoch, enum bs_journal_kind
     if (r < 0)
         return r;
     chain_rec(j, epoch, rec.crc);
+    wb_kick(j);
     return 0;
 }
 
@@ -707,6 +736,7 @@ int bs_journal_append_many(struct bs_journal *j, uint64_t epoch,
         pthread_mutex_unlock(&j->lock);
         i += k;
         *done = i;
+        wb_kick(j);
     }
     return 0;
 }
@@ -737,7 +767,7 @@ int bs_journal_commit(struct bs_journal *j, uint64_t epoch)
     pthread_mutex_unlock(&j->lock);
     if (r < 0)
         return r;
-    j->tail_pos = j->write_pos;
+    j->tail_pos = j->wb_pos = j->write_pos;
     j->tail_seq = j->write_seq;
     j->last_epoch = epoch;
     j->epoch_open = false;
@@ -751,6 +781,8 @@ void bs_journal_abort(struct bs_journal *j)
     pthread_mutex_lock(&j->lock);
     j->write_pos = j->tail_pos;
     pthread_mutex_unlock(&j->lock);
+    if (j->wb_pos > j->write_pos)
+        j->wb_pos = j->write_pos;
     j->epoch_open = false;
 }
 

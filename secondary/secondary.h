@@ -354,6 +354,7 @@ struct secondary {
     bool ap_went_oversize;      /* the worker switched the epoch to in place */
     uint64_t ap_journalled;     /* bytes of the epoch journalled before that */
     uint64_t ap_written;        /* bytes the worker wrote to the replica */
+    uint64_t ap_commit_ns;      /* how long the last journal commit took */
     /* The applier: committed epochs to the replica, in order. */
     uv_work_t apl_req;
     bool apl_running;
