@@ -184,6 +184,9 @@ pick_port() {
 }
 
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# cpu_ns PID: the CPU time of PID's live threads in nanoseconds (the
+# scheduler's own count, not 10 ms ticks: for events of a few tens of ms).
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
 alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 has_child() { pgrep -P "$1" -x "$2" >/dev/null; }
 
