@@ -628,8 +628,9 @@ static void wb_kick(struct bs_journal *j)
 
     if (to < from + WB_BYTES)
         return;
-    if (to - from > j->region)
-        from = to - j->region;
+    /* Never more than the region: wb_pos is at least the tail (scan,
+     * commit and abort move it there), and appends stop a region past the
+     * durable start. */
     while (from < to) {
         uint64_t n = to - from < room(j, from) ? to - from : room(j, from);
         (void)sync_file_range(j->fd, (off_t)phys(j, from), (off_t)n, SYNC_FILE_RANGE_WRITE);
