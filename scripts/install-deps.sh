@@ -10,7 +10,7 @@ packages=(
   libxxhash-dev  # block checksums (checksum resync, verify)
   libinih-dev  # one configuration file per resource (INI)
   libsystemd-dev  # sd_notify: readiness, status and the watchdog under systemd
-  libmicrohttpd-dev  # the agents' Prometheus endpoint
+  libmicrohttpd-dev  # the agents' Prometheus endpoint (headers; the library is opened with --metrics)
   libzstd-dev  # --compress zstd: data frames compressed for slow links
   librbd-dev  # rbd: replica targets (librbd, librados)
   go-md2man  # the manual pages' troff, from their Markdown

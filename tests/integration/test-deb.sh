@@ -2,8 +2,8 @@
 # The Debian package: built from this tree with CPack (a build of its own,
 # configured for /usr), installed with dpkg on this machine, used as a user
 # would, and purged.
-#  - its control file depends on nbdkit and on the libraries the programs
-#    link (dpkg-shlibdeps);
+#  - its control file depends on nbdkit, on the libraries the programs
+#    link (dpkg-shlibdeps) and on libmicrohttpd12, which they open;
 #  - installed, `nbdkit --filter=writelog` finds the filter by name, the
 #    programs are on the PATH, `man` finds the manual pages, systemd's
 #    directories hold the units, the generator, sysusers.d and tmpfiles.d
@@ -42,7 +42,8 @@ deb=$(ls "$b"/blkship_*.deb)
 
 ctl=$(dpkg-deb -f "$deb" Depends)
 note "Depends: $ctl"
-for dep in nbdkit libuv1 libssl3 libjson-c5 libinih1 libsystemd0 libxxhash0 librbd1; do
+# libmicrohttpd12 is opened for --metrics, not linked: it is named by hand.
+for dep in nbdkit libuv1 libssl3 libjson-c5 libinih1 libsystemd0 libxxhash0 librbd1 libmicrohttpd12; do
     grep -q "$dep" <<<"$ctl" || fail "the package does not depend on $dep: $ctl"
 done
 filterdir=$(pkg-config --variable=filterdir nbdkit)

@@ -54,6 +54,14 @@ poll_until 10 _fio_writing || fail "fio's writes do not reach the log"
 start_primary pri "$WL_CTL" "$SEC_ADDR"
 pri_pid=$PRI_PID pri_ctl=$PRI_CTL pri_log=$PRI_LOG
 expect_log 'paired with replica [0-9a-f]{32}: full sync' "$pri_log"
+# Without --metrics neither agent loads the HTTP library (common/metrics.c:
+# it and GnuTLS cost every start about 6 ms); test-metrics.sh checks that
+# an endpoint does load it.
+for pid in "$pri_pid" "$sec_pid"; do
+    [ -r "/proc/$pid/maps" ] || fail "no /proc/$pid/maps"
+    ! grep -q 'libmicrohttpd\|libgnutls' "/proc/$pid/maps" ||
+        fail "agent $pid, started without --metrics, has libmicrohttpd or GnuTLS mapped"
+done
 sync_began=$(($(now_ms) - fio_launch))
 s=$(status "$pri_ctl")
 proc_alive "$fio_pid" || fail "fio ended before the full sync began: the sync did not run under load"

@@ -9,6 +9,7 @@
 #    not slow the replication: writes made meanwhile reach the replica;
 #  - the secondary killed: the primary's blkship_connected goes to 0 and
 #    its link_down errors count it;
+#  - the agents open libmicrohttpd for it (they do not link it);
 #  - a bad --metrics address is a usage error (2), a port in use a start
 #    failure (1), each said in the log.
 source "$(dirname "$0")/functions.sh"
@@ -35,6 +36,10 @@ start_primary pri "$WL_CTL" "$SEC_ADDR" --metrics "$TEST_HOST:$mp" --heartbeat-m
 pri_ctl=$PRI_CTL pri_log=$PRI_LOG
 expect_log "Prometheus metrics on http://$TEST_HOST:$mp/metrics" "$pri_log"
 expect_log "Prometheus metrics on http://$TEST_HOST:$ms/metrics" "$sec_log"
+# The library is opened for an endpoint (test-e2e.sh: not without one).
+for pid in "$PRI_PID" "$sec_pid"; do
+    grep -q libmicrohttpd "/proc/$pid/maps" || fail "agent $pid serves metrics without libmicrohttpd mapped"
+done
 wait_synced "$pri_ctl" 60
 expect_same "$img" "$LOOP" "replica after the sync"
 
