@@ -216,6 +216,22 @@ static bool unassigned_waiters(const struct primary *p)
 
 static void adds_step(struct primary *p);
 
+/* The number the next epoch takes: past every one this line used. */
+static uint64_t next_epoch_number(const struct primary *p)
+{
+    return (p->last_epoch > p->committed_epoch ? p->last_epoch : p->committed_epoch) + 1;
+}
+
+void epoch_reserve_ahead(struct primary *p)
+{
+    uint64_t next = next_epoch_number(p);
+
+    if (next + EPOCH_RESERVE / 4 >= p->epoch_reserve_target) {
+        p->epoch_reserve_target = next + EPOCH_RESERVE;
+        save_state_async(p);
+    }
+}
+
 void epoch_maybe_start(struct primary *p)
 {
     uint64_t now = uv_now(p->loop);
@@ -249,14 +265,11 @@ void epoch_maybe_start(struct primary *p)
             return;
         }
     }
-    uint64_t next = (p->last_epoch > p->committed_epoch ? p->last_epoch : p->committed_epoch) + 1;
+    uint64_t next = next_epoch_number(p);
     /* The number must be reserved durably before END_EPOCH can carry it:
      * reserve ahead, and wait (state_done starts the epoch) if the
      * reservation is not on disk yet. */
-    if (next + EPOCH_RESERVE / 4 >= p->epoch_reserve_target) {
-        p->epoch_reserve_target = next + EPOCH_RESERVE;
-        save_state_async(p);
-    }
+    epoch_reserve_ahead(p);
     if (next >= p->epoch_reserved_durable)
         return;
     if (now - p->last_rx_ms > p->peer_timeout_ms) {

@@ -57,13 +57,21 @@ void state_text(const struct primary *p, char *out, size_t size)
              p->role_seq);
 }
 
-/* One writer of the file at a time: the loop (save_state) or the pool. */
-static int write_state(struct primary *p, const char *text)
+/* One writer of the file at a time: the loop (save_state) or the pool.
+ * seq orders the contents as the loop took them: a pool write queued
+ * before a synchronous one but run after it would put older contents back
+ * (a pairing's replica identity lost, say), so it is skipped; what it
+ * carried is in the newer text. */
+static int write_state(struct primary *p, const char *text, uint64_t seq)
 {
-    int r;
+    int r = 0;
 
     uv_mutex_lock(&p->state_lock);
-    r = bs_state_write(p->state_path, text);
+    if (seq > p->state_seq_written) {
+        r = bs_state_write(p->state_path, text);
+        if (r == 0)
+            p->state_seq_written = seq;
+    }
     uv_mutex_unlock(&p->state_lock);
     if (r < 0)
         BS_ERR(MOD, "writing %s: %s", p->state_path, strerror(-r));
@@ -77,7 +85,7 @@ int save_state(struct primary *p)
     int r;
 
     state_text(p, text, sizeof(text));
-    r = write_state(p, text);
+    r = write_state(p, text, ++p->state_seq);
     if (r == 0 && reserved > p->epoch_reserved_durable)
         p->epoch_reserved_durable = reserved;
     return r;
@@ -87,7 +95,7 @@ static void state_work(uv_work_t *req)
 {
     struct primary *p = req->data;
 
-    p->state_result = write_state(p, p->state_text);
+    p->state_result = write_state(p, p->state_text, p->state_seq_async);
 }
 
 static void state_done(uv_work_t *req, int status)
@@ -112,6 +120,7 @@ void save_state_async(struct primary *p)
         return;
     }
     state_text(p, p->state_text, sizeof(p->state_text));
+    p->state_seq_async = ++p->state_seq;
     p->state_reserved = p->epoch_reserve_target;
     p->state_req.data = p;
     if (uv_queue_work(p->loop, &p->state_req, state_work, state_done) == 0)
@@ -808,6 +817,8 @@ int main(int argc, char **argv)
         BS_ERR(MOD, "systemd watchdog timer: %s", uv_strerror(r));
         return BS_EXIT_FAILURE;
     }
+    /* The first epoch's number, on disk while the link comes up. */
+    epoch_reserve_ahead(p);
 
     uv_run(p->loop, UV_RUN_DEFAULT);
 

@@ -341,6 +341,9 @@ struct primary {
     uint64_t epoch_reserve_target;  /* to be written */
     uint64_t epoch_reserved_durable; /* numbers below it may be used */
     uint64_t state_reserved;        /* the reservation the write in progress carries */
+    uint64_t state_seq;             /* contents taken for a write (loop thread) */
+    uint64_t state_seq_async;       /* ... the one state_text holds for the pool */
+    uint64_t state_seq_written;     /* the newest on disk (state_lock) */
     uv_mutex_t state_lock;
     char state_text[1024];
     struct waiter waiters[MAX_WAITERS];
@@ -448,6 +451,11 @@ void on_log_kick_done(void *opaque);
 /* Starts the next epoch if it is time (async) or asked for (checkpoint),
  * the link is up and none is open; otherwise arms what will. */
 void epoch_maybe_start(struct primary *p);
+/* Makes sure the next epoch's number is, or is being, reserved durably in
+ * primary.state (save_state_async).  At start it overlaps that write with
+ * the connection and handshake, which the first epoch would otherwise wait
+ * for after them. */
+void epoch_reserve_ahead(struct primary *p);
 /* Every chunk of the seal is in the bitmap: its grains may be shipped. */
 void epoch_sealed(struct primary *p);
 /* The pump found nothing left to read or being read. */
