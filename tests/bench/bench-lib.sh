@@ -208,7 +208,8 @@ json_get() {
 # --json` CLI confirms the result once at the end.
 #
 # sync_watch_start CTL MIN_ACKED [GATE [PERIOD]]: starts the poller; with
-# GATE, it only judges statuses taken once the file GATE exists.  PERIOD:
+# GATE, it only judges statuses taken once the file GATE exists, and waits
+# for the first epoch sealed after it to commit.  PERIOD:
 # seconds between polls (default 0.02).
 sync_watch_start() {
     local out=$WORK/syncwait.out
@@ -496,14 +497,22 @@ gate = sys.argv[5] if len(sys.argv) > 5 and sys.argv[5] else None
 print("ready", flush=True)
 deadline = time.time() + limit
 last = ""
+# With a gate, the writes it waits for were all made before it appeared,
+# but those not sealed yet are in no dirty_bytes: between a commit and the
+# next seal the status says 0 with the log still full of them.  The first
+# epoch sealed after the gate holds them all, so that one must commit.
+first_epoch = 0
 while time.time() < deadline:
     try:
         gated = gate is None or os.path.exists(gate)
         last = status(path)
         t = time.time()
         j = json.loads(last)
+        if gated and gate is not None and not first_epoch:
+            first_epoch = j["epoch"] + 1
         if gated and j.get("connected") is True and j.get("dirty_bytes") == 0 \
-                and j.get("acked_bytes", 0) >= min_acked:
+                and j.get("acked_bytes", 0) >= min_acked \
+                and j.get("committed_epoch", 0) >= first_epoch:
             print("synced %.6f %s" % (t, last), flush=True)
             sys.exit(0)
     except (OSError, ValueError):
