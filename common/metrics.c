@@ -61,7 +61,9 @@ static int mhd_open(struct mhd_api *api)
         { "MHD_destroy_response", (void **)&api->destroy_response },
     };
 
-    api->lib = dlopen(BS_MHD_SONAME, RTLD_NOW | RTLD_LOCAL);
+    /* Never unloaded (RTLD_NODELETE): GnuTLS and the rest keep their
+     * destructors for the process' exit, whatever threads still run. */
+    api->lib = dlopen(BS_MHD_SONAME, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
     if (!api->lib) {
         BS_ERR(MOD, "--metrics needs libmicrohttpd: %s", dlerror());
         return -ENOENT;

@@ -730,9 +730,11 @@ int main(int argc, char **argv)
     snprintf(p->state_path, sizeof(p->state_path), "%s/primary.state", so.agent.state_dir);
     snprintf(p->dirty_path, sizeof(p->dirty_path), "%s/dirty.bitmap", so.agent.state_dir);
     snprintf(p->changes_path, sizeof(p->changes_path), "%s/demoted.changes", so.agent.state_dir);
-    if (load_state(p, so.agent.state_dir) < 0)
-        return BS_EXIT_FAILURE;
+    /* load_state may write the state already (a new identity, a promoted
+     * replica's line taken up). */
     if (uv_mutex_init(&p->state_lock) < 0)
+        return BS_EXIT_FAILURE;
+    if (load_state(p, so.agent.state_dir) < 0)
         return BS_EXIT_FAILURE;
     p->sent = calloc(SENT_CAP, sizeof(*p->sent));
     if (!p->sent)

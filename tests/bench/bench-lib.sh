@@ -509,7 +509,7 @@ while time.time() < deadline:
         t = time.time()
         j = json.loads(last)
         if gated and gate is not None and not first_epoch:
-            first_epoch = j["epoch"] + 1
+            first_epoch = j.get("epoch", 0) + 1
         if gated and j.get("connected") is True and j.get("dirty_bytes") == 0 \
                 and j.get("acked_bytes", 0) >= min_acked \
                 and j.get("committed_epoch", 0) >= first_epoch:
