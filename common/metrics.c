@@ -113,9 +113,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return answer(&m->api, c, MHD_HTTP_METHOD_NOT_ALLOWED, bad_method, sizeof(bad_method) - 1,
                       "text/plain");
     if (strcmp(url, "/metrics") != 0)
-        return answer(&m->api, c, MHD_HTTP_NOT_FOUND, not_found, sizeof(not_found) - 1, "text/plain");
+        return answer(&m->api, c, MHD_HTTP_NOT_FOUND, not_found, sizeof(not_found) - 1,
+                      "text/plain");
     pthread_mutex_lock(&m->lock);
-    ret = answer(&m->api, c, MHD_HTTP_OK, m->text, m->len, "text/plain; version=0.0.4; charset=utf-8");
+    ret = answer(&m->api, c, MHD_HTTP_OK, m->text, m->len,
+                 "text/plain; version=0.0.4; charset=utf-8");
     pthread_mutex_unlock(&m->lock);
     return ret;
 }
@@ -143,9 +145,9 @@ int bs_metrics_start(const char *hostport, struct bs_metrics **out)
     /* One thread polls every connection; a handful of scrapers at once,
      * each with 10 s to send its request. */
     m->d = m->api.start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL,
-                            on_request, m, MHD_OPTION_LISTEN_SOCKET, fd,
-                            MHD_OPTION_CONNECTION_LIMIT, 16u, MHD_OPTION_CONNECTION_TIMEOUT,
-                            10u, MHD_OPTION_END);
+                               on_request, m, MHD_OPTION_LISTEN_SOCKET, fd,
+                               MHD_OPTION_CONNECTION_LIMIT, 16u, MHD_OPTION_CONNECTION_TIMEOUT,
+                               10u, MHD_OPTION_END);
     if (!m->d) {
         BS_ERR(MOD, "cannot start the HTTP server on %s", hostport);
         close(fd);
